@@ -1,0 +1,87 @@
+//! The shared state of a running daemon: the current config and the providers
+//! built from it (swapped whole on SIGHUP), the store, and the counters behind
+//! `/metrics`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::config::Config;
+use crate::provider::Providers;
+use crate::store::Store;
+
+/// One config and what was built from it. Requests take an `Arc` of it at their
+/// start and keep it to their end, so a reload never changes a request midway.
+pub struct Runtime {
+    pub config: Config,
+    pub providers: Providers,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Self {
+        let providers = Providers::build(&config);
+        Runtime { config, providers }
+    }
+}
+
+pub struct App {
+    runtime: RwLock<Arc<Runtime>>,
+    pub store: Store,
+    pub metrics: Metrics,
+}
+
+impl App {
+    pub fn new(runtime: Runtime, store: Store) -> Self {
+        App {
+            runtime: RwLock::new(Arc::new(runtime)),
+            store,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// The current runtime.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        match self.runtime.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new runtime; requests under way keep the old one.
+    pub fn replace(&self, runtime: Runtime) {
+        let new = Arc::new(runtime);
+        match self.runtime.write() {
+            Ok(mut g) => *g = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub connections_refused: AtomicU64,
+    /// Answers by (route, HTTP status).
+    responses: Mutex<BTreeMap<(&'static str, u16), u64>>,
+}
+
+impl Metrics {
+    pub fn response(&self, route: &'static str, status: u16) {
+        if let Ok(mut m) = self.responses.lock() {
+            *m.entry((route, status)).or_default() += 1;
+        }
+    }
+
+    pub fn responses(&self) -> Vec<((&'static str, u16), u64)> {
+        match self.responses.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (*k, *v)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,1059 @@
+//! The TOML configuration: the serde schema (every key with its default), the
+//! embedded demo default, and validation into typed runtime values.
+//!
+//! Errors name the file, the line and the key: `c2cd.toml:12: partner.provider: …`.
+//! An unknown key is an error. Secrets are held in [`Secret`], which never prints.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::phone::valid_pattern;
+use crate::core::Secret;
+
+/// Where the operator's config lives when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/c2cd/c2cd.toml";
+
+/// The embedded default: the simulator, a demo partner, a database in the working
+/// directory, loopback only. For demos and first steps, never for a real install.
+pub const EMBEDDED: &str = include_str!("demo.toml");
+
+/// The nine parameters a XIP click-to-call server receives, in the seed's order.
+pub const XIP_PARAMS: [&str; 9] = [
+    "RequestorPhone",
+    "RequestorCID",
+    "DestinationPhone",
+    "DestinationCID",
+    "PromptSet",
+    "TimeLimit",
+    "PartnerID",
+    "Source",
+    "Auth",
+];
+
+// ---------------------------------------------------------------------------
+// The file as written (serde layer).
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    partner: Vec<RawPartner>,
+    #[serde(default)]
+    provider: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    /// TCP listeners. Default `["127.0.0.1:8080"]`.
+    listen: Option<Vec<String>>,
+    /// Open connections at most; more are answered 503 and closed. Default 1024.
+    max_connections: Option<usize>,
+    /// Largest request body in bytes; larger gets 413. Default 65536.
+    max_body_bytes: Option<usize>,
+    /// Largest request head (request line and headers) in bytes; larger gets 431. Default 16384.
+    max_header_bytes: Option<usize>,
+    /// Time a client has to send the request head before the connection is closed. Default "10s".
+    header_read_timeout: Option<String>,
+    /// Time a client has to send the request body; slower gets 408. Default "10s".
+    body_read_timeout: Option<String>,
+    /// On SIGTERM, time in-flight requests have to finish. Default "30s".
+    drain_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    /// SQLite file. Default "/var/lib/c2cd/c2cd.db" (embedded demo: "./c2cd.db").
+    path: Option<String>,
+    /// Writes waiting for the writer at most; beyond, requests get an overload answer. Default 10000.
+    queue: Option<usize>,
+    /// Writes committed in one transaction at most. Default 1024.
+    batch: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    /// "stderr" (the journal under systemd) or "syslog". Default "stderr".
+    target: Option<String>,
+    /// error, warn, info, debug or trace. Default "info".
+    level: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    /// Bearer token for `/v1/`; without one the admin API answers 403. At least 16 characters.
+    token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartner {
+    /// The partner's id; for XIP, the PartnerID it sends.
+    id: String,
+    /// A name for operators.
+    name: Option<String>,
+    /// XIP: the MD5 shared secret.
+    secret: Option<String>,
+    /// The front doors this partner may use. Default ["xip"].
+    dialects: Option<Vec<String>>,
+    /// The provider its calls go to.
+    provider: String,
+    /// XIP PromptSet sent upstream. Default "XIP1".
+    prompt_set: Option<String>,
+    /// XIP Source sent upstream. Default "XIP1".
+    source: Option<String>,
+    /// XIP TimeLimit in seconds sent upstream. Default 7200.
+    time_limit: Option<u32>,
+    /// HTTP Basic user for the Basic-auth dialects.
+    username: Option<String>,
+    /// HTTP Basic password for the Basic-auth dialects.
+    password: Option<String>,
+    /// false keeps the partner in the database but refuses its requests. Default true.
+    enabled: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: String,
+    /// sim | xip
+    kind: String,
+    // xip
+    url: Option<String>,
+    method: Option<String>,
+    timeout: Option<String>,
+    secret: Option<String>,
+    auth_fields: Option<Vec<String>>,
+    max_response_bytes: Option<usize>,
+    // sim
+    ring: Option<String>,
+    talk: Option<String>,
+    busy: Option<Vec<String>>,
+    no_answer: Option<Vec<String>>,
+    fail: Option<Vec<String>>,
+}
+
+// ---------------------------------------------------------------------------
+// The validated runtime values.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Embedded,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Embedded => f.write_str("<embedded demo default>"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Source,
+    pub server: Server,
+    pub database: Database,
+    pub log: Log,
+    pub admin: Admin,
+    pub partners: Vec<Partner>,
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: Vec<SocketAddr>,
+    pub max_connections: usize,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub path: PathBuf,
+    pub queue: usize,
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    Syslog,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub target: LogTarget,
+    pub level: log::LevelFilter,
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub token: Option<Secret>,
+}
+
+/// The front doors c2cd speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Xip,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Xip => "xip",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Partner {
+    pub id: String,
+    pub name: String,
+    pub secret: Option<Secret>,
+    pub dialects: Vec<Dialect>,
+    pub provider: String,
+    pub prompt_set: String,
+    pub source: String,
+    pub time_limit: u32,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    Sim(SimConfig),
+    Xip(XipConfig),
+}
+
+impl ProviderKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::Sim(_) => "sim",
+            ProviderKind::Xip(_) => "xip",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+#[derive(Debug, Clone)]
+pub struct XipConfig {
+    pub url: hyper::Uri,
+    pub method: HttpMethod,
+    pub timeout: Duration,
+    pub secret: Secret,
+    pub auth_fields: Vec<String>,
+    pub max_response_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub secret: Option<Secret>,
+    pub ring: Duration,
+    pub talk: Duration,
+    pub busy: Vec<String>,
+    pub no_answer: Vec<String>,
+    pub fail: Vec<String>,
+}
+
+impl Config {
+    pub fn partner(&self, id: &str) -> Option<&Partner> {
+        self.partners.iter().find(|p| p.id == id)
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.source == Source::Embedded
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+/// A config error: where it is and what is wrong, printed as `FILE:LINE: key: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}: {}", self.file, l, self.key, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.key, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Loads the config: `path` if given, else [`DEFAULT_PATH`] if it exists, else the
+/// embedded demo default.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => load_file(p),
+        None if Path::new(DEFAULT_PATH).exists() => load_file(Path::new(DEFAULT_PATH)),
+        None => parse(EMBEDDED, Source::Embedded),
+    }
+}
+
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        line: None,
+        key: "file".into(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text, Source::File(path.to_path_buf()))
+}
+
+/// A path to a key in the document: `partner`, 0, `provider`.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(&'static str),
+    Index(usize),
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: String,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: &[Seg], message: impl Into<String>) {
+        let key = path
+            .iter()
+            .filter_map(|s| match s {
+                Seg::Key(k) => Some(*k),
+                Seg::Index(_) => None,
+            })
+            .collect::<Vec<_>>()
+            .join(".");
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: locate(self.text, path),
+            key,
+            message: message.into(),
+        });
+    }
+
+    fn duration(
+        &mut self,
+        path: &[Seg],
+        v: &Option<String>,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s) {
+                Some(d) if d <= max => d,
+                Some(_) => {
+                    self.err(
+                        path,
+                        format!("{s:?} is longer than the maximum {}", fmt_duration(max)),
+                    );
+                    default
+                }
+                None => {
+                    self.err(
+                        path,
+                        format!("{s:?} is not a duration (examples: \"500ms\", \"10s\", \"2m\")"),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn range(
+        &mut self,
+        path: &[Seg],
+        v: Option<usize>,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> usize {
+        match v {
+            None => default,
+            Some(n) if (min..=max).contains(&n) => n,
+            Some(n) => {
+                self.err(path, format!("{n} is out of range {min}..={max}"));
+                default
+            }
+        }
+    }
+
+    fn token(&mut self, path: &[Seg], v: &Option<String>, default: &str) -> String {
+        match v {
+            None => default.to_string(),
+            Some(s)
+                if !s.is_empty()
+                    && s.len() <= 32
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+            {
+                s.clone()
+            }
+            Some(s) => {
+                self.err(
+                    path,
+                    format!("{s:?} must be 1 to 32 letters, digits, '_' or '-'"),
+                );
+                default.to_string()
+            }
+        }
+    }
+
+    fn patterns(&mut self, path: &[Seg], v: &Option<Vec<String>>) -> Vec<String> {
+        let list = v.clone().unwrap_or_default();
+        for p in &list {
+            if !valid_pattern(p) {
+                self.err(
+                    path,
+                    format!(
+                        "{p:?} is not a number pattern (digits, X for any digit, * at the end)"
+                    ),
+                );
+            }
+        }
+        list
+    }
+}
+
+/// Parses and validates a config text. Every problem found is reported; the first
+/// is returned (check-config prints them all through [`parse_all`]).
+pub fn parse(text: &str, source: Source) -> Result<Config, ConfigError> {
+    parse_all(text, source).map_err(|mut v| v.remove(0))
+}
+
+/// Like [`parse`], returning every problem found.
+pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>> {
+    let file = source.to_string();
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => return Err(vec![serde_error(text, &file, &e)]),
+    };
+    let mut v = Validator {
+        text,
+        file,
+        errors: Vec::new(),
+    };
+    let embedded = source == Source::Embedded;
+
+    use Seg::{Index as I, Key as K};
+
+    // [server]
+    let listen_raw = raw
+        .server
+        .listen
+        .clone()
+        .unwrap_or_else(|| vec!["127.0.0.1:8080".into()]);
+    let mut listen = Vec::new();
+    if listen_raw.is_empty() {
+        v.err(
+            &[K("server"), K("listen")],
+            "needs at least one address, e.g. [\"127.0.0.1:8080\"]",
+        );
+    }
+    for (i, a) in listen_raw.iter().enumerate() {
+        match a.parse::<SocketAddr>() {
+            Ok(sa) => listen.push(sa),
+            Err(_) => v.err(
+                &[K("server"), K("listen"), I(i)],
+                format!("{a:?} is not an IP:port address"),
+            ),
+        }
+    }
+    let s = &raw.server;
+    let server = Server {
+        listen,
+        max_connections: v.range(
+            &[K("server"), K("max_connections")],
+            s.max_connections,
+            1024,
+            1,
+            1_000_000,
+        ),
+        max_body_bytes: v.range(
+            &[K("server"), K("max_body_bytes")],
+            s.max_body_bytes,
+            65536,
+            1024,
+            16 << 20,
+        ),
+        max_header_bytes: v.range(
+            &[K("server"), K("max_header_bytes")],
+            s.max_header_bytes,
+            16384,
+            8192,
+            1 << 20,
+        ),
+        header_read_timeout: v.duration(
+            &[K("server"), K("header_read_timeout")],
+            &s.header_read_timeout,
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+        ),
+        body_read_timeout: v.duration(
+            &[K("server"), K("body_read_timeout")],
+            &s.body_read_timeout,
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+        ),
+        drain_timeout: v.duration(
+            &[K("server"), K("drain_timeout")],
+            &s.drain_timeout,
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+        ),
+    };
+    if server.header_read_timeout.is_zero() {
+        v.err(
+            &[K("server"), K("header_read_timeout")],
+            "must be more than 0s",
+        );
+    }
+    if server.body_read_timeout.is_zero() {
+        v.err(
+            &[K("server"), K("body_read_timeout")],
+            "must be more than 0s",
+        );
+    }
+
+    // [database]
+    let d = &raw.database;
+    let default_db = if embedded {
+        "c2cd.db"
+    } else {
+        "/var/lib/c2cd/c2cd.db"
+    };
+    let db_path = d.path.clone().unwrap_or_else(|| default_db.into());
+    if db_path.is_empty() {
+        v.err(&[K("database"), K("path")], "must not be empty");
+    }
+    let database = Database {
+        path: PathBuf::from(db_path),
+        queue: v.range(&[K("database"), K("queue")], d.queue, 10_000, 1, 1_000_000),
+        batch: v.range(&[K("database"), K("batch")], d.batch, 1024, 1, 100_000),
+    };
+
+    // [log]
+    let target = match raw.log.target.as_deref() {
+        None | Some("stderr") => LogTarget::Stderr,
+        Some("syslog") => LogTarget::Syslog,
+        Some(o) => {
+            v.err(
+                &[K("log"), K("target")],
+                format!("{o:?} is not one of \"stderr\", \"syslog\""),
+            );
+            LogTarget::Stderr
+        }
+    };
+    let level = match raw
+        .log
+        .level
+        .as_deref()
+        .unwrap_or("info")
+        .parse::<log::LevelFilter>()
+    {
+        Ok(l) => l,
+        Err(_) => {
+            v.err(
+                &[K("log"), K("level")],
+                "must be one of error, warn, info, debug, trace, off",
+            );
+            log::LevelFilter::Info
+        }
+    };
+    let log = Log { target, level };
+
+    // [admin]
+    let token = match &raw.admin.token {
+        Some(t) if t.len() < 16 => {
+            v.err(&[K("admin"), K("token")], "must be at least 16 characters");
+            None
+        }
+        Some(t) => Some(Secret::new(t.clone())),
+        None => None,
+    };
+    let admin = Admin { token };
+
+    // [[provider]]
+    let mut providers: Vec<ProviderConfig> = Vec::new();
+    for (i, p) in raw.provider.iter().enumerate() {
+        let at = |k: &'static str| [K("provider"), I(i), K(k)];
+        if p.name.is_empty() {
+            v.err(&at("name"), "must not be empty");
+        }
+        if providers.iter().any(|q| q.name == p.name) {
+            v.err(
+                &at("name"),
+                format!("provider {:?} is declared twice", p.name),
+            );
+        }
+        let not_for = |v: &mut Validator, present: bool, key: &'static str, kind: &str| {
+            if present {
+                v.err(&at(key), format!("is not used by kind {kind:?}"));
+            }
+        };
+        let kind = match p.kind.as_str() {
+            "sim" => {
+                not_for(&mut v, p.url.is_some(), "url", "sim");
+                not_for(&mut v, p.method.is_some(), "method", "sim");
+                not_for(&mut v, p.timeout.is_some(), "timeout", "sim");
+                not_for(&mut v, p.auth_fields.is_some(), "auth_fields", "sim");
+                not_for(
+                    &mut v,
+                    p.max_response_bytes.is_some(),
+                    "max_response_bytes",
+                    "sim",
+                );
+                ProviderKind::Sim(SimConfig {
+                    secret: p.secret.clone().map(Secret::new),
+                    ring: v.duration(
+                        &at("ring"),
+                        &p.ring,
+                        Duration::from_secs(2),
+                        Duration::from_secs(300),
+                    ),
+                    talk: v.duration(
+                        &at("talk"),
+                        &p.talk,
+                        Duration::from_secs(10),
+                        Duration::from_secs(86400),
+                    ),
+                    busy: v.patterns(&at("busy"), &p.busy),
+                    no_answer: v.patterns(&at("no_answer"), &p.no_answer),
+                    fail: v.patterns(&at("fail"), &p.fail),
+                })
+            }
+            "xip" => {
+                not_for(&mut v, p.ring.is_some(), "ring", "xip");
+                not_for(&mut v, p.talk.is_some(), "talk", "xip");
+                not_for(&mut v, p.busy.is_some(), "busy", "xip");
+                not_for(&mut v, p.no_answer.is_some(), "no_answer", "xip");
+                not_for(&mut v, p.fail.is_some(), "fail", "xip");
+                let url = match p.url.as_deref() {
+                    None => {
+                        v.err(
+                            &at("kind"),
+                            "kind \"xip\" needs url, the click-to-call server's address",
+                        );
+                        hyper::Uri::from_static("http://127.0.0.1/")
+                    }
+                    Some(u) => match u.parse::<hyper::Uri>() {
+                        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => uri,
+                        Ok(uri) if uri.scheme_str() == Some("https") => {
+                            v.err(&at("url"), "https is not supported yet; reach the server through a local TLS proxy (e.g. stunnel) over http");
+                            uri
+                        }
+                        _ => {
+                            v.err(&at("url"), format!("{u:?} is not an http:// URL"));
+                            hyper::Uri::from_static("http://127.0.0.1/")
+                        }
+                    },
+                };
+                let method = match p.method.as_deref() {
+                    None | Some("GET") => HttpMethod::Get,
+                    Some("POST") => HttpMethod::Post,
+                    Some(o) => {
+                        v.err(
+                            &at("method"),
+                            format!("{o:?} is not one of \"GET\", \"POST\""),
+                        );
+                        HttpMethod::Get
+                    }
+                };
+                let secret = match &p.secret {
+                    Some(s) if !s.is_empty() => Secret::new(s.clone()),
+                    _ => {
+                        v.err(
+                            &at("kind"),
+                            "kind \"xip\" needs secret, for the Auth it sends upstream",
+                        );
+                        Secret::new("")
+                    }
+                };
+                let auth_fields = p.auth_fields.clone().unwrap_or_else(|| {
+                    vec![
+                        "PartnerID".into(),
+                        "RequestorPhone".into(),
+                        "DestinationPhone".into(),
+                    ]
+                });
+                if auth_fields.is_empty() {
+                    v.err(&at("auth_fields"), "needs at least one field");
+                }
+                for f in &auth_fields {
+                    if f == "Auth" || !XIP_PARAMS.contains(&f.as_str()) {
+                        v.err(&at("auth_fields"), format!("{f:?} is not one of the parameters sent upstream (RequestorPhone, RequestorCID, DestinationPhone, DestinationCID, PromptSet, TimeLimit, PartnerID, Source)"));
+                    }
+                }
+                ProviderKind::Xip(XipConfig {
+                    url,
+                    method,
+                    timeout: v.duration(
+                        &at("timeout"),
+                        &p.timeout,
+                        Duration::from_secs(10),
+                        Duration::from_secs(120),
+                    ),
+                    secret,
+                    auth_fields,
+                    max_response_bytes: v.range(
+                        &at("max_response_bytes"),
+                        p.max_response_bytes,
+                        65536,
+                        1024,
+                        16 << 20,
+                    ),
+                })
+            }
+            o => {
+                v.err(&at("kind"), format!("{o:?} is not one of \"sim\", \"xip\""));
+                continue;
+            }
+        };
+        providers.push(ProviderConfig {
+            name: p.name.clone(),
+            kind,
+        });
+    }
+
+    // [[partner]]
+    let mut partners: Vec<Partner> = Vec::new();
+    for (i, p) in raw.partner.iter().enumerate() {
+        let at = |k: &'static str| [K("partner"), I(i), K(k)];
+        if p.id.is_empty() || p.id.len() > 64 || !p.id.bytes().all(|b| b.is_ascii_graphic()) {
+            v.err(
+                &at("id"),
+                "must be 1 to 64 printable characters without spaces",
+            );
+        }
+        if partners.iter().any(|q| q.id == p.id) {
+            v.err(&at("id"), format!("partner {:?} is declared twice", p.id));
+        }
+        let mut dialects = Vec::new();
+        for d in p.dialects.clone().unwrap_or_else(|| vec!["xip".into()]) {
+            match d.as_str() {
+                "xip" => dialects.push(Dialect::Xip),
+                o => v.err(
+                    &at("dialects"),
+                    format!("{o:?} is not a dialect this version speaks (xip)"),
+                ),
+            }
+        }
+        let secret = p.secret.clone().filter(|s| !s.is_empty()).map(Secret::new);
+        if dialects.contains(&Dialect::Xip) && secret.is_none() {
+            v.err(
+                &at("secret"),
+                "partners using the xip dialect need a secret (the MD5 shared secret)",
+            );
+        }
+        if !raw.provider.iter().any(|q| q.name == p.provider) {
+            v.err(
+                &at("provider"),
+                format!("no [[provider]] is named {:?}", p.provider),
+            );
+        }
+        let time_limit = match p.time_limit {
+            None => 7200,
+            Some(t) if (1..=86400).contains(&t) => t,
+            Some(t) => {
+                v.err(
+                    &at("time_limit"),
+                    format!("{t} is out of range 1..=86400 seconds"),
+                );
+                7200
+            }
+        };
+        partners.push(Partner {
+            id: p.id.clone(),
+            name: p.name.clone().unwrap_or_else(|| p.id.clone()),
+            secret,
+            dialects,
+            provider: p.provider.clone(),
+            prompt_set: v.token(&at("prompt_set"), &p.prompt_set, "XIP1"),
+            source: v.token(&at("source"), &p.source, "XIP1"),
+            time_limit,
+            username: p.username.clone(),
+            password: p.password.clone().map(Secret::new),
+            enabled: p.enabled.unwrap_or(true),
+        });
+    }
+
+    if !v.errors.is_empty() {
+        return Err(v.errors);
+    }
+    Ok(Config {
+        source,
+        server,
+        database,
+        log,
+        admin,
+        partners,
+        providers,
+    })
+}
+
+/// Turns a serde/TOML error into `FILE:LINE: key: message`.
+fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, key) = match e.span() {
+        Some(span) => {
+            let snippet = text.get(span.clone()).unwrap_or("").trim();
+            let key = if !snippet.is_empty()
+                && snippet.len() <= 64
+                && !snippet.contains(['\n', '=', '"'])
+            {
+                snippet.trim_matches(['[', ']']).to_string()
+            } else {
+                "toml".to_string()
+            };
+            (Some(line_of(text, span.start)), key)
+        }
+        None => (None, "toml".to_string()),
+    };
+    ConfigError {
+        file: file.to_string(),
+        line,
+        key,
+        message: e.message().trim().to_string(),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line a key path points at, found in the parsed document's spans; the
+/// deepest part of the path that exists when the rest does not.
+fn locate(text: &str, path: &[Seg]) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut best = None;
+    let mut node: Option<&DeValue> = None;
+    let mut table: Option<&DeTable> = Some(doc.get_ref());
+    for seg in path {
+        let found = match (seg, table, node) {
+            (Seg::Key(k), Some(t), _) => t
+                .iter()
+                .find(|(key, _)| key.get_ref().as_ref() == *k)
+                .map(|(key, val)| (key.span().start, val.get_ref())),
+            (Seg::Index(i), _, Some(DeValue::Array(a))) => {
+                a.get(*i).map(|item| (item.span().start, item.get_ref()))
+            }
+            _ => None,
+        };
+        let Some((offset, value)) = found else { break };
+        best = Some(line_of(text, offset));
+        node = Some(value);
+        table = match value {
+            DeValue::Table(t) => Some(t),
+            _ => None,
+        };
+    }
+    best
+}
+
+/// Parses "500ms", "10s", "2m", "1h" (and a bare "0").
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() != 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, Source::File("c.toml".into()))
+            .unwrap_err()
+            .to_string()
+    }
+
+    const OK: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[partner]]
+id = "102821"
+secret = "s3cret"
+provider = "c2c"
+
+[[provider]]
+name = "c2c"
+kind = "xip"
+url = "http://127.0.0.1:9000/c2c"
+secret = "up"
+"#;
+
+    #[test]
+    fn embedded_default_is_valid_and_demo() {
+        let c = parse(EMBEDDED, Source::Embedded).unwrap();
+        assert!(c.is_embedded());
+        assert_eq!(
+            c.server.listen,
+            vec!["127.0.0.1:8080".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.database.path, PathBuf::from("c2cd.db"));
+        assert!(matches!(c.providers[0].kind, ProviderKind::Sim(_)));
+        assert_eq!(c.partners[0].id, "102821");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse(OK, Source::File("c.toml".into())).unwrap();
+        let p = &c.partners[0];
+        assert_eq!(
+            (p.prompt_set.as_str(), p.source.as_str(), p.time_limit),
+            ("XIP1", "XIP1", 7200)
+        );
+        assert_eq!(p.dialects, vec![Dialect::Xip]);
+        assert_eq!(c.database.path, PathBuf::from("/var/lib/c2cd/c2cd.db"));
+        let ProviderKind::Xip(x) = &c.providers[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            x.auth_fields,
+            ["PartnerID", "RequestorPhone", "DestinationPhone"]
+        );
+        assert_eq!(x.method, HttpMethod::Get);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = OK.replace("secret = \"s3cret\"", "secret = \"s3cret\"\nsecrte = \"x\"");
+        let e = err(&text);
+        assert!(
+            e.starts_with("c.toml:8: secrte: unknown field `secrte`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_table_is_an_error() {
+        let e = err("[sever]\nlisten = []\n");
+        assert!(e.starts_with("c.toml:1: sever: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_key() {
+        let e = err(&OK.replace("provider = \"c2c\"", "provider = \"nope\""));
+        assert_eq!(
+            e,
+            "c.toml:8: partner.provider: no [[provider]] is named \"nope\""
+        );
+        let e = err(&OK.replace("127.0.0.1:0", "localhost"));
+        assert_eq!(
+            e,
+            "c.toml:3: server.listen: \"localhost\" is not an IP:port address"
+        );
+        let e = err(&OK.replace("kind = \"xip\"", "kind = \"sip\""));
+        assert_eq!(
+            e,
+            "c.toml:12: provider.kind: \"sip\" is not one of \"sim\", \"xip\""
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_line() {
+        let e = err(&OK.replace("[server]", "[server]\nmax_connections = \"many\""));
+        assert!(e.starts_with("c.toml:3: "), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn xip_partner_needs_secret_and_provider_needs_url() {
+        let e = err(&OK.replace("secret = \"s3cret\"\n", ""));
+        assert_eq!(e, "c.toml:5: partner.secret: partners using the xip dialect need a secret (the MD5 shared secret)");
+        let all = parse_all(
+            &OK.replace("url = \"http://127.0.0.1:9000/c2c\"\n", ""),
+            Source::File("c.toml".into()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            all[0].to_string(),
+            "c.toml:12: provider.kind: kind \"xip\" needs url, the click-to-call server's address"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("150ms"), Some(Duration::from_millis(150)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+
+    #[test]
+    fn secrets_do_not_print_in_debug() {
+        let c = parse(OK, Source::File("c.toml".into())).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret") && !dbg.contains("\"up\""), "{dbg}");
+    }
+}

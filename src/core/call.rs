@@ -1,0 +1,271 @@
+//! The call's state machine. A call is requested, handed to a provider, and then
+//! followed through its two legs: A is called first; once A answers, B is called and
+//! the two are bridged.
+//!
+//! ```text
+//! requested ─▶ originating ─▶ accepted ─▶ dialing_a ─▶ a_answered ─▶ dialing_b ─▶ bridged ─▶ completed
+//!     │             │  └─────▶ handed_off      └──────────┴──────────────┴───────────▶ failed
+//!     ▼             ▼
+//!  rejected       failed
+//! ```
+//!
+//! `rejected` means c2cd refused the request itself (nothing was dialled);
+//! `handed_off` means an upstream click-to-call server took the call and reports
+//! nothing further. Illegal transitions are refused, never applied.
+
+use std::fmt;
+
+/// One side of a call: A is called first, B once A has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leg {
+    A,
+    B,
+}
+
+impl Leg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leg::A => "a",
+            Leg::B => "b",
+        }
+    }
+}
+
+/// How a leg ended. Each maps to a Q.850 cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegOutcome {
+    /// Answered and ended normally (Q.850 16).
+    Normal,
+    /// User busy (Q.850 17).
+    Busy,
+    /// Rang out without an answer (Q.850 19).
+    NoAnswer,
+    /// Network congestion, no route, or another failure (Q.850 34).
+    Failed,
+}
+
+impl LegOutcome {
+    pub fn q850(self) -> u16 {
+        match self {
+            LegOutcome::Normal => 16,
+            LegOutcome::Busy => 17,
+            LegOutcome::NoAnswer => 19,
+            LegOutcome::Failed => 34,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegOutcome::Normal => "normal",
+            LegOutcome::Busy => "busy",
+            LegOutcome::NoAnswer => "no_answer",
+            LegOutcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    Requested,
+    Rejected,
+    Originating,
+    Accepted,
+    HandedOff,
+    DialingA,
+    AAnswered,
+    DialingB,
+    Bridged,
+    Completed,
+    Failed,
+}
+
+impl CallState {
+    pub const ALL: [CallState; 11] = [
+        CallState::Requested,
+        CallState::Rejected,
+        CallState::Originating,
+        CallState::Accepted,
+        CallState::HandedOff,
+        CallState::DialingA,
+        CallState::AAnswered,
+        CallState::DialingB,
+        CallState::Bridged,
+        CallState::Completed,
+        CallState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Requested => "requested",
+            CallState::Rejected => "rejected",
+            CallState::Originating => "originating",
+            CallState::Accepted => "accepted",
+            CallState::HandedOff => "handed_off",
+            CallState::DialingA => "dialing_a",
+            CallState::AAnswered => "a_answered",
+            CallState::DialingB => "dialing_b",
+            CallState::Bridged => "bridged",
+            CallState::Completed => "completed",
+            CallState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CallState::Rejected | CallState::HandedOff | CallState::Completed | CallState::Failed
+        )
+    }
+}
+
+impl fmt::Display for CallState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to a call, as reported by c2cd itself or by its provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// c2cd refused the request; nothing was dialled.
+    Rejected,
+    /// The provider is being asked to originate.
+    Originating,
+    /// The provider took the call and will report its progress.
+    Accepted,
+    /// The provider took the call and reports nothing further.
+    HandedOff,
+    /// The provider refused or could not be reached.
+    Failed,
+    Ringing(Leg),
+    Answered(Leg),
+    Bridged,
+    Ended {
+        leg: Leg,
+        outcome: LegOutcome,
+    },
+}
+
+impl Event {
+    /// The stable name stored in `call_events.kind`.
+    pub fn kind(&self) -> String {
+        match self {
+            Event::Rejected => "rejected".into(),
+            Event::Originating => "originating".into(),
+            Event::Accepted => "accepted".into(),
+            Event::HandedOff => "handed_off".into(),
+            Event::Failed => "failed".into(),
+            Event::Ringing(l) => format!("{}_ringing", l.as_str()),
+            Event::Answered(l) => format!("{}_answered", l.as_str()),
+            Event::Bridged => "bridged".into(),
+            Event::Ended { leg, outcome } => format!("{}_ended_{}", leg.as_str(), outcome.as_str()),
+        }
+    }
+
+    /// The Q.850 cause an event carries, when it ends a leg.
+    pub fn cause(&self) -> Option<u16> {
+        match self {
+            Event::Ended { outcome, .. } => Some(outcome.q850()),
+            _ => None,
+        }
+    }
+}
+
+/// The state `event` moves a call in `state` to, or `None` when the transition
+/// is illegal (and must be logged, not applied).
+pub fn next(state: CallState, event: &Event) -> Option<CallState> {
+    use CallState as S;
+    use Event as E;
+    Some(match (state, event) {
+        (S::Requested, E::Rejected) => S::Rejected,
+        (S::Requested, E::Originating) => S::Originating,
+        (S::Originating, E::Accepted) => S::Accepted,
+        (S::Originating, E::HandedOff) => S::HandedOff,
+        (S::Originating, E::Failed) => S::Failed,
+        (S::Accepted, E::Ringing(Leg::A)) => S::DialingA,
+        (S::Accepted | S::DialingA, E::Answered(Leg::A)) => S::AAnswered,
+        (S::AAnswered, E::Ringing(Leg::B)) => S::DialingB,
+        (S::AAnswered | S::DialingB, E::Answered(Leg::B)) => S::DialingB,
+        (S::AAnswered | S::DialingB, E::Bridged) => S::Bridged,
+        (S::Bridged, E::Ended { .. }) => S::Completed,
+        (S::Accepted | S::DialingA | S::AAnswered | S::DialingB, E::Ended { .. }) => S::Failed,
+        (S::Accepted | S::DialingA | S::AAnswered | S::DialingB | S::Bridged, E::Failed) => {
+            S::Failed
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(events: &[Event]) -> Option<CallState> {
+        events.iter().try_fold(CallState::Requested, next)
+    }
+
+    #[test]
+    fn a_full_call_completes() {
+        let got = run(&[
+            Event::Originating,
+            Event::Accepted,
+            Event::Ringing(Leg::A),
+            Event::Answered(Leg::A),
+            Event::Ringing(Leg::B),
+            Event::Answered(Leg::B),
+            Event::Bridged,
+            Event::Ended {
+                leg: Leg::A,
+                outcome: LegOutcome::Normal,
+            },
+        ]);
+        assert_eq!(got, Some(CallState::Completed));
+    }
+
+    #[test]
+    fn a_busy_b_fails_the_call() {
+        let got = run(&[
+            Event::Originating,
+            Event::Accepted,
+            Event::Ringing(Leg::A),
+            Event::Answered(Leg::A),
+            Event::Ringing(Leg::B),
+            Event::Ended {
+                leg: Leg::B,
+                outcome: LegOutcome::Busy,
+            },
+        ]);
+        assert_eq!(got, Some(CallState::Failed));
+    }
+
+    #[test]
+    fn terminal_states_accept_nothing() {
+        for s in CallState::ALL.into_iter().filter(|s| s.is_terminal()) {
+            assert_eq!(next(s, &Event::Bridged), None, "{s}");
+            assert_eq!(next(s, &Event::Originating), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn b_cannot_ring_before_a_answers() {
+        assert_eq!(next(CallState::DialingA, &Event::Ringing(Leg::B)), None);
+        assert_eq!(next(CallState::Requested, &Event::Bridged), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for s in CallState::ALL {
+            assert_eq!(CallState::parse(s.as_str()), Some(s));
+        }
+        let e = Event::Ended {
+            leg: Leg::B,
+            outcome: LegOutcome::NoAnswer,
+        };
+        assert_eq!(e.kind(), "b_ended_no_answer");
+        assert_eq!(e.cause(), Some(19));
+    }
+}

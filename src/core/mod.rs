@@ -1,0 +1,156 @@
+//! The domain: what a call is, independent of any wire dialect or provider.
+//!
+//! - [`CallId`]: the one time-ordered id every dialect can return or be asked for.
+//! - [`Secret`]: shared secrets, which never print.
+//! - [`phone`]: phone numbers, canonical E.164 with `+`.
+//! - [`call`]: the call's state machine and the events that drive it.
+
+pub mod call;
+pub mod phone;
+
+use std::fmt;
+
+use md5::{Digest, Md5};
+use subtle::ConstantTimeEq;
+
+/// A call's id: a UUIDv7, so ids sort by creation time in the database and in logs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallId(uuid::Uuid);
+
+impl CallId {
+    pub fn new() -> Self {
+        CallId(uuid::Uuid::now_v7())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(s).ok().map(CallId)
+    }
+}
+
+impl Default for CallId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A shared secret or token. `Debug` and `Display` print `***` so that a secret
+/// cannot reach a log line through a formatted struct.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for hashing or comparing. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Lowercase hex MD5 of the concatenation of `parts`.
+pub fn md5_hex(parts: &[&str]) -> String {
+    let mut h = Md5::new();
+    for p in parts {
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    let mut out = String::with_capacity(32);
+    for b in digest {
+        use fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+// SECURITY: every comparison of a secret or a value derived from one goes through here.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Compares a received hex digest with the expected lowercase one, ignoring the
+/// case of the received digest, in constant time.
+pub fn hex_digest_eq(received: &str, expected_lower: &str) -> bool {
+    let received: Vec<u8> = received.bytes().map(|b| b.to_ascii_lowercase()).collect();
+    ct_eq(&received, expected_lower.as_bytes())
+}
+
+/// Milliseconds since the Unix epoch, UTC: how every time is stored.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Formats stored milliseconds as RFC 3339 UTC with milliseconds.
+pub fn format_ms(ms: i64) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => format!("{t:.3}"),
+        Err(_) => ms.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_matches_the_seed_scheme() {
+        // md5("B4n0ff13P13!_" "102821" "16045551234" "16045550000"), computed independently.
+        let got = md5_hex(&["B4n0ff13P13!_", "102821", "16045551234", "16045550000"]);
+        assert_eq!(got.len(), 32);
+        assert_eq!(got, md5_hex(&["B4n0ff13P13!_1028211604555123416045550000"]));
+        assert_eq!(md5_hex(&[""]), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn hex_digest_compare_ignores_case_of_received() {
+        let e = md5_hex(&["x"]);
+        assert!(hex_digest_eq(&e.to_uppercase(), &e));
+        assert!(!hex_digest_eq(&e[..31], &e));
+        assert!(!hex_digest_eq("", &e));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "*** ***");
+    }
+
+    #[test]
+    fn call_ids_are_time_ordered() {
+        let a = CallId::new();
+        let b = CallId::new();
+        assert!(a.to_string() < b.to_string());
+        assert_eq!(CallId::parse(&a.to_string()), Some(a));
+    }
+
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(format_ms(0), "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,140 @@
+//! Wiring and lifecycle: open the database, sync partners, serve the listeners,
+//! reload on SIGHUP, drain on SIGTERM, and tell systemd where we are.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::app::{App, Runtime};
+use crate::config::{self, Config, Source};
+use crate::core::now_ms;
+use crate::signal::Signal;
+use crate::store::{partners, Store};
+
+/// Runs the daemon on already-bound `listeners` until a stop arrives on `control`.
+/// The binary feeds `control` from the process's signals.
+pub async fn run(
+    config: Config,
+    listeners: Vec<TcpListener>,
+    mut control: mpsc::Receiver<Signal>,
+) -> anyhow::Result<()> {
+    let db = config.database.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+        .await
+        .context("while opening the database")?
+        .with_context(|| {
+            format!(
+                "while opening the database {}",
+                config.database.path.display()
+            )
+        })?;
+    sync_partners(&store, &config)
+        .await
+        .context("while syncing partners into the database")?;
+    let app = Arc::new(App::new(Runtime::new(config), store.clone()));
+
+    for l in &listeners {
+        if let Ok(a) = l.local_addr() {
+            log::info!("listening on http://{a}");
+        }
+    }
+    notify("READY=1");
+
+    let app2 = app.clone();
+    let shutdown = async move {
+        loop {
+            match control.recv().await {
+                Some(Signal::Reload) => {
+                    log::info!("SIGHUP: reloading the config");
+                    reload(&app2).await;
+                }
+                Some(Signal::Stop(name)) => {
+                    log::info!("{name}: draining connections and stopping");
+                    break;
+                }
+                None => break,
+            }
+        }
+    };
+    crate::http::serve(listeners, app, shutdown).await;
+    notify("STOPPING=1");
+    tokio::task::spawn_blocking(move || store.shutdown())
+        .await
+        .context("while stopping the database writer")?;
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn sync_partners(store: &Store, config: &Config) -> Result<(), crate::store::StoreError> {
+    let list = config.partners.clone();
+    let report = store
+        .write(move |c| partners::sync(c, &list, now_ms()))
+        .await?;
+    log::info!(
+        "partners: {} in config, {} added, {} updated, {} disabled",
+        config.partners.len(),
+        report.added,
+        report.updated,
+        report.disabled
+    );
+    Ok(())
+}
+
+/// Loads the config file again; a bad one is refused and the running one stays.
+async fn reload(app: &App) {
+    let current = app.runtime();
+    let Source::File(path) = current.config.source.clone() else {
+        log::warn!("reload: running on the embedded demo default; nothing to reload (start with --config FILE)");
+        return;
+    };
+    let loaded = tokio::task::spawn_blocking(move || config::load_file(&path)).await;
+    let new = match loaded {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            log::error!("reload refused, keeping the running config: {e}");
+            return;
+        }
+        Err(e) => {
+            log::error!("reload refused: {e}");
+            return;
+        }
+    };
+    if new.server.listen != current.config.server.listen
+        || new.database.path != current.config.database.path
+    {
+        log::warn!(
+            "reload: changes to server.listen and database.path take effect at the next restart"
+        );
+    }
+    if let Err(e) = sync_partners(&app.store, &new).await {
+        log::error!("reload refused, partners not synced: {e}");
+        return;
+    }
+    log::set_max_level(new.log.level);
+    app.replace(Runtime::new(new));
+    log::info!("config reloaded");
+}
+
+/// Tells systemd about our state when started with `Type=notify`.
+fn notify(state: &str) {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(state.as_bytes(), &a))
+    } else {
+        sock.send_to(state.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        log::warn!("sd_notify {state}: {e}");
+    }
+}

@@ -1,0 +1,505 @@
+//! The XIP partner API (seed 000): `GET` or `POST /request/call.php` with
+//! PartnerID, Requestor, Fulfillment and Auth = MD5(secret + PartnerID + Requestor
+//! + Fulfillment).
+//!
+//! A known partner's request always goes to its click-to-call server, with Auth
+//! `BadIncomingAuth` when the partner's Auth does not match, and the server's
+//! status and body go back verbatim: the vendor always sees the same interface.
+//! Requests c2cd cannot pass on (unknown partner, malformed input, limits, an
+//! unreachable server) are answered by c2cd itself with a result code from the
+//! table in [`XipError`], in the same `Result=…&Message=…&CallID=…` form the
+//! simulator answers with.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::app::App;
+use crate::core::call::Event;
+use crate::core::phone::{last_chars, E164};
+use crate::core::{hex_digest_eq, md5_hex, now_ms, CallId};
+use crate::http::{read_body, BodyError, Resp};
+use crate::provider::{Events, Originate, ProviderError};
+use crate::store::{calls, partners, StoreError};
+
+use super::CALL_ID_HEADER;
+
+/// Why c2cd answered a XIP request itself. Each has a stable result code and
+/// HTTP status; the codes are documented in the README.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XipError {
+    #[error("Unknown or disabled PartnerID")]
+    UnknownPartner,
+    #[error("Missing parameter {0}")]
+    MissingParameter(&'static str),
+    #[error("Invalid {param}: {why}")]
+    InvalidNumber { param: &'static str, why: String },
+    #[error("Malformed request: {0}")]
+    Malformed(String),
+    #[error("Method not allowed: use GET or POST")]
+    MethodNotAllowed,
+    #[error("Unsupported Content-Type: send application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("Request body too large")]
+    TooLarge,
+    #[error("Request body not received in time")]
+    Timeout,
+    #[error("Click-to-call server unreachable")]
+    UpstreamUnreachable,
+    #[error("Click-to-call server did not answer in time")]
+    UpstreamTimeout,
+    #[error("Click-to-call server gave an unusable answer")]
+    UpstreamBadResponse,
+    #[error("Busy, retry later")]
+    Overloaded,
+    #[error("Internal error")]
+    Internal,
+}
+
+impl XipError {
+    /// The `Result` code; 0 and 100 are the simulator's accepted and BadIncomingAuth.
+    pub fn code(&self) -> u16 {
+        match self {
+            XipError::UnknownPartner => 101,
+            XipError::MissingParameter(_) => 102,
+            XipError::InvalidNumber { .. } => 103,
+            XipError::Malformed(_) => 104,
+            XipError::MethodNotAllowed => 105,
+            XipError::UnsupportedMediaType => 106,
+            XipError::TooLarge => 107,
+            XipError::Timeout => 108,
+            XipError::UpstreamUnreachable => 110,
+            XipError::UpstreamTimeout => 111,
+            XipError::UpstreamBadResponse => 112,
+            XipError::Overloaded => 120,
+            XipError::Internal => 121,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            XipError::UnknownPartner => StatusCode::FORBIDDEN,
+            XipError::MissingParameter(_)
+            | XipError::InvalidNumber { .. }
+            | XipError::Malformed(_) => StatusCode::BAD_REQUEST,
+            XipError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            XipError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            XipError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            XipError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            XipError::UpstreamUnreachable | XipError::UpstreamBadResponse => {
+                StatusCode::BAD_GATEWAY
+            }
+            XipError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            XipError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            XipError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn from_provider(e: &ProviderError) -> Self {
+        match e {
+            ProviderError::Unreachable(_) => XipError::UpstreamUnreachable,
+            ProviderError::Timeout(_) => XipError::UpstreamTimeout,
+            ProviderError::BadResponse(_) => XipError::UpstreamBadResponse,
+        }
+    }
+}
+
+/// The body of an answer c2cd (or its simulator) gives: `Result=…&Message=…&CallID=…`.
+pub fn result_body(code: u16, message: &str, call_id: Option<CallId>) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    s.append_pair("Result", &code.to_string());
+    s.append_pair("Message", message);
+    if let Some(id) = call_id {
+        s.append_pair("CallID", &id.to_string());
+    }
+    s.finish()
+}
+
+/// The four parameters as received.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Params {
+    pub partner_id: Option<String>,
+    pub requestor: Option<String>,
+    pub fulfillment: Option<String>,
+    pub auth: Option<String>,
+}
+
+/// Reads the parameters from the query string and a form body. A parameter given
+/// twice with different values is refused: which one the vendor meant is unknown.
+pub fn parse_params(query: &str, form: &[u8]) -> Result<Params, XipError> {
+    let mut p = Params::default();
+    let pairs = form_urlencoded::parse(query.as_bytes()).chain(form_urlencoded::parse(form));
+    for (k, v) in pairs {
+        let slot = match k.as_ref() {
+            "PartnerID" => &mut p.partner_id,
+            "Requestor" => &mut p.requestor,
+            "Fulfillment" => &mut p.fulfillment,
+            "Auth" => &mut p.auth,
+            _ => continue,
+        };
+        match slot {
+            Some(old) if *old != v => return Err(XipError::Malformed(format!("{k} given twice"))),
+            Some(_) => {}
+            None => *slot = Some(v.into_owned()),
+        }
+    }
+    Ok(p)
+}
+
+fn number(param: &'static str, v: &Option<String>) -> Result<E164, XipError> {
+    let v = v.as_deref().ok_or(XipError::MissingParameter(param))?;
+    E164::from_digits(v).map_err(|e| XipError::InvalidNumber {
+        param,
+        why: e.to_string(),
+    })
+}
+
+fn respond(id: CallId, status: StatusCode, content_type: Option<&str>, body: Bytes) -> Resp {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    let ct = content_type
+        .and_then(|c| HeaderValue::from_str(c).ok())
+        .unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(CONTENT_TYPE, ct);
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        h.insert(CALL_ID_HEADER, v);
+    }
+    r
+}
+
+fn local_answer(id: CallId, e: &XipError) -> Resp {
+    let mut r = respond(
+        id,
+        e.status(),
+        None,
+        Bytes::from(result_body(e.code(), &e.to_string(), Some(id))),
+    );
+    match e {
+        XipError::MethodNotAllowed => {
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
+        }
+        XipError::Overloaded => {
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    r
+}
+
+fn store_failure(id: CallId, e: &StoreError) -> Resp {
+    let err = match e {
+        StoreError::Busy => XipError::Overloaded,
+        _ => XipError::Internal,
+    };
+    log::error!("call {id}: xip request not recorded: {e}");
+    local_answer(id, &err)
+}
+
+/// Records a request c2cd refuses itself, then answers it.
+async fn reject(app: &App, rec: calls::NewCall, e: XipError) -> Resp {
+    let id = rec.id;
+    let body = result_body(e.code(), &e.to_string(), Some(id));
+    let (status, code, detail) = (e.status().as_u16(), e.code().to_string(), e.to_string());
+    log::info!(
+        "call {id}: xip request refused: {detail} (partner {:?}, from {:?})",
+        rec.partner_id,
+        rec.remote_addr
+    );
+    let write = app
+        .store
+        .write(move |c| {
+            calls::insert(c, &rec, &Event::Rejected, Some(&detail))?;
+            calls::set_result(
+                c,
+                rec.id,
+                rec.at,
+                status,
+                Some(&code),
+                body.as_bytes(),
+                None,
+            )
+        })
+        .await;
+    match write {
+        Ok(()) => local_answer(id, &e),
+        Err(se) => store_failure(id, &se),
+    }
+}
+
+pub async fn handle(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Resp {
+    let rt = app.runtime();
+    let limits = &rt.config.server;
+    let method = req.method().clone();
+    let mut rec = calls::NewCall {
+        id: CallId::new(),
+        at: now_ms(),
+        dialect: "xip",
+        partner_id: None,
+        remote_addr: Some(remote.to_string()),
+        method: method.to_string(),
+        received_query: req.uri().query().unwrap_or("").to_string(),
+        received_body: Vec::new(),
+        a_number: None,
+        b_number: None,
+        a_cid: None,
+        b_cid: None,
+        auth_ok: None,
+        provider: None,
+        upstream_request: None,
+    };
+    if method != Method::GET && method != Method::POST {
+        return reject(app, rec, XipError::MethodNotAllowed).await;
+    }
+    let is_form = match req
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None => true,
+        Some(ct) => ct.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        }),
+    };
+    if method == Method::POST {
+        match read_body(req, limits.max_body_bytes, limits.body_read_timeout).await {
+            Ok(b) => rec.received_body = b.to_vec(),
+            Err(BodyError::TooLarge) => return reject(app, rec, XipError::TooLarge).await,
+            Err(BodyError::Timeout) => return reject(app, rec, XipError::Timeout).await,
+            Err(BodyError::Io(e)) => {
+                return reject(app, rec, XipError::Malformed(format!("body: {e}"))).await
+            }
+        }
+        if !is_form && !rec.received_body.is_empty() {
+            return reject(app, rec, XipError::UnsupportedMediaType).await;
+        }
+    }
+
+    let params = match parse_params(&rec.received_query, &rec.received_body) {
+        Ok(p) => p,
+        Err(e) => return reject(app, rec, e).await,
+    };
+    rec.partner_id = params.partner_id.clone();
+    let Some(partner_id) = params.partner_id.clone() else {
+        return reject(app, rec, XipError::MissingParameter("PartnerID")).await;
+    };
+    let a = match number("Requestor", &params.requestor) {
+        Ok(n) => n,
+        Err(e) => return reject(app, rec, e).await,
+    };
+    rec.a_number = Some(a.as_str().to_string());
+    let b = match number("Fulfillment", &params.fulfillment) {
+        Ok(n) => n,
+        Err(e) => return reject(app, rec, e).await,
+    };
+    rec.b_number = Some(b.as_str().to_string());
+    // What each side is shown: A sees the fulfilment number, B the requestor.
+    rec.a_cid = Some(last_chars(b.digits(), 10).to_string());
+    rec.b_cid = Some(last_chars(a.digits(), 10).to_string());
+
+    let partner = rt
+        .config
+        .partner(&partner_id)
+        .filter(|p| p.dialects.contains(&crate::config::Dialect::Xip));
+    let (Some(partner), Some(provider)) =
+        (partner, partner.and_then(|p| rt.providers.get(&p.provider)))
+    else {
+        return reject(app, rec, XipError::UnknownPartner).await;
+    };
+
+    let expected = md5_hex(&[
+        partner.secret.as_ref().map(|s| s.expose()).unwrap_or(""),
+        &partner_id,
+        a.digits(),
+        b.digits(),
+    ]);
+    // SECURITY: constant-time, case-insensitive comparison of the vendor's Auth.
+    let auth_ok =
+        partner.secret.is_some() && hex_digest_eq(params.auth.as_deref().unwrap_or(""), &expected);
+    rec.auth_ok = Some(auth_ok);
+
+    let o = Originate {
+        call_id: rec.id,
+        requestor_phone: a.digits().to_string(),
+        requestor_cid: rec.a_cid.clone().unwrap_or_default(),
+        destination_phone: b.digits().to_string(),
+        destination_cid: rec.b_cid.clone().unwrap_or_default(),
+        prompt_set: partner.prompt_set.clone(),
+        time_limit: partner.time_limit,
+        partner_id: partner_id.clone(),
+        source: partner.source.clone(),
+        incoming_auth_ok: auth_ok,
+    };
+    let upstream = provider.params(&o);
+    rec.provider = Some(provider.name().to_string());
+    rec.upstream_request = Some(provider.describe(&upstream));
+
+    // The partner is validated against the database in the same transaction
+    // that records the request.
+    let id = rec.id;
+    let pid = partner_id.clone();
+    let unknown = XipError::UnknownPartner;
+    let (u_status, u_code, u_msg) = (
+        unknown.status().as_u16(),
+        unknown.code().to_string(),
+        unknown.to_string(),
+    );
+    let u_body = result_body(unknown.code(), &u_msg, Some(id));
+    let recorded = app
+        .store
+        .write(move |c| {
+            if partners::is_enabled_for(c, &pid, "xip")? {
+                calls::insert(c, &rec, &Event::Originating, None)?;
+                Ok(true)
+            } else {
+                calls::insert(c, &rec, &Event::Rejected, Some(&u_msg))?;
+                calls::set_result(
+                    c,
+                    rec.id,
+                    rec.at,
+                    u_status,
+                    Some(&u_code),
+                    u_body.as_bytes(),
+                    None,
+                )?;
+                Ok(false)
+            }
+        })
+        .await;
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            log::info!("call {id}: xip partner {partner_id:?} is not enabled in the database");
+            return local_answer(id, &unknown);
+        }
+        Err(e) => return store_failure(id, &e),
+    }
+    if !auth_ok {
+        log::warn!("call {id}: xip partner {partner_id:?} sent a bad Auth from {remote}; passing BadIncomingAuth upstream");
+    }
+
+    let events = Events::new(app.store.clone());
+    let outcome = provider.originate(&o, upstream, events).await;
+    match outcome {
+        Ok((reply, follow)) => {
+            let (status, body, event) = (reply.status, reply.body.clone(), reply.event.clone());
+            let w = app
+                .store
+                .write(move |c| {
+                    let at = now_ms();
+                    calls::apply(c, id, &event, at, None)?;
+                    calls::set_result(c, id, at, status, None, &body, None)
+                })
+                .await;
+            if let Err(e) = w {
+                // The call is placed: answer the vendor anyway, the row shows `originating`.
+                log::error!("call {id}: result not recorded: {e}");
+            }
+            if let Some(f) = follow {
+                tokio::spawn(f);
+            }
+            log::info!(
+                "call {id}: xip partner {partner_id:?} via {}: HTTP {status}",
+                provider.name()
+            );
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            respond(id, status, reply.content_type.as_deref(), reply.body)
+        }
+        Err(pe) => {
+            let e = XipError::from_provider(&pe);
+            let detail = pe.to_string();
+            log::warn!(
+                "call {id}: xip partner {partner_id:?} via {}: {detail}",
+                provider.name()
+            );
+            let body = result_body(e.code(), &e.to_string(), Some(id));
+            let (status, code) = (e.status().as_u16(), e.code().to_string());
+            let w = app
+                .store
+                .write(move |c| {
+                    let at = now_ms();
+                    calls::apply(c, id, &Event::Failed, at, Some(&detail))?;
+                    calls::set_result(
+                        c,
+                        id,
+                        at,
+                        status,
+                        Some(&code),
+                        body.as_bytes(),
+                        Some(&detail),
+                    )
+                })
+                .await;
+            if let Err(se) = w {
+                log::error!("call {id}: failure not recorded: {se}");
+            }
+            local_answer(id, &e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_from_query_and_form() {
+        let p = parse_params(
+            "PartnerID=102821&Requestor=16045551234",
+            b"Fulfillment=16045550000&Auth=ABC",
+        )
+        .unwrap();
+        assert_eq!(p.partner_id.as_deref(), Some("102821"));
+        assert_eq!(p.fulfillment.as_deref(), Some("16045550000"));
+        assert_eq!(p.auth.as_deref(), Some("ABC"));
+    }
+
+    #[test]
+    fn conflicting_duplicates_are_malformed() {
+        let e = parse_params("Requestor=1&Requestor=2", b"").unwrap_err();
+        assert_eq!(e.code(), 104);
+        assert!(parse_params("Requestor=1", b"Requestor=1").is_ok());
+    }
+
+    #[test]
+    fn result_body_is_form_encoded() {
+        assert_eq!(
+            result_body(101, "Unknown or disabled PartnerID", None),
+            "Result=101&Message=Unknown+or+disabled+PartnerID"
+        );
+    }
+
+    #[test]
+    fn every_error_has_a_distinct_code() {
+        let all = [
+            XipError::UnknownPartner,
+            XipError::MissingParameter("x"),
+            XipError::InvalidNumber {
+                param: "x",
+                why: String::new(),
+            },
+            XipError::Malformed(String::new()),
+            XipError::MethodNotAllowed,
+            XipError::UnsupportedMediaType,
+            XipError::TooLarge,
+            XipError::Timeout,
+            XipError::UpstreamUnreachable,
+            XipError::UpstreamTimeout,
+            XipError::UpstreamBadResponse,
+            XipError::Overloaded,
+            XipError::Internal,
+        ];
+        let mut codes: Vec<u16> = all.iter().map(XipError::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert!(all.iter().all(|e| e.status().as_u16() >= 400));
+    }
+}

@@ -1,0 +1,200 @@
+//! hyper plumbing: accepting connections within limits, routing requests to a
+//! dialect or to the operator endpoints, reading bodies within limits, and
+//! draining on shutdown.
+
+pub mod admin;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+use crate::dialect;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// Serves `listeners` until `shutdown` resolves, then stops accepting and gives
+/// open requests up to the configured drain timeout to finish.
+pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let rt = app.runtime();
+    let limits = rt.config.server.clone();
+    drop(rt);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = Arc::new(std::sync::Mutex::new(Some(GracefulShutdown::new())));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192) + limits.max_body_bytes.min(1 << 20))
+        .max_header_size(limits.max_header_bytes)
+        .keep_alive(true);
+    let builder = Arc::new(builder);
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let app = app.clone();
+        let slots = slots.clone();
+        let graceful = graceful.clone();
+        let builder = builder.clone();
+        let mut stop = stop_tx.subscribe();
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                let (stream, remote) = tokio::select! {
+                    _ = stop.recv() => break,
+                    r = listener.accept() => match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            log::warn!("accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                app.metrics
+                    .connections_total
+                    .fetch_add(1, Ordering::Relaxed);
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    app.metrics
+                        .connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let app2 = app.clone();
+                let svc = service_fn(move |req| {
+                    let app = app2.clone();
+                    async move { Ok::<_, Infallible>(route(&app, remote, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let watched = match graceful
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().map(|g| g.watch(conn)))
+                {
+                    Some(w) => w,
+                    None => break,
+                };
+                let app3 = app.clone();
+                tokio::spawn(async move {
+                    app3.metrics
+                        .connections_open
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = watched.await {
+                        log::debug!("connection from {remote}: {e}");
+                    }
+                    app3.metrics
+                        .connections_open
+                        .fetch_sub(1, Ordering::Relaxed);
+                    drop(permit);
+                });
+            }
+        }));
+    }
+
+    shutdown.await;
+    let _ = stop_tx.send(());
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    let graceful = graceful.lock().ok().and_then(|mut g| g.take());
+    if let Some(g) = graceful {
+        let drain = limits.drain_timeout;
+        if tokio::time::timeout(drain, g.shutdown()).await.is_err() {
+            log::warn!("connections still open after {drain:?}; closing them");
+        }
+    }
+}
+
+/// Over the connection limit: a short 503 and close, never a hang.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    let msg = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nRetry-After: 1\r\nConnection: close\r\n\r\ntoo many connections\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg)).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn route(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_string();
+    let (name, resp) = match path.as_str() {
+        "/request/call.php" => ("xip", dialect::xip::handle(app, remote, req).await),
+        "/healthz" => ("healthz", admin::healthz(app).await),
+        "/metrics" => ("metrics", admin::metrics(app).await),
+        p if p == "/v1" || p.starts_with("/v1/") => ("v1", admin::handle(app, req).await),
+        _ => ("other", text(StatusCode::NOT_FOUND, "not found\n")),
+    };
+    app.metrics.response(name, resp.status().as_u16());
+    resp
+}
+
+pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+pub fn json(status: StatusCode, v: &serde_json::Value) -> Resp {
+    let mut body = serde_json::to_vec_pretty(v).unwrap_or_default();
+    body.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    Timeout,
+    Io(String),
+}
+
+/// Reads a request body of at most `limit` bytes within `timeout`.
+pub async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let collect = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(BodyError::Timeout),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(BodyError::TooLarge)
+        }
+        Ok(Err(e)) => Err(BodyError::Io(e.to_string())),
+    }
+}

@@ -1,0 +1,32 @@
+//! c2cd: a click-to-call gateway daemon for telephony boxes.
+//!
+//! Partners ask over HTTP, in a dialect they already speak, to connect two phone
+//! parties; c2cd authenticates them, records each request durably, has a
+//! click-to-call server place the call, and follows it to its end.
+//!
+//! # Layout, in data-flow order
+//! - [`config`]: the TOML schema, the embedded demo default, validation with
+//!   `file:line: key:` errors.
+//! - [`daemon`]: wiring and lifecycle (open, serve, reload on HUP, drain on TERM).
+//! - [`http`]: hyper plumbing: connection and body limits, routing, operator
+//!   endpoints (`/healthz`, `/metrics`, the `/v1` admin API).
+//! - [`dialect`]: one module per wire dialect (so far [`dialect::xip`]).
+//! - [`core`]: the domain: call ids, phone numbers, secrets, the call state machine.
+//! - [`store`]: SQLite, owned by one writer thread that group-commits.
+//! - [`provider`]: the click-to-call servers (simulator, upstream XIP over HTTP).
+//! - [`app`]: the shared state of a running daemon.
+//! - [`logging`], [`signal`]: the process's plumbing.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(clippy::await_holding_lock)]
+
+pub mod app;
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod dialect;
+pub mod http;
+pub mod logging;
+pub mod provider;
+pub mod signal;
+pub mod store;

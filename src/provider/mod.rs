@@ -1,0 +1,253 @@
+//! Click-to-call servers: whatever actually rings the phones.
+//!
+//! - [`sim`]: the built-in simulator, which plays both legs on timers with
+//!   outcomes chosen by number patterns.
+//! - [`xip`]: an upstream XIP click-to-call server over HTTP.
+//!
+//! A provider receives an [`Originate`] (the nine XIP parameters, the only request
+//! shape so far), answers with a [`Reply`] that the dialect passes back to the
+//! partner, and may return a follow-up task that reports the call's progress as
+//! [`Event`]s through [`Events`].
+
+pub mod sim;
+pub mod xip;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::config::{self, ProviderKind};
+use crate::core::call::Event;
+use crate::core::{md5_hex, now_ms, CallId};
+use crate::store::{calls, Store};
+
+/// The Auth sent upstream when the partner's own Auth did not match, as the XIP
+/// seed requires: the upstream fails the call and the vendor sees its usual answer.
+pub const BAD_INCOMING_AUTH: &str = "BadIncomingAuth";
+
+/// A request to connect A (RequestorPhone) and then B (DestinationPhone), in the
+/// XIP seed's terms. Numbers are E.164 digits without `+`.
+#[derive(Debug, Clone)]
+pub struct Originate {
+    pub call_id: CallId,
+    pub requestor_phone: String,
+    pub requestor_cid: String,
+    pub destination_phone: String,
+    pub destination_cid: String,
+    pub prompt_set: String,
+    pub time_limit: u32,
+    pub partner_id: String,
+    pub source: String,
+    /// Whether the partner's Auth matched; when not, Auth upstream is `BadIncomingAuth`.
+    pub incoming_auth_ok: bool,
+}
+
+impl Originate {
+    fn field(&self, name: &str) -> String {
+        match name {
+            "RequestorPhone" => self.requestor_phone.clone(),
+            "RequestorCID" => self.requestor_cid.clone(),
+            "DestinationPhone" => self.destination_phone.clone(),
+            "DestinationCID" => self.destination_cid.clone(),
+            "PromptSet" => self.prompt_set.clone(),
+            "TimeLimit" => self.time_limit.to_string(),
+            "PartnerID" => self.partner_id.clone(),
+            "Source" => self.source.clone(),
+            _ => String::new(),
+        }
+    }
+
+    /// The nine parameters, in the seed's order, with Auth computed as
+    /// MD5(secret + the `auth_fields` values), or `BadIncomingAuth`.
+    pub fn params(&self, secret: &str, auth_fields: &[String]) -> Vec<(&'static str, String)> {
+        let auth = if self.incoming_auth_ok {
+            let values: Vec<String> = auth_fields.iter().map(|f| self.field(f)).collect();
+            let mut parts: Vec<&str> = vec![secret];
+            parts.extend(values.iter().map(String::as_str));
+            md5_hex(&parts)
+        } else {
+            BAD_INCOMING_AUTH.to_string()
+        };
+        config::XIP_PARAMS
+            .iter()
+            .map(|&k| {
+                (
+                    k,
+                    if k == "Auth" {
+                        auth.clone()
+                    } else {
+                        self.field(k)
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// What the click-to-call server answered, passed to the partner verbatim.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    /// The event this answer means for the call: accepted, handed off, or failed.
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("bad response: {0}")]
+    BadResponse(String),
+}
+
+/// A task that follows the call after the provider's answer has been recorded.
+pub type FollowUp = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Where providers report what happens to a call.
+#[derive(Clone)]
+pub struct Events {
+    store: Store,
+}
+
+impl Events {
+    pub fn new(store: Store) -> Self {
+        Events { store }
+    }
+
+    pub async fn emit(&self, id: CallId, event: Event) {
+        let kind = event.kind();
+        let r = self
+            .store
+            .write(move |c| calls::apply(c, id, &event, now_ms(), None))
+            .await;
+        if let Err(e) = r {
+            log::error!("call {id}: cannot record event {kind}: {e}");
+        }
+    }
+}
+
+pub enum Provider {
+    Sim(sim::Sim),
+    Xip(xip::Xip),
+}
+
+impl Provider {
+    pub fn name(&self) -> &str {
+        match self {
+            Provider::Sim(s) => &s.name,
+            Provider::Xip(x) => &x.name,
+        }
+    }
+
+    /// The parameters that will be sent for `o`, as recorded before sending.
+    pub fn params(&self, o: &Originate) -> Vec<(&'static str, String)> {
+        match self {
+            Provider::Sim(s) => s.params(o),
+            Provider::Xip(x) => x.params(o),
+        }
+    }
+
+    /// What is recorded in `calls.upstream_request`.
+    pub fn describe(&self, params: &[(&'static str, String)]) -> Value {
+        let map: serde_json::Map<String, Value> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
+            .collect();
+        match self {
+            Provider::Sim(s) => json!({ "provider": s.name, "kind": "sim", "params": map }),
+            Provider::Xip(x) => json!({
+                "provider": x.name, "kind": "xip", "url": x.url_string(), "method": x.method_str(), "params": map,
+            }),
+        }
+    }
+
+    /// Asks the click-to-call server to place the call.
+    pub async fn originate(
+        &self,
+        o: &Originate,
+        params: Vec<(&'static str, String)>,
+        events: Events,
+    ) -> Result<(Reply, Option<FollowUp>), ProviderError> {
+        match self {
+            Provider::Sim(s) => Ok(s.originate(o, &params, events)),
+            Provider::Xip(x) => x.originate(params).await.map(|r| (r, None)),
+        }
+    }
+}
+
+/// The providers of one config, by name.
+pub struct Providers {
+    map: HashMap<String, Arc<Provider>>,
+}
+
+impl Providers {
+    pub fn build(cfg: &config::Config) -> Providers {
+        let client = xip::client();
+        let map = cfg
+            .providers
+            .iter()
+            .map(|p| {
+                let provider = match &p.kind {
+                    ProviderKind::Sim(c) => Provider::Sim(sim::Sim::new(&p.name, c.clone())),
+                    ProviderKind::Xip(c) => {
+                        Provider::Xip(xip::Xip::new(&p.name, c.clone(), client.clone()))
+                    }
+                };
+                (p.name.clone(), Arc::new(provider))
+            })
+            .collect();
+        Providers { map }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
+        self.map.get(name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(ok: bool) -> Originate {
+        Originate {
+            call_id: CallId::new(),
+            requestor_phone: "16045551234".into(),
+            requestor_cid: "6045550000".into(),
+            destination_phone: "16045550000".into(),
+            destination_cid: "6045551234".into(),
+            prompt_set: "XIP1".into(),
+            time_limit: 7200,
+            partner_id: "102821".into(),
+            source: "XIP1".into(),
+            incoming_auth_ok: ok,
+        }
+    }
+
+    #[test]
+    fn params_are_the_nine_in_order_with_auth() {
+        let fields = vec![
+            "PartnerID".to_string(),
+            "RequestorPhone".into(),
+            "DestinationPhone".into(),
+        ];
+        let p = o(true).params("up", &fields);
+        let names: Vec<_> = p.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, config::XIP_PARAMS);
+        assert_eq!(
+            p[8].1,
+            md5_hex(&["up", "102821", "16045551234", "16045550000"])
+        );
+        assert_eq!(p[5].1, "7200");
+        let bad = o(false).params("up", &fields);
+        assert_eq!(bad[8].1, BAD_INCOMING_AUTH);
+        assert_eq!(&bad[..8], &p[..8]);
+    }
+}

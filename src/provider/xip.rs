@@ -1,0 +1,142 @@
+//! An upstream XIP click-to-call server over HTTP: the nine parameters as a query
+//! string (GET) or a form body (POST); its status and body go back to the partner
+//! verbatim.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{CONTENT_TYPE, USER_AGENT};
+use hyper::{Method, Request, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::{Originate, ProviderError, Reply};
+use crate::config::{HttpMethod, XipConfig};
+use crate::core::call::Event;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// One HTTP client (and connection pool) for all upstream servers.
+pub fn client() -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build(http)
+}
+
+pub struct Xip {
+    pub name: String,
+    cfg: XipConfig,
+    client: HttpClient,
+}
+
+impl Xip {
+    pub fn new(name: &str, cfg: XipConfig, client: HttpClient) -> Self {
+        Xip {
+            name: name.to_string(),
+            cfg,
+            client,
+        }
+    }
+
+    pub fn params(&self, o: &Originate) -> Vec<(&'static str, String)> {
+        o.params(self.cfg.secret.expose(), &self.cfg.auth_fields)
+    }
+
+    pub fn url_string(&self) -> String {
+        self.cfg.url.to_string()
+    }
+
+    pub fn method_str(&self) -> &'static str {
+        match self.cfg.method {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+        }
+    }
+
+    fn request(
+        &self,
+        params: &[(&'static str, String)],
+    ) -> Result<Request<Full<Bytes>>, ProviderError> {
+        let encoded = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+            .finish();
+        let base = self.cfg.url.to_string();
+        let builder =
+            Request::builder().header(USER_AGENT, concat!("c2cd/", env!("CARGO_PKG_VERSION")));
+        let req = match self.cfg.method {
+            HttpMethod::Get => {
+                let sep = if self.cfg.url.query().is_some() {
+                    '&'
+                } else {
+                    '?'
+                };
+                let uri: Uri = format!("{base}{sep}{encoded}").parse().map_err(|e| {
+                    ProviderError::BadResponse(format!("cannot build the upstream URL: {e}"))
+                })?;
+                builder
+                    .method(Method::GET)
+                    .uri(uri)
+                    .body(Full::new(Bytes::new()))
+            }
+            HttpMethod::Post => builder
+                .method(Method::POST)
+                .uri(self.cfg.url.clone())
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Full::new(Bytes::from(encoded))),
+        };
+        req.map_err(|e| {
+            ProviderError::BadResponse(format!("cannot build the upstream request: {e}"))
+        })
+    }
+
+    pub async fn originate(
+        &self,
+        params: Vec<(&'static str, String)>,
+    ) -> Result<Reply, ProviderError> {
+        let req = self.request(&params)?;
+        let limit = self.cfg.max_response_bytes;
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(|e| {
+                let mut msg = e.to_string();
+                let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg = format!("{msg}: {s}");
+                    src = s.source();
+                }
+                ProviderError::Unreachable(msg)
+            })?;
+            let status = resp.status().as_u16();
+            let content_type = resp
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let body = Limited::new(resp.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|e| ProviderError::BadResponse(format!("reading the body: {e}")))?
+                .to_bytes();
+            let event = if (200..300).contains(&status) {
+                Event::HandedOff
+            } else {
+                Event::Failed
+            };
+            Ok(Reply {
+                status,
+                content_type,
+                body,
+                event,
+            })
+        };
+        match tokio::time::timeout(self.cfg.timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Timeout(self.cfg.timeout)),
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The one module that owns SQLite.
+//!
+//! - One writer thread owns the write connection. Writes are queued to it (a
+//!   bounded queue: a full queue is an overload answer, never unbounded memory); it
+//!   runs whatever is queued in one transaction, each write in its own savepoint,
+//!   commits once (group commit, `synchronous=FULL`), and only then answers the
+//!   waiting requests. An acknowledged write is on disk.
+//! - Reads run on tokio's blocking pool with read-only connections.
+//! - No SQLite call ever runs on an async worker thread.
+//! - The schema is migrated in numbered steps, each in a transaction; a database
+//!   from a newer c2cd is refused.
+
+pub mod calls;
+pub mod partners;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("commit failed: {0}")]
+    Commit(String),
+    #[error("the write queue is full")]
+    Busy,
+    #[error("the database writer has stopped")]
+    Closed,
+    #[error("the database has schema version {found}, newer than this c2cd knows ({known}); run the newer c2cd or restore a backup")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+enum Msg {
+    Job(Job),
+    Shutdown,
+}
+
+/// Counters the writer keeps, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub commits: AtomicU64,
+    pub writes: AtomicU64,
+    pub failed_commits: AtomicU64,
+}
+
+/// A handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    queue: SyncSender<Msg>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    stats: Arc<WriterStats>,
+}
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_IDLE_READERS: usize = 8;
+
+fn open_conn(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, flags).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database, and starts the writer.
+    /// Blocking: call before the runtime serves requests, or from a blocking thread.
+    pub fn open(cfg: &config::Database) -> Result<Store, StoreError> {
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut conn = open_conn(
+            &cfg.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        schema::migrate(&mut conn)?;
+
+        let (queue, rx) = mpsc::sync_channel(cfg.queue);
+        let stats = Arc::new(WriterStats::default());
+        let batch = cfg.batch;
+        let st = stats.clone();
+        let writer = std::thread::Builder::new()
+            .name("c2cd-writer".into())
+            .spawn(move || writer_loop(conn, rx, batch, &st))
+            .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: cfg.path.clone(),
+                queue,
+                writer: Mutex::new(Some(writer)),
+                readers: Mutex::new(Vec::new()),
+                stats,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.inner.stats
+    }
+
+    /// Queues `f` for the writer and waits until the transaction that ran it is
+    /// committed. `f` runs in a savepoint: if it fails, its changes are undone and
+    /// the other writes of the batch are kept.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<R, StoreError>>();
+        let job: Job = Box::new(move |conn| match f(conn) {
+            Ok(r) => (
+                true,
+                Box::new(move |commit: Result<(), StoreError>| {
+                    let _ = tx.send(commit.map(|()| r));
+                }) as Completion,
+            ),
+            Err(e) => (
+                false,
+                Box::new(move |_| {
+                    let _ = tx.send(Err(StoreError::Sqlite(e)));
+                }) as Completion,
+            ),
+        });
+        self.inner
+            .queue
+            .try_send(Msg::Job(job))
+            .map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Busy,
+                TrySendError::Disconnected(_) => StoreError::Closed,
+            })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read-only connection on the blocking pool.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut v| v.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_readonly(&inner.path)?,
+            };
+            let r = f(&conn).map_err(StoreError::from);
+            if let Ok(mut v) = inner.readers.lock() {
+                if v.len() < MAX_IDLE_READERS {
+                    v.push(conn);
+                }
+            }
+            r
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Lets the writer finish what is queued, commit, and stop. Blocking.
+    pub fn shutdown(&self) {
+        let _ = self.inner.queue.send(Msg::Shutdown);
+        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A read-only connection, for the CLI and the read pool.
+pub fn open_readonly(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_conn(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    schema::check_version(&conn)?;
+    Ok(conn)
+}
+
+fn writer_loop(mut conn: Connection, rx: Receiver<Msg>, batch: usize, stats: &WriterStats) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(batch);
+    loop {
+        let mut stop = match rx.recv() {
+            Ok(Msg::Job(j)) => {
+                jobs.push(j);
+                false
+            }
+            Ok(Msg::Shutdown) | Err(_) => true,
+        };
+        while !stop && jobs.len() < batch {
+            match rx.try_recv() {
+                Ok(Msg::Job(j)) => jobs.push(j),
+                Ok(Msg::Shutdown) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if !jobs.is_empty() {
+            run_batch(&mut conn, &mut jobs, stats);
+        }
+        if stop {
+            break;
+        }
+    }
+    // Writes queued behind the shutdown are answered "closed" by dropping them.
+    drop(rx);
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        log::warn!("checkpoint at shutdown failed: {e}");
+    }
+}
+
+fn run_batch(conn: &mut Connection, jobs: &mut Vec<Job>, stats: &WriterStats) {
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            let msg = e.to_string();
+            log::error!("cannot begin a write transaction: {msg}");
+            for job in jobs.drain(..) {
+                drop(job);
+            }
+            return;
+        }
+    };
+    let mut done: Vec<Completion> = Vec::with_capacity(jobs.len());
+    for job in jobs.drain(..) {
+        match tx.savepoint() {
+            Ok(sp) => {
+                let (ok, completion) = job(&sp);
+                let kept = if ok { sp.commit() } else { Ok(()) };
+                match kept {
+                    Ok(()) => done.push(completion),
+                    Err(e) => completion(Err(StoreError::Sqlite(e))),
+                }
+            }
+            Err(e) => {
+                log::error!("cannot open a savepoint: {e}");
+                drop(job);
+            }
+        }
+    }
+    let n = done.len() as u64;
+    match tx.commit() {
+        Ok(()) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.writes.fetch_add(n, Ordering::Relaxed);
+            for c in done {
+                c(Ok(()));
+            }
+        }
+        Err(e) => {
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            let msg = e.to_string();
+            log::error!("commit of {n} writes failed: {msg}");
+            for c in done {
+                c(Err(StoreError::Commit(msg.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path) -> config::Database {
+        config::Database {
+            path: dir.join("t.db"),
+            queue: 1000,
+            batch: 16,
+        }
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("c2cd-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_group_committed_and_durable() {
+        let dir = tmpdir("group");
+        let store = Store::open(&cfg(&dir)).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.write(move |c| {
+                    c.execute("INSERT INTO partners (id, name, dialects, provider, prompt_set, source, time_limit, enabled, created_at, updated_at) VALUES (?1, 'n', 'xip', 'p', 'XIP1', 'XIP1', 1, 1, 0, 0)", [format!("p{i}")])
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 1);
+        }
+        let commits = store.stats().commits.load(Ordering::Relaxed);
+        assert!(
+            commits < 200,
+            "{commits} commits for 200 writes: no grouping"
+        );
+        store.shutdown();
+        let n: i64 = open_readonly(&dir.join("t.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM partners", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 200);
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_does_not_undo_its_batch_neighbours() {
+        let dir = tmpdir("savepoint");
+        let store = Store::open(&cfg(&dir)).unwrap();
+        let bad = store.write(|c| c.execute("INSERT INTO nowhere VALUES (1)", []));
+        let good = store.write(|c| {
+            c.execute("INSERT INTO partners (id, name, dialects, provider, prompt_set, source, time_limit, enabled, created_at, updated_at) VALUES ('x', 'n', 'xip', 'p', 'XIP1', 'XIP1', 1, 1, 0, 0)", [])
+        });
+        let (bad, good) = tokio::join!(bad, good);
+        assert!(bad.is_err());
+        assert_eq!(good.unwrap(), 1);
+        let n: i64 = store
+            .read(|c| c.query_row("SELECT count(*) FROM partners", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        store.shutdown();
+        assert!(matches!(
+            store.write(|_| Ok(())).await,
+            Err(StoreError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tmpdir("newer");
+        let c = Connection::open(dir.join("t.db")).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+        drop(c);
+        match Store::open(&cfg(&dir)) {
+            Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("opened a newer schema"),
+        }
+    }
+}
