@@ -839,18 +839,10 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
 /// Turns a serde/TOML error into `FILE:LINE: key: message`.
 fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
     let (line, key) = match e.span() {
-        Some(span) => {
-            let snippet = text.get(span.clone()).unwrap_or("").trim();
-            let key = if !snippet.is_empty()
-                && snippet.len() <= 64
-                && !snippet.contains(['\n', '=', '"'])
-            {
-                snippet.trim_matches(['[', ']']).to_string()
-            } else {
-                "toml".to_string()
-            };
-            (Some(line_of(text, span.start)), key)
-        }
+        Some(span) => (
+            Some(line_of(text, span.start)),
+            key_at(text, span.start).unwrap_or_else(|| "toml".to_string()),
+        ),
         None => (None, "toml".to_string()),
     };
     ConfigError {
@@ -859,6 +851,44 @@ fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
         key,
         message: e.message().trim().to_string(),
     }
+}
+
+/// The dotted key (array indexes left out) whose key or value holds `offset`:
+/// `server.listen` for a bad value, `partner.secrte` for an unknown key. Table
+/// spans do not cover their bodies, so the whole tree is searched for the
+/// deepest match.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    fn walk(value: &DeValue, offset: usize, path: &mut Vec<String>, best: &mut Vec<String>) {
+        match value {
+            DeValue::Table(t) => {
+                for (k, v) in t.iter() {
+                    path.push(k.get_ref().to_string());
+                    let hit = k.span().contains(&offset) || v.span().contains(&offset);
+                    if hit && path.len() >= best.len() {
+                        *best = path.clone();
+                    }
+                    walk(v.get_ref(), offset, path, best);
+                    path.pop();
+                }
+            }
+            DeValue::Array(a) => {
+                for v in a.iter() {
+                    walk(v.get_ref(), offset, path, best);
+                }
+            }
+            _ => {}
+        }
+    }
+    let (doc, _) = DeTable::parse_recoverable(text);
+    let mut best = Vec::new();
+    walk(
+        &DeValue::Table(doc.into_inner()),
+        offset,
+        &mut Vec::new(),
+        &mut best,
+    );
+    (!best.is_empty()).then(|| best.join("."))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -989,7 +1019,7 @@ secret = "up"
         let text = OK.replace("secret = \"s3cret\"", "secret = \"s3cret\"\nsecrte = \"x\"");
         let e = err(&text);
         assert!(
-            e.starts_with("c.toml:8: secrte: unknown field `secrte`"),
+            e.starts_with("c.toml:8: partner.secrte: unknown field `secrte`"),
             "{e}"
         );
     }
@@ -1022,7 +1052,7 @@ secret = "up"
     #[test]
     fn wrong_type_is_reported_with_line() {
         let e = err(&OK.replace("[server]", "[server]\nmax_connections = \"many\""));
-        assert!(e.starts_with("c.toml:3: "), "{e}");
+        assert!(e.starts_with("c.toml:3: server.max_connections: "), "{e}");
         assert!(e.contains("invalid type"), "{e}");
     }
 

@@ -122,14 +122,17 @@ impl Events {
         Events { store }
     }
 
+    /// Records `event` and returns once it is committed; then logs it at debug.
     pub async fn emit(&self, id: CallId, event: Event) {
         let kind = event.kind();
         let r = self
             .store
             .write(move |c| calls::apply(c, id, &event, now_ms(), None))
             .await;
-        if let Err(e) = r {
-            log::error!("call {id}: cannot record event {kind}: {e}");
+        match r {
+            Ok(Some(state)) => log::debug!("call {id}: {kind} -> {state}"),
+            Ok(None) => {}
+            Err(e) => log::error!("call {id}: cannot record event {kind}: {e}"),
         }
     }
 }

@@ -1,0 +1,478 @@
+//! The fixture: start the real daemon on 127.0.0.1:0 with a config of the test's,
+//! talk HTTP to it, and play an upstream click-to-call server.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_c2cd");
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The demo partner's numbers and Auth, computed independently of c2cd.
+pub const PARTNER: &str = "102821";
+pub const SECRET: &str = "B4n0ff13P13!_";
+pub const REQUESTOR: &str = "16045551234";
+pub const FULFILLMENT: &str = "16045550000";
+
+pub fn md5_hex(s: &str) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn auth(secret: &str, partner: &str, a: &str, b: &str) -> String {
+    md5_hex(&format!("{secret}{partner}{a}{b}"))
+}
+
+pub fn xip_query(partner: &str, a: &str, b: &str, auth: &str) -> String {
+    format!("PartnerID={partner}&Requestor={a}&Fulfillment={b}&Auth={auth}")
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    lines: Receiver<String>,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// A config whose `{DB}` is replaced by a database in the test's directory.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("c2cd.toml");
+    let text = text.replace("{DB}", &dir.join("c2cd.db").display().to_string());
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Daemon {
+    pub fn start(config: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(dir.path(), config);
+        Self::start_in(dir, path)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, config: PathBuf) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                log2.lock().unwrap().push(line.clone());
+                if tx.send(line).is_err() {
+                    // Nobody listens any more; keep collecting the log.
+                }
+            }
+        });
+        let mut d = Daemon {
+            child,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            dir,
+            config,
+            lines,
+            log,
+        };
+        let line = d.wait_log("listening on http://");
+        let addr = line.rsplit("http://").next().unwrap().trim();
+        d.addr = addr.parse().unwrap();
+        d
+    }
+
+    /// Waits for a log line containing `needle` (a signal the daemon gives, not a sleep).
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {WAIT:?}; log:\n{}",
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("c2cd.db")
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub fn stop(mut self) -> (ExitStatus, tempfile::TempDir, String) {
+        self.signal("-TERM");
+        let status = wait_exit(&mut self.child);
+        let log = self.log_text();
+        (status, take_dir(&mut self.dir), log)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+        take_dir(&mut self.dir)
+    }
+
+    pub fn get(&self, path_and_query: &str) -> Response {
+        request(
+            self.addr,
+            &format!("GET {path_and_query} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n"),
+        )
+    }
+
+    pub fn post_form(&self, path: &str, body: &str) -> Response {
+        request(
+            self.addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: c2cd\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    }
+
+    pub fn admin_get(&self, path: &str, token: &str) -> Response {
+        request(
+            self.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+        )
+    }
+
+    /// The call as `GET /v1/calls/{id}` shows it.
+    pub fn call(&self, id: &str) -> serde_json::Value {
+        let r = self.admin_get(&format!("/v1/calls/{id}"), TOKEN);
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Moves the directory out of a daemon that is being dropped.
+fn take_dir(dir: &mut tempfile::TempDir) -> tempfile::TempDir {
+    std::mem::replace(dir, tempfile::tempdir().unwrap())
+}
+
+pub fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not exit within {WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn call_id(&self) -> String {
+        self.header("c2c-call-id")
+            .unwrap_or_else(|| panic!("no C2C-Call-Id in {self:?}"))
+            .to_string()
+    }
+
+    /// The `Result=…&Message=…&CallID=…` body as a map.
+    pub fn form(&self) -> HashMap<String, String> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+}
+
+/// Sends raw bytes and reads the whole answer (the request asks to close).
+pub fn request(addr: SocketAddr, raw: &str) -> Response {
+    request_bytes(addr, raw.as_bytes())
+}
+
+pub fn request_bytes(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(raw).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> Response {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete HTTP response: {:?}",
+                String::from_utf8_lossy(buf)
+            )
+        });
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let body = buf[split + 4..].to_vec();
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// What an upstream server received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+impl Received {
+    /// The parameters, in the order sent, from the query (GET) or the form body (POST).
+    pub fn params(&self) -> Vec<(String, String)> {
+        let src = if self.method == "POST" {
+            &self.body
+        } else {
+            &self.query
+        };
+        form_urlencoded::parse(src.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Answer with this status, content type and body.
+    Reply(u16, &'static str, &'static str),
+    /// Never answer (until the test ends).
+    Hang,
+}
+
+/// A real HTTP server on 127.0.0.1:0 playing the XIP click-to-call server.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Upstream {
+    pub fn start(behaviour: Behaviour) -> Upstream {
+        use http_body_util::{BodyExt, Full};
+        use hyper::service::service_fn;
+
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let rec = received.clone();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let serve = async move {
+                    loop {
+                        let (stream, _) = listener.accept().await.unwrap();
+                        let rec = rec.clone();
+                        let behaviour = behaviour.clone();
+                        tokio::spawn(async move {
+                            let svc =
+                                service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                                    let rec = rec.clone();
+                                    let behaviour = behaviour.clone();
+                                    async move {
+                                        let method = req.method().to_string();
+                                        let path = req.uri().path().to_string();
+                                        let query = req.uri().query().unwrap_or("").to_string();
+                                        let content_type = req
+                                            .headers()
+                                            .get("content-type")
+                                            .map(|v| v.to_str().unwrap().to_string());
+                                        let body =
+                                            req.into_body().collect().await.unwrap().to_bytes();
+                                        rec.lock().unwrap().push(Received {
+                                            method,
+                                            path,
+                                            query,
+                                            content_type,
+                                            body: String::from_utf8_lossy(&body).into_owned(),
+                                        });
+                                        match behaviour {
+                                            Behaviour::Reply(status, ct, body) => {
+                                                let r = hyper::Response::builder()
+                                                    .status(status)
+                                                    .header("content-type", ct)
+                                                    .body(Full::new(bytes::Bytes::from_static(
+                                                        body.as_bytes(),
+                                                    )))
+                                                    .unwrap();
+                                                Ok::<_, std::convert::Infallible>(r)
+                                            }
+                                            Behaviour::Hang => {
+                                                std::future::pending::<()>().await;
+                                                unreachable!()
+                                            }
+                                        }
+                                    }
+                                });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        let addr = addr_rx.recv_timeout(WAIT).unwrap();
+        Upstream {
+            addr,
+            received,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/c2c/call", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+/// A config with one XIP partner routed to an upstream XIP server at `url`.
+pub fn xip_config(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[database]
+path = "{{DB}}"
+
+[log]
+level = "debug"
+
+[admin]
+token = "{TOKEN}"
+
+[[partner]]
+id = "{PARTNER}"
+name = "Vendor"
+secret = "{SECRET}"
+provider = "c2c"
+
+[[provider]]
+name = "c2c"
+kind = "xip"
+url = "{url}"
+secret = "upstream-secret"
+timeout = "500ms"
+{extra}
+"#
+    )
+}
+
+/// A config with the demo partner on the simulator in instant mode.
+pub fn sim_config(extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[database]
+path = "{{DB}}"
+
+[log]
+level = "debug"
+
+[admin]
+token = "{TOKEN}"
+
+[[partner]]
+id = "{PARTNER}"
+secret = "{SECRET}"
+provider = "sim"
+
+[[provider]]
+name = "sim"
+kind = "sim"
+ring = "0s"
+talk = "0s"
+busy = ["1555000*"]
+no_answer = ["1555001*"]
+fail = ["1555002*"]
+{extra}
+"#
+    )
+}

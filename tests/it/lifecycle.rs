@@ -1,0 +1,191 @@
+//! The daemon's life: the embedded default, durability across kill -9, reload on
+//! SIGHUP, drain on SIGTERM, the connection limit, and the CLI over the database.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use crate::common::*;
+
+#[test]
+fn with_no_config_it_runs_the_demo_default_and_says_so_first() {
+    if std::path::Path::new("/etc/c2cd/c2cd.toml").exists() {
+        return; // this machine has a real install; the embedded default is not used
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.contains("running on the embedded demo default"),
+        "{first}"
+    );
+    assert!(
+        first.contains("127.0.0.1:8080") && first.contains("--config FILE"),
+        "{first}"
+    );
+    assert!(dir.path().join("c2cd.db").exists() || !first.is_empty());
+}
+
+#[test]
+fn acknowledged_calls_survive_kill_9() {
+    let d = Daemon::start(&sim_config(""));
+    let q = xip_query(
+        PARTNER,
+        REQUESTOR,
+        FULFILLMENT,
+        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
+    );
+    let ids: Vec<String> = (0..40)
+        .map(|_| {
+            let r = d.get(&format!("/request/call.php?{q}"));
+            assert_eq!(r.status, 200);
+            r.call_id()
+        })
+        .collect();
+    let config = d.config.clone();
+    let dir = d.kill9();
+    let db = dir.path().join("c2cd.db");
+    // Every acknowledged call is in the database, read by the CLI.
+    for id in &ids {
+        let out = Command::new(BIN)
+            .args(["calls", "show", id, "--database"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["id"], id.as_str());
+        assert_eq!(v["result"]["status"], 200);
+    }
+    // And the daemon starts again on the same database.
+    let d = Daemon::start_in(dir, config);
+    assert_eq!(d.call(&ids[0])["id"], ids[0].as_str());
+    let out = Command::new(BIN)
+        .args(["calls", "list", "--limit", "100", "--json", "--database"])
+        .arg(d.db())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 40);
+}
+
+#[test]
+fn sighup_reloads_partners_and_refuses_a_bad_config() {
+    let mut d = Daemon::start(&sim_config(""));
+    let q = |p: &str, s: &str| {
+        xip_query(
+            p,
+            REQUESTOR,
+            FULFILLMENT,
+            &auth(s, p, REQUESTOR, FULFILLMENT),
+        )
+    };
+    assert_eq!(
+        d.get(&format!("/request/call.php?{}", q("555", "new-secret")))
+            .status,
+        403
+    );
+
+    // A new partner appears on reload.
+    let added = sim_config("").replace(
+        "[[provider]]",
+        "[[partner]]\nid = \"555\"\nsecret = \"new-secret\"\nprovider = \"sim\"\n\n[[provider]]",
+    );
+    write_config(d.dir.path(), &added);
+    d.signal("-HUP");
+    d.wait_log("config reloaded");
+    assert_eq!(
+        d.get(&format!("/request/call.php?{}", q("555", "new-secret")))
+            .status,
+        200
+    );
+
+    // A bad config is refused and the running one stays.
+    write_config(d.dir.path(), "[server]\nlisten = 5\n");
+    d.signal("-HUP");
+    let line = d.wait_log("reload refused");
+    assert!(line.contains(":2: server.listen:"), "{line}");
+    assert_eq!(
+        d.get(&format!("/request/call.php?{}", q("555", "new-secret")))
+            .status,
+        200
+    );
+
+    // A removed partner is disabled in the database, not deleted.
+    write_config(d.dir.path(), &sim_config(""));
+    d.signal("-HUP");
+    d.wait_log("config reloaded");
+    let r = d.get(&format!("/request/call.php?{}", q("555", "new-secret")));
+    assert_eq!(r.status, 403);
+    let p = d.admin_get("/v1/partners", TOKEN);
+    let v: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
+    let gone = v["partners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "555")
+        .unwrap()
+        .clone();
+    assert_eq!(gone["enabled"], false);
+    assert_eq!(gone["calls"], 4);
+}
+
+#[test]
+fn sigterm_drains_and_exits_0() {
+    let d = Daemon::start(&sim_config(""));
+    assert_eq!(d.get("/healthz").status, 200);
+    let (status, _dir, log) = d.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("SIGTERM: draining connections and stopping"),
+        "{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[test]
+fn connections_over_the_limit_get_503() {
+    let d = Daemon::start(&sim_config("").replace("[server]", "[server]\nmax_connections = 2"));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        // An answered request on a kept-alive connection proves the slot is taken.
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: c2cd\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let r = d.get("/healthz");
+    assert_eq!(r.status, 503, "{}", r.text());
+    drop(held);
+    let deadline = std::time::Instant::now() + WAIT;
+    // The slots come back once the held connections close.
+    loop {
+        if d.get("/healthz").status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots never came back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

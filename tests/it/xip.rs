@@ -1,0 +1,364 @@
+//! The XIP front door (seed 000) against a real upstream click-to-call server and
+//! against the simulator.
+
+use crate::common::*;
+
+fn valid_query() -> String {
+    xip_query(
+        PARTNER,
+        REQUESTOR,
+        FULFILLMENT,
+        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
+    )
+}
+
+#[test]
+fn get_sends_exactly_the_nine_parameters_and_passes_the_answer_back() {
+    let up = Upstream::start(Behaviour::Reply(200, "text/x-c2c", "RESULT=QUEUED 4711"));
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "RESULT=QUEUED 4711");
+    assert_eq!(r.header("content-type"), Some("text/x-c2c"));
+    let id = r.call_id();
+
+    let got = up.requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].method, "GET");
+    assert_eq!(got[0].path, "/c2c/call");
+    let want_auth = md5_hex(&format!("upstream-secret{PARTNER}{REQUESTOR}{FULFILLMENT}"));
+    let want: Vec<(String, String)> = [
+        ("RequestorPhone", REQUESTOR),
+        ("RequestorCID", "6045550000"),
+        ("DestinationPhone", FULFILLMENT),
+        ("DestinationCID", "6045551234"),
+        ("PromptSet", "XIP1"),
+        ("TimeLimit", "7200"),
+        ("PartnerID", PARTNER),
+        ("Source", "XIP1"),
+        ("Auth", want_auth.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(got[0].params(), want);
+
+    let call = d.call(&id);
+    assert_eq!(call["state"], "handed_off");
+    assert_eq!(call["auth_ok"], true);
+    assert_eq!(call["a"]["number"], "+16045551234");
+    assert_eq!(call["b"]["number"], "+16045550000");
+    assert_eq!(call["a"]["caller_id"], "6045550000");
+    assert_eq!(
+        call["upstream_request"]["params"]["Auth"],
+        want_auth.as_str()
+    );
+    assert_eq!(call["upstream_request"]["url"], up.url().as_str());
+    assert_eq!(call["result"]["status"], 200);
+    assert_eq!(call["result"]["body"], "RESULT=QUEUED 4711");
+    assert_eq!(call["received"]["query"], valid_query().as_str());
+}
+
+#[test]
+fn post_form_and_per_partner_overrides_and_auth_fields() {
+    let up = Upstream::start(Behaviour::Reply(200, "text/plain", "OK"));
+    let extra = r#"method = "POST"
+auth_fields = ["PartnerID", "RequestorPhone", "DestinationPhone", "Source"]
+
+[[partner]]
+id = "777"
+secret = "acme-secret"
+provider = "c2c"
+prompt_set = "ACME2"
+source = "WEB"
+time_limit = 600
+"#;
+    let d = Daemon::start(&xip_config(&up.url(), extra));
+    // A short Requestor: the caller ID is the whole number, not 10 characters.
+    let (a, b) = ("4930123456", "442079460000");
+    let r = d.post_form(
+        "/request/call.php",
+        &xip_query(
+            "777",
+            a,
+            b,
+            &auth("acme-secret", "777", a, b).to_uppercase(),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = up.requests();
+    assert_eq!(got[0].method, "POST");
+    assert_eq!(
+        got[0].content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    let p: std::collections::HashMap<_, _> = got[0].params().into_iter().collect();
+    assert_eq!(p["RequestorCID"], "2079460000");
+    assert_eq!(p["DestinationCID"], "4930123456");
+    assert_eq!(p["PromptSet"], "ACME2");
+    assert_eq!(p["Source"], "WEB");
+    assert_eq!(p["TimeLimit"], "600");
+    assert_eq!(p["Auth"], md5_hex(&format!("upstream-secret777{a}{b}WEB")));
+}
+
+#[test]
+fn a_bad_auth_goes_upstream_as_bad_incoming_auth_and_the_answer_comes_back_verbatim() {
+    let up = Upstream::start(Behaviour::Reply(401, "text/plain", "ERROR 7 auth"));
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    for bad in ["0123456789abcdef0123456789abcdef", "", "not-hex"] {
+        let r = d.get(&format!(
+            "/request/call.php?{}",
+            xip_query(PARTNER, REQUESTOR, FULFILLMENT, bad)
+        ));
+        assert_eq!(r.status, 401);
+        assert_eq!(r.text(), "ERROR 7 auth");
+        assert_eq!(d.call(&r.call_id())["auth_ok"], false);
+    }
+    // No Auth parameter at all is a bad Auth too.
+    let r = d.get(&format!(
+        "/request/call.php?PartnerID={PARTNER}&Requestor={REQUESTOR}&Fulfillment={FULFILLMENT}"
+    ));
+    assert_eq!(r.status, 401);
+    let got = up.requests();
+    assert_eq!(got.len(), 4);
+    for g in &got {
+        let p = g.params();
+        assert_eq!(
+            p.last().unwrap(),
+            &("Auth".to_string(), "BadIncomingAuth".to_string())
+        );
+        assert_eq!(p[0], ("RequestorPhone".to_string(), REQUESTOR.to_string()));
+        assert_eq!(p.len(), 9);
+    }
+    let call = d.call(&r.call_id());
+    assert_eq!(call["state"], "failed");
+    assert_eq!(
+        call["upstream_request"]["params"]["Auth"],
+        "BadIncomingAuth"
+    );
+}
+
+#[test]
+fn upstream_errors_are_passed_back_verbatim() {
+    let up = Upstream::start(Behaviour::Reply(
+        500,
+        "application/json",
+        "{\"error\":\"db down\"}",
+    ));
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    assert_eq!(r.status, 500);
+    assert_eq!(r.text(), "{\"error\":\"db down\"}");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(d.call(&r.call_id())["state"], "failed");
+}
+
+#[test]
+fn an_unreachable_upstream_gets_result_110() {
+    // A port that was bound and released: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::start(&xip_config(&format!("http://127.0.0.1:{port}/c2c"), ""));
+    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    assert_eq!(r.status, 502);
+    let f = r.form();
+    assert_eq!(f["Result"], "110");
+    assert_eq!(f["CallID"], r.call_id());
+    let call = d.call(&r.call_id());
+    assert_eq!(call["state"], "failed");
+    assert_eq!(call["result"]["code"], "110");
+    assert!(
+        call["error"].as_str().unwrap().contains("unreachable"),
+        "{call}"
+    );
+}
+
+#[test]
+fn a_slow_upstream_gets_result_111_within_the_timeout() {
+    let up = Upstream::start(Behaviour::Hang);
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    let t = std::time::Instant::now();
+    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    assert_eq!(r.status, 504);
+    assert_eq!(r.form()["Result"], "111");
+    // timeout = "500ms" in the config; generous bound for a loaded machine.
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(up.requests().len(), 1);
+    assert_eq!(d.call(&r.call_id())["state"], "failed");
+}
+
+#[test]
+fn an_unknown_partner_is_refused_locally_and_recorded() {
+    let up = Upstream::start(Behaviour::Reply(200, "text/plain", "OK"));
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    let r = d.get(&format!(
+        "/request/call.php?{}",
+        xip_query(
+            "999999",
+            REQUESTOR,
+            FULFILLMENT,
+            &auth(SECRET, "999999", REQUESTOR, FULFILLMENT)
+        )
+    ));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.form()["Result"], "101");
+    assert!(
+        up.requests().is_empty(),
+        "an unknown partner reached the upstream"
+    );
+    let call = d.call(&r.call_id());
+    assert_eq!(call["state"], "rejected");
+    assert_eq!(call["partner_id"], "999999");
+    assert!(call["upstream_request"].is_null());
+}
+
+#[test]
+fn malformed_input_gets_its_code_places_no_call_and_leaves_a_row() {
+    let up = Upstream::start(Behaviour::Reply(200, "text/plain", "OK"));
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    let ok_auth = auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT);
+    let cases = [
+        (format!("PartnerID={PARTNER}&Requestor=%2B16045551234&Fulfillment={FULFILLMENT}&Auth={ok_auth}"), 400, "103"),
+        (format!("PartnerID={PARTNER}&Requestor=1604abc1234&Fulfillment={FULFILLMENT}&Auth={ok_auth}"), 400, "103"),
+        (format!("PartnerID={PARTNER}&Requestor={REQUESTOR}&Fulfillment=123&Auth={ok_auth}"), 400, "103"),
+        (format!("PartnerID={PARTNER}&Requestor={REQUESTOR}&Auth={ok_auth}"), 400, "102"),
+        (format!("Requestor={REQUESTOR}&Fulfillment={FULFILLMENT}&Auth={ok_auth}"), 400, "102"),
+        (format!("PartnerID={PARTNER}&Requestor={REQUESTOR}&Requestor=15550000000&Fulfillment={FULFILLMENT}&Auth={ok_auth}"), 400, "104"),
+        (format!("PartnerID={PARTNER}&Requestor=%FF%FE&Fulfillment={FULFILLMENT}&Auth={ok_auth}"), 400, "103"),
+    ];
+    for (q, status, code) in &cases {
+        let r = d.get(&format!("/request/call.php?{q}"));
+        assert_eq!(r.status, *status, "{q}: {}", r.text());
+        assert_eq!(&r.form()["Result"], code, "{q}");
+        let call = d.call(&r.call_id());
+        assert_eq!(call["state"], "rejected", "{q}");
+        assert_eq!(call["received"]["query"], q.as_str());
+    }
+    assert!(
+        up.requests().is_empty(),
+        "malformed input reached the upstream"
+    );
+}
+
+#[test]
+fn limits_are_answered_not_hung() {
+    let up = Upstream::start(Behaviour::Reply(200, "text/plain", "OK"));
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    // A body over max_body_bytes (64 KiB by default): 413 with a row.
+    let big = format!("{}&pad={}", valid_query(), "x".repeat(70_000));
+    let r = d.post_form("/request/call.php", &big);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.form()["Result"], "107");
+    assert_eq!(d.call(&r.call_id())["state"], "rejected");
+    // Headers over max_header_bytes: 431 from the HTTP layer.
+    let raw = format!(
+        "GET /request/call.php HTTP/1.1\r\nHost: c2cd\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "y".repeat(40_000)
+    );
+    assert_eq!(request(d.addr, &raw).status, 431);
+    // A body that is not a form.
+    let raw = "POST /request/call.php HTTP/1.1\r\nHost: c2cd\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    let r = request(d.addr, raw);
+    assert_eq!(r.status, 415);
+    assert_eq!(r.form()["Result"], "106");
+    // Another method.
+    let r = request(
+        d.addr,
+        "DELETE /request/call.php HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+    assert_eq!(r.form()["Result"], "105");
+    // Garbage that is not HTTP at all: a 400 from the HTTP layer, and the daemon lives on.
+    let r = request_bytes(d.addr, b"\x00\x01\x02 nonsense\r\n\r\n");
+    assert_eq!(r.status, 400);
+    assert_eq!(d.get("/healthz").status, 200);
+    assert!(up.requests().is_empty());
+}
+
+#[test]
+fn the_simulator_plays_every_outcome() {
+    let mut d = Daemon::start(&sim_config(""));
+    let cases = [
+        (REQUESTOR, FULFILLMENT, "completed", "a_ended_normal"),
+        ("15550001234", FULFILLMENT, "failed", "a_ended_busy"),
+        (REQUESTOR, "15550011234", "failed", "b_ended_no_answer"),
+        (REQUESTOR, "15550021234", "failed", "b_ended_failed"),
+    ];
+    for (a, b, state, last) in cases {
+        let r = d.get(&format!(
+            "/request/call.php?{}",
+            xip_query(PARTNER, a, b, &auth(SECRET, PARTNER, a, b))
+        ));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let f = r.form();
+        assert_eq!(f["Result"], "0");
+        let id = r.call_id();
+        assert_eq!(f["CallID"], id);
+        d.wait_log(&format!("call {id}: {last} -> {state}"));
+        let call = d.call(&id);
+        assert_eq!(call["state"], state);
+        let events: Vec<&str> = call["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(events.last(), Some(&last), "{events:?}");
+        assert_eq!(events[..3], ["originating", "accepted", "a_ringing"]);
+        let seqs: Vec<i64> = call["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    }
+    // The simulator refuses BadIncomingAuth like a click-to-call server does.
+    let r = d.get(&format!(
+        "/request/call.php?{}",
+        xip_query(PARTNER, REQUESTOR, FULFILLMENT, "bad")
+    ));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.form()["Result"], "100");
+}
+
+#[test]
+fn the_admin_api_needs_the_token() {
+    let d = Daemon::start(&sim_config(""));
+    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let id = r.call_id();
+    assert_eq!(d.get(&format!("/v1/calls/{id}")).status, 401);
+    assert_eq!(
+        d.admin_get(&format!("/v1/calls/{id}"), "wrong-token-wrong-token")
+            .status,
+        401
+    );
+    assert_eq!(
+        d.admin_get("/v1/calls/00000000-0000-0000-0000-000000000000", TOKEN)
+            .status,
+        404
+    );
+    let list = d.admin_get("/v1/calls?limit=5", TOKEN);
+    assert_eq!(list.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(v["calls"][0]["id"], id.as_str());
+    let p = d.admin_get("/v1/partners", TOKEN);
+    let v: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
+    assert_eq!(v["partners"][0]["id"], PARTNER);
+    let m = d.get("/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.text()
+            .contains("c2cd_http_responses_total{route=\"xip\",status=\"200\"} 1"),
+        "{}",
+        m.text()
+    );
+}
