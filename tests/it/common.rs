@@ -138,6 +138,13 @@ impl Daemon {
         (status, take_dir(&mut self.dir), log)
     }
 
+    /// Waits for an exit already asked for.
+    pub fn stop_wait(mut self) -> (ExitStatus, tempfile::TempDir, String) {
+        let status = wait_exit(&mut self.child);
+        let log = self.log_text();
+        (status, take_dir(&mut self.dir), log)
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(mut self) -> tempfile::TempDir {
         self.child.kill().unwrap();
@@ -318,6 +325,7 @@ pub enum Behaviour {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
+    arrived: Arc<std::sync::Condvar>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -328,6 +336,8 @@ impl Upstream {
 
         let received = Arc::new(Mutex::new(Vec::new()));
         let rec = received.clone();
+        let arrived = Arc::new(std::sync::Condvar::new());
+        let arrived2 = arrived.clone();
         let (addr_tx, addr_rx) = mpsc::channel();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
@@ -342,11 +352,13 @@ impl Upstream {
                     loop {
                         let (stream, _) = listener.accept().await.unwrap();
                         let rec = rec.clone();
+                        let arrived = arrived2.clone();
                         let behaviour = behaviour.clone();
                         tokio::spawn(async move {
                             let svc =
                                 service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                                     let rec = rec.clone();
+                                    let arrived = arrived.clone();
                                     let behaviour = behaviour.clone();
                                     async move {
                                         let method = req.method().to_string();
@@ -365,6 +377,7 @@ impl Upstream {
                                             content_type,
                                             body: String::from_utf8_lossy(&body).into_owned(),
                                         });
+                                        arrived.notify_all();
                                         match behaviour {
                                             Behaviour::Reply(status, ct, body) => {
                                                 let r = hyper::Response::builder()
@@ -399,12 +412,27 @@ impl Upstream {
         Upstream {
             addr,
             received,
+            arrived,
             _stop: stop,
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}/c2c/call", self.addr)
+    }
+
+    /// Waits until `n` requests have arrived.
+    pub fn wait_requests(&self, n: usize) {
+        let guard = self.received.lock().unwrap();
+        let (guard, timeout) = self
+            .arrived
+            .wait_timeout_while(guard, WAIT, |r| r.len() < n)
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "only {} of {n} upstream requests arrived",
+            guard.len()
+        );
     }
 
     pub fn requests(&self) -> Vec<Received> {

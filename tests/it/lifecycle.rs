@@ -189,3 +189,61 @@ fn connections_over_the_limit_get_503() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_slow_request_head_is_cut_off() {
+    let d = Daemon::start(
+        &sim_config("").replace("[server]", "[server]\nheader_read_timeout = \"300ms\""),
+    );
+    let mut s = TcpStream::connect(d.addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: c2cd\r\n")
+        .unwrap();
+    // The head is never finished: the daemon closes the connection (read returns
+    // EOF or a reset) instead of holding it.
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    assert_eq!(d.get("/healthz").status, 200);
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let up = Upstream::start(Behaviour::Hang);
+    let mut d = Daemon::start(
+        &xip_config(&up.url(), "").replace("timeout = \"500ms\"", "timeout = \"2s\""),
+    );
+    let q = xip_query(
+        PARTNER,
+        REQUESTOR,
+        FULFILLMENT,
+        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
+    );
+    let addr = d.addr;
+    let pending = std::thread::spawn(move || {
+        request(
+            addr,
+            &format!(
+                "GET /request/call.php?{q} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    });
+    // The request is in flight once the upstream has it.
+    up.wait_requests(1);
+    d.signal("-TERM");
+    d.wait_log("SIGTERM: draining");
+    let r = pending.join().unwrap();
+    assert_eq!(r.status, 504, "{}", r.text());
+    let (status, _dir, log) = d.stop_wait();
+    assert_eq!(status.code(), Some(0), "{log}");
+    // Secrets never reach the log, even at debug level.
+    for secret in [SECRET, "upstream-secret", TOKEN] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
