@@ -11,7 +11,7 @@ use crate::app::{App, Runtime};
 use crate::config::{self, Config, Source};
 use crate::core::now_ms;
 use crate::signal::Signal;
-use crate::store::{partners, Store};
+use crate::store::{calls, partners, Store};
 
 /// Runs the daemon on already-bound `listeners` until a stop arrives on `control`.
 /// The binary feeds `control` from the process's signals.
@@ -60,6 +60,11 @@ pub async fn run(
     };
     crate::http::serve(listeners, app, shutdown).await;
     notify("STOPPING=1");
+    if let Ok(n) = store.read(calls::count_in_progress).await {
+        if n > 0 {
+            log::info!("{n} calls in progress keep their last recorded state");
+        }
+    }
     tokio::task::spawn_blocking(move || store.shutdown())
         .await
         .context("while stopping the database writer")?;

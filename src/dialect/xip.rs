@@ -341,34 +341,40 @@ pub async fn handle(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Re
     rec.provider = Some(provider.name().to_string());
     rec.upstream_request = Some(provider.describe(&upstream));
 
+    // A provider that places real calls is asked only once the request is
+    // durable, so a crash never leaves a placed call without a row. The simulator
+    // places nothing real and answers at once: its answer is committed with the
+    // request, one commit on the request path instead of two.
+    let id = rec.id;
+    let events = Events::new(app.store.clone());
+    let early = match provider.is_local() {
+        true => Some(answer_of(
+            id,
+            provider
+                .originate(&o, upstream.clone(), events.clone())
+                .await,
+        )),
+        false => None,
+    };
+
     // The partner is validated against the database in the same transaction
     // that records the request.
-    let id = rec.id;
     let pid = partner_id.clone();
     let unknown = XipError::UnknownPartner;
-    let (u_status, u_code, u_msg) = (
-        unknown.status().as_u16(),
-        unknown.code().to_string(),
-        unknown.to_string(),
-    );
-    let u_body = result_body(unknown.code(), &u_msg, Some(id));
+    let refusal = Answer::local(id, &unknown);
+    let early_record = early.as_ref().map(|(a, _)| a.clone());
     let recorded = app
         .store
         .write(move |c| {
             if partners::is_enabled_for(c, &pid, "xip")? {
                 calls::insert(c, &rec, &Event::Originating, None)?;
+                if let Some(a) = &early_record {
+                    a.record(c, rec.id)?;
+                }
                 Ok(true)
             } else {
-                calls::insert(c, &rec, &Event::Rejected, Some(&u_msg))?;
-                calls::set_result(
-                    c,
-                    rec.id,
-                    rec.at,
-                    u_status,
-                    Some(&u_code),
-                    u_body.as_bytes(),
-                    None,
-                )?;
+                calls::insert(c, &rec, &Event::Rejected, refusal.detail.as_deref())?;
+                refusal.record_result(c, rec.id, rec.at)?;
                 Ok(false)
             }
         })
@@ -385,62 +391,105 @@ pub async fn handle(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Re
         log::warn!("call {id}: xip partner {partner_id:?} sent a bad Auth from {remote}; passing BadIncomingAuth upstream");
     }
 
-    let events = Events::new(app.store.clone());
-    let outcome = provider.originate(&o, upstream, events).await;
-    match outcome {
-        Ok((reply, follow)) => {
-            let (status, body, event) = (reply.status, reply.body.clone(), reply.event.clone());
-            let w = app
-                .store
-                .write(move |c| {
-                    let at = now_ms();
-                    calls::apply(c, id, &event, at, None)?;
-                    calls::set_result(c, id, at, status, None, &body, None)
-                })
-                .await;
-            if let Err(e) = w {
-                // The call is placed: answer the vendor anyway, the row shows `originating`.
-                log::error!("call {id}: result not recorded: {e}");
+    let (answer, follow) = match early {
+        Some(done) => done,
+        None => {
+            let (answer, follow) = answer_of(id, provider.originate(&o, upstream, events).await);
+            let a = answer.clone();
+            if let Err(e) = app.store.write(move |c| a.record(c, id)).await {
+                // The call is placed: answer the vendor anyway; the row shows `originating`.
+                log::error!("call {id}: the provider's answer was not recorded: {e}");
             }
-            if let Some(f) = follow {
-                tokio::spawn(f);
-            }
-            log::info!(
-                "call {id}: xip partner {partner_id:?} via {}: HTTP {status}",
-                provider.name()
-            );
-            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
-            respond(id, status, reply.content_type.as_deref(), reply.body)
+            (answer, follow)
         }
+    };
+    if let Some(f) = follow {
+        tokio::spawn(f);
+    }
+    match &answer.detail {
+        None => log::info!(
+            "call {id}: xip partner {partner_id:?} via {}: HTTP {}",
+            provider.name(),
+            answer.status
+        ),
+        Some(d) => log::warn!(
+            "call {id}: xip partner {partner_id:?} via {}: {d}",
+            provider.name()
+        ),
+    }
+    respond(
+        id,
+        answer.status,
+        answer.content_type.as_deref(),
+        answer.body,
+    )
+}
+
+/// What the partner is answered after the provider was asked, and what is recorded of it.
+#[derive(Clone)]
+struct Answer {
+    event: Event,
+    status: StatusCode,
+    /// c2cd's own result code, when c2cd answered for an unreachable provider.
+    code: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
+    /// Why the call failed, when the provider could not be asked.
+    detail: Option<String>,
+}
+
+impl Answer {
+    fn local(id: CallId, e: &XipError) -> Answer {
+        Answer {
+            event: Event::Failed,
+            status: e.status(),
+            code: Some(e.code().to_string()),
+            content_type: None,
+            body: Bytes::from(result_body(e.code(), &e.to_string(), Some(id))),
+            detail: Some(e.to_string()),
+        }
+    }
+
+    /// Moves the call on by the answer's event and stores the answer.
+    fn record(&self, c: &rusqlite::Connection, id: CallId) -> rusqlite::Result<()> {
+        let at = now_ms();
+        calls::apply(c, id, &self.event, at, self.detail.as_deref())?;
+        self.record_result(c, id, at)
+    }
+
+    fn record_result(&self, c: &rusqlite::Connection, id: CallId, at: i64) -> rusqlite::Result<()> {
+        calls::set_result(
+            c,
+            id,
+            at,
+            self.status.as_u16(),
+            self.code.as_deref(),
+            &self.body,
+            self.detail.as_deref(),
+        )
+    }
+}
+
+fn answer_of(
+    id: CallId,
+    r: Result<(crate::provider::Reply, Option<crate::provider::FollowUp>), ProviderError>,
+) -> (Answer, Option<crate::provider::FollowUp>) {
+    match r {
+        Ok((reply, follow)) => (
+            Answer {
+                event: reply.event,
+                status: StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                code: None,
+                content_type: reply.content_type,
+                body: reply.body,
+                detail: None,
+            },
+            follow,
+        ),
         Err(pe) => {
-            let e = XipError::from_provider(&pe);
-            let detail = pe.to_string();
-            log::warn!(
-                "call {id}: xip partner {partner_id:?} via {}: {detail}",
-                provider.name()
-            );
-            let body = result_body(e.code(), &e.to_string(), Some(id));
-            let (status, code) = (e.status().as_u16(), e.code().to_string());
-            let w = app
-                .store
-                .write(move |c| {
-                    let at = now_ms();
-                    calls::apply(c, id, &Event::Failed, at, Some(&detail))?;
-                    calls::set_result(
-                        c,
-                        id,
-                        at,
-                        status,
-                        Some(&code),
-                        body.as_bytes(),
-                        Some(&detail),
-                    )
-                })
-                .await;
-            if let Err(se) = w {
-                log::error!("call {id}: failure not recorded: {se}");
-            }
-            local_answer(id, &e)
+            let mut a = Answer::local(id, &XipError::from_provider(&pe));
+            a.detail = Some(pe.to_string());
+            (a, None)
         }
     }
 }

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use crate::config::{self, ProviderKind};
 use crate::core::call::Event;
 use crate::core::{md5_hex, now_ms, CallId};
-use crate::store::{calls, Store};
+use crate::store::{calls, Store, StoreError};
 
 /// The Auth sent upstream when the partner's own Auth did not match, as the XIP
 /// seed requires: the upstream fails the call and the vendor sees its usual answer.
@@ -122,17 +122,37 @@ impl Events {
         Events { store }
     }
 
-    /// Records `event` and returns once it is committed; then logs it at debug.
-    pub async fn emit(&self, id: CallId, event: Event) {
-        let kind = event.kind();
+    /// Records `events` in order, in one write, and returns once they are
+    /// committed; then logs each at debug.
+    pub async fn emit_all(&self, id: CallId, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let kinds: Vec<String> = events.iter().map(Event::kind).collect();
         let r = self
             .store
-            .write(move |c| calls::apply(c, id, &event, now_ms(), None))
+            .write(move |c| {
+                let at = now_ms();
+                events
+                    .iter()
+                    .map(|e| calls::apply(c, id, e, at, None))
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .await;
         match r {
-            Ok(Some(state)) => log::debug!("call {id}: {kind} -> {state}"),
-            Ok(None) => {}
-            Err(e) => log::error!("call {id}: cannot record event {kind}: {e}"),
+            Ok(states) => {
+                for (kind, state) in kinds.iter().zip(states) {
+                    if let Some(state) = state {
+                        log::debug!("call {id}: {kind} -> {state}");
+                    }
+                }
+            }
+            // Stopping: the call stays in its last recorded state.
+            Err(StoreError::Closed) => log::debug!(
+                "call {id}: {} not recorded: c2cd is stopping",
+                kinds.join(", ")
+            ),
+            Err(e) => log::error!("call {id}: cannot record {}: {e}", kinds.join(", ")),
         }
     }
 }
@@ -148,6 +168,12 @@ impl Provider {
             Provider::Sim(s) => &s.name,
             Provider::Xip(x) => &x.name,
         }
+    }
+
+    /// Whether the provider only simulates: it places no real call, so it may be
+    /// asked before the request is durable.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Provider::Sim(_))
     }
 
     /// The parameters that will be sent for `o`, as recorded before sending.

@@ -36,11 +36,11 @@ pub fn insert(
     error: Option<&str>,
 ) -> rusqlite::Result<CallState> {
     let upstream = c.upstream_request.as_ref().map(|v| v.to_string());
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO calls (id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query,
             received_body, a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, state, error)
-         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'requested', ?16)",
-        params![
+         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'requested', ?16)",)?
+    .execute(params![
             c.id.to_string(),
             c.at,
             c.dialect,
@@ -57,8 +57,7 @@ pub fn insert(
             c.provider,
             upstream,
             error,
-        ],
-    )?;
+        ])?;
     Ok(apply(conn, c.id, event, c.at, error)?.unwrap_or(CallState::Requested))
 }
 
@@ -74,11 +73,10 @@ pub fn apply(
 ) -> rusqlite::Result<Option<CallState>> {
     let id_s = id.to_string();
     let Some((state_s, seq)): Option<(String, i64)> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1) FROM calls WHERE id = ?1",
-            [&id_s],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        )?
+        .query_row([&id_s], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
     else {
         log::warn!("call {id}: event {} for an unknown call, ignored", event.kind());
@@ -92,14 +90,12 @@ pub fn apply(
         );
         return Ok(None);
     };
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO call_events (call_id, seq, event_id, at, kind, cause, state, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![id_s, seq + 1, CallId::new().to_string(), at, event.kind(), event.cause(), to.as_str(), detail],
-    )?;
-    conn.execute(
-        "UPDATE calls SET state = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id_s, to.as_str(), at],
-    )?;
+    )?
+    .execute(params![id_s, seq + 1, CallId::new().to_string(), at, event.kind(), event.cause(), to.as_str(), detail])?;
+    conn.prepare_cached("UPDATE calls SET state = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id_s, to.as_str(), at])?;
     Ok(Some(to))
 }
 
@@ -113,10 +109,10 @@ pub fn set_result(
     body: &[u8],
     error: Option<&str>,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE calls SET result_status = ?2, result_code = ?3, result_body = ?4, error = coalesce(?5, error), updated_at = ?6 WHERE id = ?1",
-        params![id.to_string(), status, code, body, error, at],
-    )?;
+    )?
+    .execute(params![id.to_string(), status, code, body, error, at])?;
     Ok(())
 }
 
@@ -234,4 +230,13 @@ pub fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>>
     let mut stmt = conn.prepare("SELECT state, count(*) FROM calls GROUP BY state")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
+}
+
+/// Calls not in a terminal state.
+pub fn count_in_progress(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row(
+        "SELECT count(*) FROM calls WHERE state NOT IN ('rejected', 'handed_off', 'completed', 'failed')",
+        [],
+        |r| r.get(0),
+    )
 }

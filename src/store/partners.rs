@@ -79,11 +79,8 @@ pub fn sync(conn: &Connection, partners: &[Partner], now: i64) -> rusqlite::Resu
 /// Whether the database knows `id` as an enabled partner that may use `dialect`.
 pub fn is_enabled_for(conn: &Connection, id: &str, dialect: &str) -> rusqlite::Result<bool> {
     let row: Option<(bool, String)> = conn
-        .query_row(
-            "SELECT enabled, dialects FROM partners WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT enabled, dialects FROM partners WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     Ok(matches!(row, Some((true, d)) if d.split(',').any(|x| x == dialect)))
 }
