@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# XIP throughput benchmark: c2cd against a bare hyper hello-world, same build, same box.
+#
+# What it measures: requests/s and p50/p99 latency (wrk --latency, closed loop,
+# keep-alive) of
+#   1. examples/hello.rs: a minimal hyper 1 HTTP/1.1 server (the ceiling), and
+#   2. c2cd's XIP endpoint, GET /request/call.php with a valid Auth, routed to
+#      the "sim" provider in instant mode (ring = talk = 0s). Every request is a
+#      real call: parsed, authenticated, written to SQLite (synchronous=FULL,
+#      group commit) before the answer, then played out by the simulator.
+# It prints the ratio c2cd/hello for requests/s, then the database size, the
+# number of rows in `calls` and the bytes per call, measured after c2cd has
+# stopped cleanly (SIGTERM: drain, WAL checkpoint).
+#
+# Run:  bash bench/xip.sh
+# Env:  DURATION     wrk duration per run   (default 10s)
+#       CONNECTIONS  wrk connections        (default 64; wrk threads fixed at 2)
+#       KEEP=1       keep the temp dir (config, logs, database, wrk outputs)
+#
+# Both servers listen on 127.0.0.1 only. Every wait is bounded; the whole run
+# takes about 2 x DURATION plus the release build.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=2
+SECRET='B4n0ff13P13!_'
+PARTNER=102821
+REQUESTOR=16045551234
+FULFILLMENT=16045550000
+
+cd "$(dirname "$0")/.."
+
+# --- tools ------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+    echo "wrk not found; installing it with apt-get" >&2
+    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+for tool in wrk curl python3; do
+    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+
+cargo build --release --bin c2cd --example hello
+C2CD=target/release/c2cd
+HELLO=target/release/examples/hello
+
+# --- temp dir, cleanup ------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [[ ${KEEP:-0} == 1 ]]; then
+        echo "kept $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+
+DB=$TMP/bench.db
+cat >"$TMP/c2cd.toml" <<EOF
+[server]
+listen = ["127.0.0.1:0"]
+max_connections = 4096
+[database]
+path = "$DB"
+[log]
+level = "info"
+[[partner]]
+id = "$PARTNER"
+secret = "$SECRET"
+provider = "sim"
+[[provider]]
+name = "sim"
+kind = "sim"
+ring = "0s"
+talk = "0s"
+EOF
+
+# wait_port LOGFILE PID: waits (max 10 s) for "listening on http://ADDR" in
+# LOGFILE and prints the port.
+wait_port() {
+    local log=$1 pid=$2 line
+    for _ in $(seq 100); do
+        line=$(grep -m1 'listening on http://' "$log" || true)
+        if [[ -n $line ]]; then
+            echo "${line##*:}"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "the server exited before listening; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "no 'listening on http://' in $log within 10 s; the log:" >&2
+    cat "$log" >&2
+    return 1
+}
+
+# to_ms VALUE: wrk's "635.91us" / "1.02ms" / "1.10s" / "2.00m" -> milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n
+    }'
+}
+
+# bench NAME URL: runs wrk, keeps its output in $TMP/wrk-NAME.txt and appends
+# "NAME RPS P50 P99 NON2XX SOCKET_ERRORS" to $TMP/results.
+bench() {
+    local name=$1 url=$2 out=$TMP/wrk-$1.txt rps p50 p99 non2xx errs
+    echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($name)" >&2
+    # wrk runs for DURATION; timeout is a backstop only.
+    timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+    non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out")
+    errs=$(sed -n 's/^ *Socket errors: *//p' "$out" | tr -d ' ')
+    echo "$name ${rps:-0} $p50 $p99 ${non2xx:-0} ${errs:-none}" >>"$TMP/results"
+}
+
+# --- hello ------------------------------------------------------------------
+"$HELLO" 127.0.0.1:0 2>"$TMP/hello.log" &
+HELLO_PID=$!
+PIDS+=("$HELLO_PID")
+HELLO_PORT=$(wait_port "$TMP/hello.log" "$HELLO_PID")
+bench hello "http://127.0.0.1:$HELLO_PORT/"
+kill "$HELLO_PID"
+
+# --- c2cd XIP ---------------------------------------------------------------
+"$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
+C2CD_PID=$!
+PIDS+=("$C2CD_PID")
+C2CD_PORT=$(wait_port "$TMP/c2cd.log" "$C2CD_PID")
+AUTH=$("$C2CD" sign --secret "$SECRET" --partner "$PARTNER" --requestor "$REQUESTOR" --fulfillment "$FULFILLMENT")
+URL="http://127.0.0.1:$C2CD_PORT/request/call.php?PartnerID=$PARTNER&Requestor=$REQUESTOR&Fulfillment=$FULFILLMENT&Auth=$AUTH"
+
+status=$(curl -sS -m 5 -o "$TMP/first.txt" -w '%{http_code}' "$URL")
+if [[ $status != 200 ]]; then
+    echo "c2cd answered HTTP $status to the first XIP request, not 200:" >&2
+    cat "$TMP/first.txt" >&2
+    echo >&2
+    tail -n 20 "$TMP/c2cd.log" >&2
+    exit 1
+fi
+bench c2cd-xip "$URL"
+
+# Stop cleanly so the WAL is checkpointed into the database file (max 30 s).
+kill -TERM "$C2CD_PID"
+for _ in $(seq 300); do
+    kill -0 "$C2CD_PID" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$C2CD_PID" 2>/dev/null; then
+    echo "c2cd did not stop within 30 s of SIGTERM; killing it" >&2
+    kill -KILL "$C2CD_PID" 2>/dev/null || true
+fi
+c2cd_rc=0
+wait "$C2CD_PID" || c2cd_rc=$?
+
+# --- report -----------------------------------------------------------------
+ROWS=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from calls').fetchone()[0])" "$DB")
+DB_BYTES=$(stat -c %s "$DB")
+WAL_BYTES=$(stat -c %s "$DB-wal" 2>/dev/null || echo 0)
+
+echo
+echo "c2cd XIP benchmark: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, 127.0.0.1, $(nproc) CPUs"
+awk '
+    BEGIN { printf "%-10s %12s %10s %10s %10s  %s\n", "name", "requests/s", "p50 ms", "p99 ms", "non-2xx", "socket errors" }
+    { printf "%-10s %12.0f %10.3f %10.3f %10d  %s\n", $1, $2, $3, $4, $5, $6; rps[NR] = $2 }
+    END { if (rps[1] > 0) printf "ratio c2cd/hello requests/s: %.3f\n", rps[2] / rps[1] }
+' "$TMP/results"
+echo "database: $DB_BYTES bytes (+ $WAL_BYTES bytes WAL), $ROWS rows in calls, $(( ROWS > 0 ? (DB_BYTES + WAL_BYTES) / ROWS : 0 )) bytes/call"
+echo "c2cd exit status after SIGTERM: $c2cd_rc"
+echo "calls by state: $(python3 -c "import sqlite3,sys; print(', '.join(f'{s} {n}' for s, n in sqlite3.connect(sys.argv[1]).execute('select state, count(*) from calls group by state order by 2 desc')))" "$DB")"
+# WARN/ERROR lines, split into those logged under load and those after SIGTERM.
+awk '
+    / SIGTERM: / { stopping = 1 }
+    / (WARN|ERROR) / { if (stopping) after++; else before++ }
+    END { printf "c2cd WARN/ERROR log lines: %d under load, %d after SIGTERM\n", before, after }
+' "$TMP/c2cd.log"
+{ grep -E ' (WARN|ERROR) ' "$TMP/c2cd.log" || true; } | sed -E 's/^[^ ]+ +//; s/call [0-9a-f-]+/call ID/' | sort | uniq -c | sort -rn | head -n 10
