@@ -205,30 +205,21 @@ fn store_failure(id: CallId, e: &StoreError) -> Resp {
 /// Records a request c2cd refuses itself, then answers it.
 async fn reject(app: &App, rec: calls::NewCall, e: XipError) -> Resp {
     let id = rec.id;
-    let body = result_body(e.code(), &e.to_string(), Some(id));
-    let (status, code, detail) = (e.status().as_u16(), e.code().to_string(), e.to_string());
     log::info!(
-        "call {id}: xip request refused: {detail} (partner {:?}, from {:?})",
+        "call {id}: xip request refused: {e} (partner {:?}, from {:?})",
         rec.partner_id,
         rec.remote_addr
     );
+    let answer = Answer::local(id, &e, Event::Rejected);
     let write = app
         .store
         .write(move |c| {
-            calls::insert(c, &rec, &Event::Rejected, Some(&detail))?;
-            calls::set_result(
-                c,
-                rec.id,
-                rec.at,
-                status,
-                Some(&code),
-                body.as_bytes(),
-                None,
-            )
+            let events = [(Event::Rejected, answer.detail.as_deref())];
+            calls::insert(c, &rec, &events, Some(answer.answered()))
         })
         .await;
     match write {
-        Ok(()) => local_answer(id, &e),
+        Ok(_) => local_answer(id, &e),
         Err(se) => store_failure(id, &se),
     }
 }
@@ -361,22 +352,27 @@ pub async fn handle(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Re
     // that records the request.
     let pid = partner_id.clone();
     let unknown = XipError::UnknownPartner;
-    let refusal = Answer::local(id, &unknown);
+    let refusal = Answer::local(id, &unknown, Event::Rejected);
     let early_record = early.as_ref().map(|(a, _)| a.clone());
     let recorded = app
         .store
         .write(move |c| {
-            if partners::is_enabled_for(c, &pid, "xip")? {
-                calls::insert(c, &rec, &Event::Originating, None)?;
-                if let Some(a) = &early_record {
-                    a.record(c, rec.id)?;
-                }
-                Ok(true)
-            } else {
-                calls::insert(c, &rec, &Event::Rejected, refusal.detail.as_deref())?;
-                refusal.record_result(c, rec.id, rec.at)?;
-                Ok(false)
+            if !partners::is_enabled_for(c, &pid, "xip")? {
+                let events = [(Event::Rejected, refusal.detail.as_deref())];
+                calls::insert(c, &rec, &events, Some(refusal.answered()))?;
+                return Ok(false);
             }
+            match &early_record {
+                Some(a) => {
+                    let events = [
+                        (Event::Originating, None),
+                        (a.event.clone(), a.detail.as_deref()),
+                    ];
+                    calls::insert(c, &rec, &events, Some(a.answered()))?
+                }
+                None => calls::insert(c, &rec, &[(Event::Originating, None)], None)?,
+            };
+            Ok(true)
         })
         .await;
     match recorded {
@@ -439,9 +435,10 @@ struct Answer {
 }
 
 impl Answer {
-    fn local(id: CallId, e: &XipError) -> Answer {
+    /// c2cd's own answer for `e`, moving the call by `event`.
+    fn local(id: CallId, e: &XipError, event: Event) -> Answer {
         Answer {
-            event: Event::Failed,
+            event,
             status: e.status(),
             code: Some(e.code().to_string()),
             content_type: None,
@@ -450,23 +447,20 @@ impl Answer {
         }
     }
 
-    /// Moves the call on by the answer's event and stores the answer.
-    fn record(&self, c: &rusqlite::Connection, id: CallId) -> rusqlite::Result<()> {
-        let at = now_ms();
-        calls::apply(c, id, &self.event, at, self.detail.as_deref())?;
-        self.record_result(c, id, at)
+    fn answered(&self) -> calls::Answered<'_> {
+        calls::Answered {
+            status: self.status.as_u16(),
+            code: self.code.as_deref(),
+            body: &self.body,
+            error: self.detail.as_deref(),
+        }
     }
 
-    fn record_result(&self, c: &rusqlite::Connection, id: CallId, at: i64) -> rusqlite::Result<()> {
-        calls::set_result(
-            c,
-            id,
-            at,
-            self.status.as_u16(),
-            self.code.as_deref(),
-            &self.body,
-            self.detail.as_deref(),
-        )
+    /// Moves the stored call on by the answer's event and stores the answer.
+    fn record(&self, c: &rusqlite::Connection, id: CallId) -> rusqlite::Result<()> {
+        let at = now_ms();
+        calls::apply(c, id, &[(self.event.clone(), self.detail.as_deref())], at)?;
+        calls::set_result(c, id, at, self.answered())
     }
 }
 
@@ -487,7 +481,7 @@ fn answer_of(
             follow,
         ),
         Err(pe) => {
-            let mut a = Answer::local(id, &XipError::from_provider(&pe));
+            let mut a = Answer::local(id, &XipError::from_provider(&pe), Event::Failed);
             a.detail = Some(pe.to_string());
             (a, None)
         }

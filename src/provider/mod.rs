@@ -129,22 +129,16 @@ impl Events {
             return;
         }
         let kinds: Vec<String> = events.iter().map(Event::kind).collect();
+        let events: Vec<(Event, Option<&'static str>)> =
+            events.into_iter().map(|e| (e, None)).collect();
         let r = self
             .store
-            .write(move |c| {
-                let at = now_ms();
-                events
-                    .iter()
-                    .map(|e| calls::apply(c, id, e, at, None))
-                    .collect::<Result<Vec<_>, _>>()
-            })
+            .write(move |c| calls::apply(c, id, &events, now_ms()))
             .await;
         match r {
             Ok(states) => {
                 for (kind, state) in kinds.iter().zip(states) {
-                    if let Some(state) = state {
-                        log::debug!("call {id}: {kind} -> {state}");
-                    }
+                    log::debug!("call {id}: {kind} -> {state}");
                 }
             }
             // Stopping: the call stays in its last recorded state.

@@ -27,50 +27,111 @@ pub struct NewCall {
     pub upstream_request: Option<Value>,
 }
 
-/// Inserts the call in state `requested` with its first event, `event`
-/// (`Originating` or `Rejected`), and `error` for a rejection.
+/// The answer given to the partner, as recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct Answered<'a> {
+    pub status: u16,
+    /// c2cd's own result code, when c2cd answered itself.
+    pub code: Option<&'a str>,
+    pub body: &'a [u8],
+    /// Why the call was refused or failed.
+    pub error: Option<&'a str>,
+}
+
+/// Inserts the call with its first `events` (each with an optional detail) and,
+/// when already known, the answer given. The state is the one the events lead
+/// to from `requested`; one INSERT for the row, one per event.
 pub fn insert(
     conn: &Connection,
     c: &NewCall,
-    event: &Event,
-    error: Option<&str>,
+    events: &[(Event, Option<&str>)],
+    answered: Option<Answered>,
 ) -> rusqlite::Result<CallState> {
     let upstream = c.upstream_request.as_ref().map(|v| v.to_string());
+    let mut state = CallState::Requested;
+    let mut steps = Vec::with_capacity(events.len());
+    for (event, detail) in events {
+        let Some(to) = call::next(state, event) else {
+            log::warn!(
+                "call {}: illegal transition {state} --{}--> refused",
+                c.id,
+                event.kind()
+            );
+            break;
+        };
+        state = to;
+        steps.push((event, *detail, to));
+    }
+    let a = answered.as_ref();
     conn.prepare_cached(
         "INSERT INTO calls (id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query,
-            received_body, a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, state, error)
-         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'requested', ?16)",)?
+            received_body, a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, state,
+            result_status, result_code, result_body, error)
+         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+    )?
     .execute(params![
-            c.id.to_string(),
-            c.at,
-            c.dialect,
-            c.partner_id,
-            c.remote_addr,
-            c.method,
-            c.received_query,
-            c.received_body,
-            c.a_number,
-            c.b_number,
-            c.a_cid,
-            c.b_cid,
-            c.auth_ok,
-            c.provider,
-            upstream,
-            error,
-        ])?;
-    Ok(apply(conn, c.id, event, c.at, error)?.unwrap_or(CallState::Requested))
+        c.id.to_string(),
+        c.at,
+        c.dialect,
+        c.partner_id,
+        c.remote_addr,
+        c.method,
+        c.received_query,
+        c.received_body,
+        c.a_number,
+        c.b_number,
+        c.a_cid,
+        c.b_cid,
+        c.auth_ok,
+        c.provider,
+        upstream,
+        state.as_str(),
+        a.map(|a| a.status),
+        a.and_then(|a| a.code),
+        a.map(|a| a.body),
+        a.and_then(|a| a.error),
+    ])?;
+    insert_events(conn, c.id, 0, c.at, &steps)?;
+    Ok(state)
 }
 
-/// Applies `event` to the call: stores the event with the next sequence number
-/// and moves the call's state. An illegal transition is logged and not applied
-/// (`Ok(None)`).
+fn insert_events(
+    conn: &Connection,
+    id: CallId,
+    last_seq: i64,
+    at: i64,
+    steps: &[(&Event, Option<&str>, CallState)],
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO call_events (call_id, seq, event_id, at, kind, cause, state, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let id_s = id.to_string();
+    for (n, (event, detail, to)) in steps.iter().enumerate() {
+        stmt.execute(params![
+            id_s,
+            last_seq + 1 + n as i64,
+            CallId::new().to_string(),
+            at,
+            event.kind(),
+            event.cause(),
+            to.as_str(),
+            detail
+        ])?;
+    }
+    Ok(())
+}
+
+/// Applies `events` in order to a stored call: stores each with the next
+/// sequence number and moves the call's state once. An illegal transition is
+/// logged and not applied, and neither is anything after it. Returns the state
+/// after each applied event.
 pub fn apply(
     conn: &Connection,
     id: CallId,
-    event: &Event,
+    events: &[(Event, Option<&str>)],
     at: i64,
-    detail: Option<&str>,
-) -> rusqlite::Result<Option<CallState>> {
+) -> rusqlite::Result<Vec<CallState>> {
     let id_s = id.to_string();
     let Some((state_s, seq)): Option<(String, i64)> = conn
         .prepare_cached(
@@ -79,40 +140,38 @@ pub fn apply(
         .query_row([&id_s], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
     else {
-        log::warn!("call {id}: event {} for an unknown call, ignored", event.kind());
-        return Ok(None);
+        log::warn!("call {id}: events for an unknown call, ignored");
+        return Ok(Vec::new());
     };
-    let state = CallState::parse(&state_s).unwrap_or(CallState::Requested);
-    let Some(to) = call::next(state, event) else {
-        log::warn!(
-            "call {id}: illegal transition {state} --{}--> refused",
-            event.kind()
-        );
-        return Ok(None);
-    };
-    conn.prepare_cached(
-        "INSERT INTO call_events (call_id, seq, event_id, at, kind, cause, state, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![id_s, seq + 1, CallId::new().to_string(), at, event.kind(), event.cause(), to.as_str(), detail])?;
+    let mut state = CallState::parse(&state_s).unwrap_or(CallState::Requested);
+    let mut steps = Vec::with_capacity(events.len());
+    for (event, detail) in events {
+        let Some(to) = call::next(state, event) else {
+            log::warn!(
+                "call {id}: illegal transition {state} --{}--> refused",
+                event.kind()
+            );
+            break;
+        };
+        state = to;
+        steps.push((event, *detail, to));
+    }
+    if steps.is_empty() {
+        return Ok(Vec::new());
+    }
+    insert_events(conn, id, seq, at, &steps)?;
     conn.prepare_cached("UPDATE calls SET state = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id_s, to.as_str(), at])?;
-    Ok(Some(to))
+        .execute(params![id_s, state.as_str(), at])?;
+    Ok(steps.into_iter().map(|(_, _, to)| to).collect())
 }
 
 /// Records the answer given to the partner.
-pub fn set_result(
-    conn: &Connection,
-    id: CallId,
-    at: i64,
-    status: u16,
-    code: Option<&str>,
-    body: &[u8],
-    error: Option<&str>,
-) -> rusqlite::Result<()> {
+pub fn set_result(conn: &Connection, id: CallId, at: i64, a: Answered) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE calls SET result_status = ?2, result_code = ?3, result_body = ?4, error = coalesce(?5, error), updated_at = ?6 WHERE id = ?1",
+        "UPDATE calls SET result_status = ?2, result_code = ?3, result_body = ?4, error = coalesce(?5, error),
+         updated_at = ?6 WHERE id = ?1",
     )?
-    .execute(params![id.to_string(), status, code, body, error, at])?;
+    .execute(params![id.to_string(), a.status, a.code, a.body, a.error, at])?;
     Ok(())
 }
 

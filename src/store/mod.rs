@@ -240,8 +240,12 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Msg>, batch: usize, stats: &Wr
     }
 }
 
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn run_batch(conn: &mut Connection, jobs: &mut Vec<Job>, stats: &WriterStats) {
-    let mut tx = match conn.transaction() {
+    let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
@@ -255,19 +259,22 @@ fn run_batch(conn: &mut Connection, jobs: &mut Vec<Job>, stats: &WriterStats) {
     };
     let mut done: Vec<Completion> = Vec::with_capacity(jobs.len());
     for job in jobs.drain(..) {
-        match tx.savepoint() {
-            Ok(sp) => {
-                let (ok, completion) = job(&sp);
-                let kept = if ok { sp.commit() } else { Ok(()) };
-                match kept {
-                    Ok(()) => done.push(completion),
-                    Err(e) => completion(Err(StoreError::Sqlite(e))),
-                }
-            }
-            Err(e) => {
-                log::error!("cannot open a savepoint: {e}");
-                drop(job);
-            }
+        // Each write in its own savepoint, so that a failing one is undone alone.
+        // The savepoint statements are prepared once, like the writes' own.
+        if let Err(e) = exec_cached(&tx, "SAVEPOINT job") {
+            log::error!("cannot open a savepoint: {e}");
+            drop(job);
+            continue;
+        }
+        let (ok, completion) = job(&tx);
+        let kept = if ok {
+            exec_cached(&tx, "RELEASE job")
+        } else {
+            exec_cached(&tx, "ROLLBACK TO job").and_then(|()| exec_cached(&tx, "RELEASE job"))
+        };
+        match kept {
+            Ok(()) => done.push(completion),
+            Err(e) => completion(Err(StoreError::Sqlite(e))),
         }
     }
     let n = done.len() as u64;

@@ -51,7 +51,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE call_events (
         call_id   TEXT NOT NULL REFERENCES calls (id),
         seq       INTEGER NOT NULL,          -- 1, 2, … per call
-        event_id  TEXT NOT NULL UNIQUE,
+        event_id  TEXT NOT NULL,             -- UUIDv7, unique by construction
         at        INTEGER NOT NULL,
         kind      TEXT NOT NULL,
         cause     INTEGER,                   -- Q.850
