@@ -91,6 +91,8 @@ struct RawLog {
     target: Option<String>,
     /// error, warn, info, debug or trace. Default "info".
     level: Option<String>,
+    /// The syslog socket for target "syslog". Default: /dev/log (or the system's equivalent).
+    syslog_socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -205,6 +207,7 @@ pub enum LogTarget {
 pub struct Log {
     pub target: LogTarget,
     pub level: log::LevelFilter,
+    pub syslog_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -325,24 +328,31 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Loads the config: `path` if given, else [`DEFAULT_PATH`] if it exists, else the
-/// embedded demo default.
-pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-    match path {
-        Some(p) => load_file(p),
-        None if Path::new(DEFAULT_PATH).exists() => load_file(Path::new(DEFAULT_PATH)),
-        None => parse(EMBEDDED, Source::Embedded),
-    }
-}
-
-pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+/// Finds the config text: `path` if given, else [`DEFAULT_PATH`] if it exists,
+/// else the embedded demo default.
+pub fn read(path: Option<&Path>) -> Result<(String, Source), ConfigError> {
+    let path = match path {
+        Some(p) => p,
+        None if Path::new(DEFAULT_PATH).exists() => Path::new(DEFAULT_PATH),
+        None => return Ok((EMBEDDED.to_string(), Source::Embedded)),
+    };
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.display().to_string(),
         line: None,
         key: "file".into(),
         message: format!("cannot read: {e}"),
     })?;
-    parse(&text, Source::File(path.to_path_buf()))
+    Ok((text, Source::File(path.to_path_buf())))
+}
+
+/// Reads and validates the config (see [`read`] for where it comes from).
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let (text, source) = read(path)?;
+    parse(&text, source)
+}
+
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    load(Some(path))
 }
 
 /// A path to a key in the document: `partner`, 0, `provider`.
@@ -605,7 +615,18 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             log::LevelFilter::Info
         }
     };
-    let log = Log { target, level };
+    let syslog_socket = raw.log.syslog_socket.clone().map(PathBuf::from);
+    if syslog_socket.is_some() && target != LogTarget::Syslog {
+        v.err(
+            &[K("log"), K("syslog_socket")],
+            "is only used with target = \"syslog\"",
+        );
+    }
+    let log = Log {
+        target,
+        level,
+        syslog_socket,
+    };
 
     // [admin]
     let token = match &raw.admin.token {

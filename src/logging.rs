@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use log::{Level, Log, Metadata, Record};
 
 use crate::config::LogTarget;
 
@@ -44,7 +44,8 @@ impl Log for Stderr {
 }
 
 /// Installs the logger once per process. A second call only changes the level.
-pub fn init(target: LogTarget, level: LevelFilter) {
+pub fn init(cfg: &crate::config::Log) {
+    let (target, level) = (cfg.target, cfg.level);
     log::set_max_level(level);
     let installed = match target {
         LogTarget::Syslog => {
@@ -54,7 +55,11 @@ pub fn init(target: LogTarget, level: LevelFilter) {
                 process: "c2cd".into(),
                 pid: std::process::id(),
             };
-            match syslog::unix(fmt) {
+            let logger = match &cfg.syslog_socket {
+                Some(path) => syslog::unix_custom(fmt, path),
+                None => syslog::unix(fmt),
+            };
+            match logger {
                 Ok(logger) => {
                     log::set_boxed_logger(Box::new(syslog::BasicLogger::new(logger))).is_ok()
                 }

@@ -102,7 +102,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage(e),
             };
-            c2cd::logging::init(cfg.log.target, cfg.log.level);
+            c2cd::logging::init(&cfg.log);
             announce(&cfg);
             result(serve(cfg))
         }
@@ -201,19 +201,9 @@ fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 fn check_config(path: Option<&Path>) -> ExitCode {
-    let (text, source) = match path {
-        Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => (t, Source::File(p.to_path_buf())),
-            Err(e) => return usage(format!("{}: file: cannot read: {e}", p.display())),
-        },
-        None if Path::new(config::DEFAULT_PATH).exists() => {
-            let p = Path::new(config::DEFAULT_PATH);
-            match std::fs::read_to_string(p) {
-                Ok(t) => (t, Source::File(p.to_path_buf())),
-                Err(e) => return usage(format!("{}: file: cannot read: {e}", p.display())),
-            }
-        }
-        None => (config::EMBEDDED.to_string(), Source::Embedded),
+    let (text, source) = match config::read(path) {
+        Ok(found) => found,
+        Err(e) => return usage(e),
     };
     match config::parse_all(&text, source) {
         Ok(c) => {

@@ -247,3 +247,76 @@ fn sigterm_lets_an_in_flight_request_finish() {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
     }
 }
+
+#[test]
+fn logs_go_to_syslog_when_asked() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("log.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let config = sim_config("").replace(
+        "level = \"debug\"",
+        &format!(
+            "level = \"info\"\ntarget = \"syslog\"\nsyslog_socket = \"{}\"",
+            sock_path.display()
+        ),
+    );
+    let path = write_config(dir.path(), &config);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    let port = loop {
+        let n = sock.recv(&mut buf).expect("no syslog message in time");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        messages.push(m.clone());
+        if let Some(rest) = m.split("listening on http://").nth(1) {
+            break rest
+                .trim()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse::<u16>()
+                .unwrap();
+        }
+    };
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let q = xip_query(
+        PARTNER,
+        REQUESTOR,
+        FULFILLMENT,
+        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
+    );
+    let r = request(
+        addr,
+        &format!("GET /request/call.php?{q} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(r.status, 200);
+    let id = r.call_id();
+    loop {
+        let n = sock.recv(&mut buf).expect("the call was not logged");
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        messages.push(m.clone());
+        if m.contains(&id) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // RFC 3164 with facility daemon: <30> is daemon.info.
+    let pid = child.id();
+    for m in &messages {
+        assert!(m.starts_with('<'), "{m}");
+        assert!(m.contains(&format!("c2cd[{pid}]:")), "{m}");
+        assert!(!m.contains(SECRET) && !m.contains(TOKEN), "{m}");
+    }
+    assert!(
+        messages.iter().any(|m| m.starts_with("<30>")),
+        "{messages:?}"
+    );
+}
