@@ -28,6 +28,8 @@ pub struct App {
     runtime: RwLock<Arc<Runtime>>,
     pub store: Store,
     pub metrics: Metrics,
+    /// Dialect requests under way; a stop waits for them.
+    pub inflight: Arc<Inflight>,
 }
 
 impl App {
@@ -36,6 +38,7 @@ impl App {
             runtime: RwLock::new(Arc::new(runtime)),
             store,
             metrics: Metrics::default(),
+            inflight: Arc::new(Inflight::default()),
         }
     }
 
@@ -53,6 +56,48 @@ impl App {
         match self.runtime.write() {
             Ok(mut g) => *g = new,
             Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+}
+
+/// Counts the requests under way, so that a stop can wait for them.
+#[derive(Default)]
+pub struct Inflight {
+    count: AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+/// One request under way; dropping it ends it.
+pub struct InflightGuard(Arc<Inflight>);
+
+impl Inflight {
+    pub fn enter(self: &Arc<Self>) -> InflightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(self.clone())
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// Returns once no request is under way.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
         }
     }
 }

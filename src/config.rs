@@ -179,7 +179,7 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
     pub listen: Vec<SocketAddr>,
     pub max_connections: usize,
@@ -190,7 +190,7 @@ pub struct Server {
     pub drain_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Database {
     pub path: PathBuf,
     pub queue: usize,
@@ -203,7 +203,7 @@ pub enum LogTarget {
     Syslog,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     pub target: LogTarget,
     pub level: log::LevelFilter,
@@ -302,6 +302,42 @@ impl Config {
 
     pub fn is_embedded(&self) -> bool {
         self.source == Source::Embedded
+    }
+}
+
+impl Config {
+    /// The keys that differ between `self` and `new` but take effect only at a
+    /// restart (the rest apply on reload).
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.server, &new.server);
+        let checks = [
+            ("server.listen", a.listen != b.listen),
+            (
+                "server.max_connections",
+                a.max_connections != b.max_connections,
+            ),
+            (
+                "server.max_header_bytes",
+                a.max_header_bytes != b.max_header_bytes,
+            ),
+            (
+                "server.header_read_timeout",
+                a.header_read_timeout != b.header_read_timeout,
+            ),
+            ("database.path", self.database.path != new.database.path),
+            ("database.queue", self.database.queue != new.database.queue),
+            ("database.batch", self.database.batch != new.database.batch),
+            ("log.target", self.log.target != new.log.target),
+            (
+                "log.syslog_socket",
+                self.log.syslog_socket != new.log.syslog_socket,
+            ),
+        ];
+        checks
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(k, _)| k)
+            .collect()
     }
 }
 
@@ -703,6 +739,11 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                         hyper::Uri::from_static("http://127.0.0.1/")
                     }
                     Some(u) => match u.parse::<hyper::Uri>() {
+                        Ok(uri) if uri.authority().is_some_and(|a| a.as_str().contains('@')) => {
+                            // SECURITY: credentials in a URL would be stored with every call.
+                            v.err(&at("url"), "must not carry user:password@; the upstream is authenticated by the Auth parameter");
+                            uri
+                        }
                         Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => uri,
                         Ok(uri) if uri.scheme_str() == Some("https") => {
                             v.err(&at("url"), "https is not supported yet; reach the server through a local TLS proxy (e.g. stunnel) over http");
@@ -779,6 +820,20 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             name: p.name.clone(),
             kind,
         });
+    }
+
+    for (i, p) in providers.iter().enumerate() {
+        if let ProviderKind::Xip(x) = &p.kind {
+            if x.timeout >= server.drain_timeout {
+                v.err(
+                    &[K("provider"), I(i), K("timeout")],
+                    format!(
+                        "must be shorter than server.drain_timeout ({}), so that a stop never cuts a request off",
+                        fmt_duration(server.drain_timeout)
+                    ),
+                );
+            }
+        }
     }
 
     // [[partner]]
@@ -866,12 +921,33 @@ fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
         ),
         None => (None, "toml".to_string()),
     };
+    let mut message = e.message().trim().to_string();
+    // SECURITY: a mistyped secret is quoted by the parser; never print it.
+    let last = key.rsplit('.').next().unwrap_or("");
+    if SECRET_KEYS.contains(&last) {
+        message = redact_quoted(&message);
+    }
     ConfigError {
         file: file.to_string(),
         line,
         key,
-        message: e.message().trim().to_string(),
+        message,
     }
+}
+
+/// Keys whose values are secrets.
+const SECRET_KEYS: [&str; 3] = ["secret", "password", "token"];
+
+/// Replaces every `quoted` part of a parser message with `***`.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        out.push_str(if i % 2 == 1 { "***" } else { part });
+    }
+    out
 }
 
 /// The dotted key (array indexes left out) whose key or value holds `offset`:
@@ -1089,6 +1165,34 @@ secret = "up"
         assert_eq!(
             all[0].to_string(),
             "c.toml:12: provider.kind: kind \"xip\" needs url, the click-to-call server's address"
+        );
+    }
+
+    #[test]
+    fn a_mistyped_secret_is_not_quoted_back() {
+        let e = err(&OK.replace("secret = \"s3cret\"", "secret = 918273645546372819"));
+        assert!(
+            e.starts_with("c.toml:7: partner.secret: invalid type"),
+            "{e}"
+        );
+        assert!(!e.contains("918273645546372819"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_an_upstream_url_are_refused() {
+        let e = err(&OK.replace("http://127.0.0.1:9000/c2c", "http://u:p@127.0.0.1:9000/c2c"));
+        assert!(
+            e.starts_with("c.toml:13: provider.url: must not carry user:password@"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_provider_timeout_must_fit_in_the_drain() {
+        let e = err(&OK.replace("secret = \"up\"", "secret = \"up\"\ntimeout = \"30s\""));
+        assert!(
+            e.contains("provider.timeout: must be shorter than server.drain_timeout (30s)"),
+            "{e}"
         );
     }
 

@@ -58,8 +58,19 @@ pub async fn run(
             }
         }
     };
-    crate::http::serve(listeners, app, shutdown).await;
+    crate::http::serve(listeners, app.clone(), shutdown).await;
     notify("STOPPING=1");
+    let drain = app.runtime().config.server.drain_timeout;
+    // Requests whose partner hung up still run to their end.
+    if tokio::time::timeout(drain, app.inflight.wait_idle())
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "{} requests still under way after {drain:?}; their calls keep their last recorded state",
+            app.inflight.count()
+        );
+    }
     if let Ok(n) = store.read(calls::count_in_progress).await {
         if n > 0 {
             log::info!("{n} calls in progress keep their last recorded state");
@@ -106,11 +117,11 @@ async fn reload(app: &App) {
             return;
         }
     };
-    if new.server.listen != current.config.server.listen
-        || new.database.path != current.config.database.path
-    {
+    let later = current.config.restart_needed(&new);
+    if !later.is_empty() {
         log::warn!(
-            "reload: changes to server.listen and database.path take effect at the next restart"
+            "reload: {} changed; that takes effect at the next restart",
+            later.join(", ")
         );
     }
     if let Err(e) = sync_partners(&app.store, &new).await {

@@ -29,6 +29,9 @@ enum Command {
         /// Config file [default: /etc/c2cd/c2cd.toml, else the embedded demo default]
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Listen on IP:PORT instead of the config's server.listen (repeatable).
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Vec<std::net::SocketAddr>,
     },
     /// Validate a config file: exit 0, or print FILE:LINE: key: problem and exit 64.
     CheckConfig {
@@ -97,14 +100,19 @@ enum PartnersCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            let cfg = match config::load(config.as_deref()) {
+        Command::Serve { config, listen } => {
+            let mut cfg = match config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => return usage(e),
             };
+            if !listen.is_empty() {
+                cfg.server.listen = listen;
+            }
             c2cd::logging::init(&cfg.log);
             announce(&cfg);
-            result(serve(cfg))
+            let r = serve(cfg);
+            c2cd::logging::flush();
+            result(r)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
         Command::Calls {
@@ -162,9 +170,12 @@ fn result(r: anyhow::Result<()>) -> ExitCode {
 /// The first log line: which config runs, and how to use another.
 fn announce(cfg: &Config) {
     let v = env!("CARGO_PKG_VERSION");
+    let listen: Vec<String> = cfg.server.listen.iter().map(|a| a.to_string()).collect();
     match &cfg.source {
         Source::Embedded => log::warn!(
-            "c2cd {v}: running on the embedded demo default (simulator provider, demo partner 102821, database ./c2cd.db, 127.0.0.1:8080, loopback only); for a real install write {} or pass --config FILE",
+            "c2cd {v}: running on the embedded demo default (simulator provider, demo partner 102821, database {}, {}, loopback only); for a real install write {} or pass --config FILE",
+            cfg.database.path.display(),
+            listen.join(", "),
             config::DEFAULT_PATH
         ),
         Source::File(p) => log::info!("c2cd {v}: config {}", p.display()),

@@ -11,6 +11,7 @@
 //! simulator answers with.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -158,14 +159,18 @@ fn number(param: &'static str, v: &Option<String>) -> Result<E164, XipError> {
     })
 }
 
+/// The Content-Type of c2cd's own answers.
+const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// An answer with the call's id; `content_type` is passed on as given (an
+/// upstream that sent none gets none added).
 fn respond(id: CallId, status: StatusCode, content_type: Option<&str>, body: Bytes) -> Resp {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    let ct = content_type
-        .and_then(|c| HeaderValue::from_str(c).ok())
-        .unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8"));
-    h.insert(CONTENT_TYPE, ct);
+    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
+        h.insert(CONTENT_TYPE, ct);
+    }
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         h.insert(CALL_ID_HEADER, v);
     }
@@ -176,7 +181,7 @@ fn local_answer(id: CallId, e: &XipError) -> Resp {
     let mut r = respond(
         id,
         e.status(),
-        None,
+        Some(TEXT_PLAIN),
         Bytes::from(result_body(e.code(), &e.to_string(), Some(id))),
     );
     match e {
@@ -224,7 +229,8 @@ async fn reject(app: &App, rec: calls::NewCall, e: XipError) -> Resp {
     }
 }
 
-pub async fn handle(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Resp {
+pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Resp {
+    let app = &*app;
     let rt = app.runtime();
     let limits = &rt.config.server;
     let method = req.method().clone();
@@ -298,7 +304,7 @@ pub async fn handle(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Re
     let partner = rt
         .config
         .partner(&partner_id)
-        .filter(|p| p.dialects.contains(&crate::config::Dialect::Xip));
+        .filter(|p| p.enabled && p.dialects.contains(&crate::config::Dialect::Xip));
     let (Some(partner), Some(provider)) =
         (partner, partner.and_then(|p| rt.providers.get(&p.provider)))
     else {
@@ -358,6 +364,13 @@ pub async fn handle(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Re
         .store
         .write(move |c| {
             if !partners::is_enabled_for(c, &pid, "xip")? {
+                // Nothing goes upstream: the row must not say otherwise.
+                let rec = calls::NewCall {
+                    provider: None,
+                    upstream_request: None,
+                    auth_ok: None,
+                    ..rec
+                };
                 let events = [(Event::Rejected, refusal.detail.as_deref())];
                 calls::insert(c, &rec, &events, Some(refusal.answered()))?;
                 return Ok(false);
@@ -441,7 +454,7 @@ impl Answer {
             event,
             status: e.status(),
             code: Some(e.code().to_string()),
-            content_type: None,
+            content_type: Some(TEXT_PLAIN.to_string()),
             body: Bytes::from(result_body(e.code(), &e.to_string(), Some(id))),
             detail: Some(e.to_string()),
         }

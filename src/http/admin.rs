@@ -14,13 +14,15 @@ use crate::core::ct_eq;
 use crate::store::{calls, partners, StoreError};
 
 pub async fn healthz(app: &App) -> Resp {
-    // A read proves the database opens and answers; the writer is checked by the
-    // requests themselves.
-    match app
-        .store
-        .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-        .await
-    {
+    // Healthy means a request could be recorded now: the writer takes a (no-op)
+    // write and commits it, and a reader answers.
+    let check = async {
+        app.store.write(|_| Ok(())).await?;
+        app.store
+            .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await
+    };
+    match check.await {
         Ok(_) => text(StatusCode::OK, "ok\n"),
         Err(e) => {
             log::error!("health check: {e}");
@@ -124,7 +126,9 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or("");
     // SECURITY: constant-time comparison of the admin token.
     if ct_eq(presented.as_bytes(), token.expose().as_bytes()) {

@@ -82,7 +82,7 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
                 let app2 = app.clone();
                 let svc = service_fn(move |req| {
                     let app = app2.clone();
-                    async move { Ok::<_, Infallible>(route(&app, remote, req).await) }
+                    async move { Ok::<_, Infallible>(route(app, remote, req).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let watched = match graceful
@@ -117,7 +117,8 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
     }
     let graceful = graceful.lock().ok().and_then(|mut g| g.take());
     if let Some(g) = graceful {
-        let drain = limits.drain_timeout;
+        // The drain is read now: a reload may have changed it.
+        let drain = app.runtime().config.server.drain_timeout;
         if tokio::time::timeout(drain, g.shutdown()).await.is_err() {
             log::warn!("connections still open after {drain:?}; closing them");
         }
@@ -131,17 +132,39 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-async fn route(app: &App, remote: SocketAddr, req: Request<Incoming>) -> Resp {
+async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
     let (name, resp) = match path.as_str() {
-        "/request/call.php" => ("xip", dialect::xip::handle(app, remote, req).await),
-        "/healthz" => ("healthz", admin::healthz(app).await),
-        "/metrics" => ("metrics", admin::metrics(app).await),
-        p if p == "/v1" || p.starts_with("/v1/") => ("v1", admin::handle(app, req).await),
+        "/request/call.php" => (
+            "xip",
+            detached(&app, dialect::xip::handle(app.clone(), remote, req)).await,
+        ),
+        "/healthz" => ("healthz", admin::healthz(&app).await),
+        "/metrics" => ("metrics", admin::metrics(&app).await),
+        p if p == "/v1" || p.starts_with("/v1/") => ("v1", admin::handle(&app, req).await),
         _ => ("other", text(StatusCode::NOT_FOUND, "not found\n")),
     };
     app.metrics.response(name, resp.status().as_u16());
     resp
+}
+
+/// Runs a dialect request as a task of its own. Once a request is recorded it
+/// goes to its end (provider asked, answer recorded) even if the partner hangs
+/// up or the connection is cut; a stop waits for it. A panic in it becomes a
+/// 500 for that request only.
+async fn detached(app: &Arc<App>, work: impl Future<Output = Resp> + Send + 'static) -> Resp {
+    let guard = app.inflight.enter();
+    let task = tokio::spawn(async move {
+        let _guard = guard;
+        work.await
+    });
+    match task.await {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("request task failed: {e}");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+        }
+    }
 }
 
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Resp {

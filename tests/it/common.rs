@@ -319,6 +319,10 @@ pub enum Behaviour {
     Reply(u16, &'static str, &'static str),
     /// Never answer (until the test ends).
     Hang,
+    /// Answer 200 text/plain with this body after this many milliseconds.
+    Slow(u64, &'static str),
+    /// Answer 200 with this body and no Content-Type at all.
+    NoContentType(&'static str),
 }
 
 /// A real HTTP server on 127.0.0.1:0 playing the XIP click-to-call server.
@@ -392,6 +396,22 @@ impl Upstream {
                                             Behaviour::Hang => {
                                                 std::future::pending::<()>().await;
                                                 unreachable!()
+                                            }
+                                            Behaviour::Slow(ms, body) => {
+                                                let wait = std::time::Duration::from_millis(ms);
+                                                tokio::time::sleep(wait).await;
+                                                let body =
+                                                    bytes::Bytes::from_static(body.as_bytes());
+                                                let r = hyper::Response::builder()
+                                                    .header("content-type", "text/plain")
+                                                    .body(Full::new(body))
+                                                    .unwrap();
+                                                Ok(r)
+                                            }
+                                            Behaviour::NoContentType(body) => {
+                                                let body =
+                                                    bytes::Bytes::from_static(body.as_bytes());
+                                                Ok(hyper::Response::new(Full::new(body)))
                                             }
                                         }
                                     }

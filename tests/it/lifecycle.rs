@@ -8,34 +8,54 @@ use std::process::Command;
 use crate::common::*;
 
 #[test]
-fn with_no_config_it_runs_the_demo_default_and_says_so_first() {
+fn with_no_config_it_runs_the_demo_default_and_the_readme_example_works() {
     if std::path::Path::new("/etc/c2cd/c2cd.toml").exists() {
         return; // this machine has a real install; the embedded default is not used
     }
+    // The demo default listens on 127.0.0.1:8080; --listen moves it to a free port.
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .arg("serve")
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
-        &mut first,
-    )
-    .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
     assert!(
         first.contains("running on the embedded demo default"),
         "{first}"
     );
     assert!(
-        first.contains("127.0.0.1:8080") && first.contains("--config FILE"),
+        first.contains("--config FILE") && first.contains("c2cd.db"),
         "{first}"
     );
-    assert!(dir.path().join("c2cd.db").exists() || !first.is_empty());
+    let addr = loop {
+        let line = lines.next().expect("no listening line").unwrap();
+        if let Some(a) = line.split("listening on http://").nth(1) {
+            break a.trim().parse::<std::net::SocketAddr>().unwrap();
+        }
+    };
+    // The README's curl example, verbatim but for the port.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let url = readme
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("curl -i '")
+                .and_then(|r| r.strip_suffix('\''))
+        })
+        .expect("a curl -i example in README.md");
+    let path = url.strip_prefix("http://127.0.0.1:8080").unwrap();
+    let r = request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.form()["Result"], "0");
+    assert!(dir.path().join("c2cd.db").exists());
 }
 
 #[test]
@@ -126,6 +146,15 @@ fn sighup_reloads_partners_and_refuses_a_bad_config() {
             .status,
         200
     );
+
+    // A setting that needs a restart is named in the log.
+    write_config(
+        d.dir.path(),
+        &added.replace("[server]", "[server]\nheader_read_timeout = \"3s\""),
+    );
+    d.signal("-HUP");
+    d.wait_log("reload: server.header_read_timeout changed; that takes effect at the next restart");
+    d.wait_log("config reloaded");
 
     // A removed partner is disabled in the database, not deleted.
     write_config(d.dir.path(), &sim_config(""));

@@ -362,3 +362,98 @@ fn the_admin_api_needs_the_token() {
         m.text()
     );
 }
+
+#[test]
+fn a_vendor_that_hangs_up_does_not_abandon_the_call() {
+    let up = Upstream::start(Behaviour::Slow(300, "QUEUED"));
+    let mut d = Daemon::start(&xip_config(&up.url(), ""));
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        format!(
+            "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\n\r\n",
+            valid_query()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    up.wait_requests(1);
+    drop(s); // the vendor gives up while the upstream is still working
+    d.wait_log("via c2c: HTTP 200");
+    let list = d.admin_get("/v1/calls?limit=1", TOKEN);
+    let v: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(v["calls"][0]["state"], "handed_off", "{v}");
+    assert_eq!(v["calls"][0]["result_status"], 200);
+}
+
+#[test]
+fn a_disabled_partner_is_refused_and_its_row_shows_nothing_sent() {
+    let up = Upstream::start(Behaviour::Reply(200, "text/plain", "OK"));
+    let config = xip_config(&up.url(), "")
+        .replace("name = \"Vendor\"", "name = \"Vendor\"\nenabled = false");
+    let d = Daemon::start(&config);
+    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.form()["Result"], "101");
+    let call = d.call(&r.call_id());
+    assert_eq!(call["state"], "rejected");
+    assert!(
+        call["provider"].is_null()
+            && call["upstream_request"].is_null()
+            && call["auth_ok"].is_null(),
+        "{call}"
+    );
+    assert!(up.requests().is_empty());
+}
+
+#[test]
+fn an_oversized_upstream_answer_gets_result_112_and_a_missing_content_type_stays_missing() {
+    let big: &'static str = Box::leak("z".repeat(2000).into_boxed_str());
+    let up = Upstream::start(Behaviour::Reply(200, "text/plain", big));
+    let d = Daemon::start(&xip_config(&up.url(), "max_response_bytes = 1024"));
+    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    assert_eq!(r.status, 502);
+    assert_eq!(r.form()["Result"], "112");
+    assert_eq!(d.call(&r.call_id())["state"], "failed");
+
+    let up = Upstream::start(Behaviour::NoContentType("RAW"));
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "RAW");
+    assert_eq!(r.header("content-type"), None, "{:?}", r.headers);
+}
+
+#[test]
+fn a_slow_body_gets_408_and_a_row() {
+    let d = Daemon::start(
+        &sim_config("").replace("[server]", "[server]\nbody_read_timeout = \"300ms\""),
+    );
+    let q = valid_query();
+    let raw = format!(
+        "POST /request/call.php HTTP/1.1\r\nHost: c2cd\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        q.len() + 50,
+        q
+    );
+    let r = request(d.addr, &raw);
+    assert_eq!(r.status, 408);
+    assert_eq!(r.form()["Result"], "108");
+    let call = d.call(&r.call_id());
+    assert_eq!(call["state"], "rejected");
+    assert_eq!(call["received"]["method"], "POST");
+}
+
+#[test]
+fn without_a_token_the_admin_api_is_off() {
+    let d = Daemon::start(&sim_config("").replace(&format!("token = \"{TOKEN}\""), ""));
+    let r = d.admin_get("/v1/calls", TOKEN);
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("admin_disabled"), "{}", r.text());
+    // The bearer scheme is case-insensitive when a token is set.
+    let d = Daemon::start(&sim_config(""));
+    let r = request(
+        d.addr,
+        &format!("GET /v1/calls HTTP/1.1\r\nHost: c2cd\r\nAuthorization: bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(r.status, 200);
+}
