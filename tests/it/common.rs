@@ -249,12 +249,20 @@ pub fn request(addr: SocketAddr, raw: &str) -> Response {
 }
 
 pub fn request_bytes(addr: SocketAddr, raw: &[u8]) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(raw).unwrap();
+    try_request(addr, raw).unwrap_or_else(|| panic!("no answer from {addr}"))
+}
+
+/// Like [`request_bytes`], but `None` when the connection fails or no complete
+/// answer arrives (the daemon was killed, say).
+pub fn try_request(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(WAIT)).ok()?;
+    s.write_all(raw).ok()?;
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    parse_response(&buf)
+    buf.windows(4)
+        .any(|w| w == b"\r\n\r\n")
+        .then(|| parse_response(&buf))
 }
 
 pub fn parse_response(buf: &[u8]) -> Response {

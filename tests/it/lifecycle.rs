@@ -349,3 +349,74 @@ fn logs_go_to_syslog_when_asked() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn kill_9_under_concurrent_load_loses_no_acknowledged_request() {
+    let up = Upstream::start(Behaviour::Reply(200, "text/plain", "QUEUED"));
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    let addr = d.addr;
+    let raw = format!(
+        "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n",
+        xip_query(
+            PARTNER,
+            REQUESTOR,
+            FULFILLMENT,
+            &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT)
+        )
+    );
+    let (acks, acked) = std::sync::mpsc::channel::<String>();
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let acks = acks.clone();
+            let raw = raw.clone();
+            std::thread::spawn(move || {
+                // Bounded: at most 500 requests per worker; stops at the first failure.
+                for _ in 0..500 {
+                    match try_request(addr, raw.as_bytes()) {
+                        Some(r) if r.status == 200 => {
+                            if acks.send(r.call_id()).is_err() {
+                                return;
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(acks);
+    // Kill once 100 requests have been acknowledged, with the others in flight.
+    let mut ids: Vec<String> = (0..100)
+        .map(|_| acked.recv_timeout(WAIT).unwrap())
+        .collect();
+    let dir = d.kill9();
+    for w in workers {
+        w.join().unwrap();
+    }
+    ids.extend(acked.try_iter());
+
+    let db = rusqlite::Connection::open(dir.path().join("c2cd.db")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let mut stmt = db
+        .prepare("SELECT state, result_status FROM calls WHERE id = ?1")
+        .unwrap();
+    for id in &ids {
+        let (state, status): (String, Option<i64>) = stmt
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap_or_else(|e| panic!("{id} lost: {e}"));
+        assert_eq!(state, "handed_off", "{id}");
+        assert_eq!(status, Some(200), "{id}");
+    }
+    // No call reached the upstream without a row.
+    let rows: i64 = db
+        .query_row("SELECT count(*) FROM calls", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        rows as usize >= up.requests().len(),
+        "{rows} rows, {} upstream requests",
+        up.requests().len()
+    );
+}
