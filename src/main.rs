@@ -42,20 +42,15 @@ enum Command {
     Calls {
         #[command(subcommand)]
         command: CallsCommand,
-        #[arg(long, short, global = true)]
-        config: Option<PathBuf>,
-        /// Database file, instead of the one the config names.
-        #[arg(long, global = true)]
-        database: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Show the partners in the database.
     Partners {
         #[command(subcommand)]
         command: PartnersCommand,
-        #[arg(long, short, global = true)]
-        config: Option<PathBuf>,
-        #[arg(long, global = true)]
-        database: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
     },
     /// Print the XIP Auth a vendor must send: MD5(secret + partner + requestor + fulfillment).
     Sign {
@@ -68,6 +63,28 @@ enum Command {
         #[arg(long)]
         fulfillment: String,
     },
+}
+
+/// Which database the read-only commands open.
+#[derive(clap::Args)]
+struct DbArgs {
+    /// Config file naming the database [default: as for serve]
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Database file, instead of the one the config names.
+    #[arg(long, global = true)]
+    database: Option<PathBuf>,
+}
+
+impl DbArgs {
+    fn path(self) -> Result<PathBuf, ExitCode> {
+        match self.database {
+            Some(d) => Ok(d),
+            None => config::load(self.config.as_deref())
+                .map(|c| c.database.path)
+                .map_err(usage),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -115,28 +132,17 @@ fn main() -> ExitCode {
             result(r)
         }
         Command::CheckConfig { config } => check_config(config.as_deref()),
-        Command::Calls {
-            command,
-            config,
-            database,
-        } => {
-            let path = match db_path(config.as_deref(), database) {
-                Ok(p) => p,
-                Err(code) => return code,
-            };
-            result(calls_cmd(&path, command))
-        }
+        Command::Calls { command, db } => match db.path() {
+            Ok(path) => result(calls_cmd(&path, command)),
+            Err(code) => code,
+        },
         Command::Partners {
             command: PartnersCommand::List { json },
-            config,
-            database,
-        } => {
-            let path = match db_path(config.as_deref(), database) {
-                Ok(p) => p,
-                Err(code) => return code,
-            };
-            result(partners_cmd(&path, json))
-        }
+            db,
+        } => match db.path() {
+            Ok(path) => result(partners_cmd(&path, json)),
+            Err(code) => code,
+        },
         Command::Sign {
             secret,
             partner,
@@ -233,13 +239,6 @@ fn check_config(path: Option<&Path>) -> ExitCode {
             ExitCode::from(EX_USAGE)
         }
     }
-}
-
-fn db_path(config: Option<&Path>, database: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
-    if let Some(d) = database {
-        return Ok(d);
-    }
-    config::load(config).map(|c| c.database.path).map_err(usage)
 }
 
 fn calls_cmd(db: &Path, cmd: CallsCommand) -> anyhow::Result<()> {

@@ -468,8 +468,9 @@ impl Upstream {
     }
 }
 
-/// A config with one XIP partner routed to an upstream XIP server at `url`.
-pub fn xip_config(url: &str, extra: &str) -> String {
+/// The parts every test config shares: loopback on a free port, the database in
+/// the test's directory, debug logs, the admin token.
+fn base_config(rest: &str) -> String {
     format!(
         r#"
 [server]
@@ -483,7 +484,14 @@ level = "debug"
 
 [admin]
 token = "{TOKEN}"
+{rest}"#
+    )
+}
 
+/// A config with one XIP partner routed to an upstream XIP server at `url`.
+pub fn xip_config(url: &str, extra: &str) -> String {
+    base_config(&format!(
+        r#"
 [[partner]]
 id = "{PARTNER}"
 name = "Vendor"
@@ -498,25 +506,13 @@ secret = "upstream-secret"
 timeout = "500ms"
 {extra}
 "#
-    )
+    ))
 }
 
 /// A config with the demo partner on the simulator in instant mode.
 pub fn sim_config(extra: &str) -> String {
-    format!(
+    base_config(&format!(
         r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[database]
-path = "{{DB}}"
-
-[log]
-level = "debug"
-
-[admin]
-token = "{TOKEN}"
-
 [[partner]]
 id = "{PARTNER}"
 secret = "{SECRET}"
@@ -532,5 +528,5 @@ no_answer = ["1555001*"]
 fail = ["1555002*"]
 {extra}
 "#
-    )
+    ))
 }
