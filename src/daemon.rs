@@ -2,6 +2,7 @@
 //! reload on SIGHUP, drain on SIGTERM, and tell systemd where we are.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -41,6 +42,9 @@ pub async fn run(
         }
     }
     notify("READY=1");
+    if let Some(every) = watchdog_interval() {
+        tokio::spawn(watchdog(app.clone(), every));
+    }
 
     let app2 = app.clone();
     let shutdown = async move {
@@ -131,6 +135,31 @@ async fn reload(app: &App) {
     log::set_max_level(new.log.level);
     app.replace(Runtime::new(new));
     log::info!("config reloaded");
+}
+
+/// Half the watchdog period systemd asks for (`WatchdogSec=` sets `WATCHDOG_USEC`),
+/// when it is meant for this process.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// Pets systemd's watchdog while the database writer commits: a wedged writer
+/// (or runtime) stops the petting and systemd restarts c2cd.
+async fn watchdog(app: Arc<App>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        match tokio::time::timeout(every, app.store.write(|_| Ok(()))).await {
+            Ok(Ok(())) => notify("WATCHDOG=1"),
+            Ok(Err(e)) => log::error!("watchdog: the database writer fails ({e}); not telling systemd we are alive"),
+            Err(_) => log::error!("watchdog: the database writer did not answer in {every:?}; not telling systemd we are alive"),
+        }
+    }
 }
 
 /// Tells systemd about our state when started with `Type=notify`.

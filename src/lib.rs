@@ -15,7 +15,7 @@
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
 //! - [`provider`]: the click-to-call servers (simulator, upstream XIP over HTTP).
 //! - [`app`]: the shared state of a running daemon.
-//! - [`logging`], [`signal`]: the process's plumbing.
+//! - [`logging`], [`signal`], [`privileges`]: the process's plumbing.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![deny(clippy::await_holding_lock)]
@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod dialect;
 pub mod http;
 pub mod logging;
+pub mod privileges;
 pub mod provider;
 pub mod signal;
 pub mod store;

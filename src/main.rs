@@ -12,6 +12,11 @@ use c2cd::config::{self, Config, Source};
 use c2cd::core::md5_hex;
 use c2cd::store::{self, calls, partners};
 
+// The static musl build uses mimalloc: musl's own allocator serialises threads.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// EX_USAGE: the config or the command line is wrong.
 const EX_USAGE: u8 = 64;
 
@@ -35,6 +40,7 @@ enum Command {
     },
     /// Validate a config file: exit 0, or print FILE:LINE: key: problem and exit 64.
     CheckConfig {
+        /// Config file [default: /etc/c2cd/c2cd.toml, else the embedded demo default]
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -52,14 +58,35 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Write a consistent copy of the database, safely while c2cd runs.
+    Backup {
+        /// The copy to write.
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        file: Option<PathBuf>,
+        /// Write c2cd-YYYYMMDDTHHMMSSZ.db into DIR instead, keeping the newest --keep.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// With --dir: how many copies to keep.
+        #[arg(long, default_value_t = 7, requires = "dir", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        keep: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print a man page: c2cd.8 or c2cd.toml.5.
+    #[command(hide = true)]
+    Man { page: String },
     /// Print the XIP Auth a vendor must send: MD5(secret + partner + requestor + fulfillment).
     Sign {
+        /// The partner's shared secret.
         #[arg(long)]
         secret: String,
+        /// The PartnerID.
         #[arg(long)]
         partner: String,
+        /// The Requestor number, E.164 digits without +.
         #[arg(long)]
         requestor: String,
+        /// The Fulfillment number, E.164 digits without +.
         #[arg(long)]
         fulfillment: String,
     },
@@ -125,9 +152,13 @@ fn main() -> ExitCode {
             if !listen.is_empty() {
                 cfg.server.listen = listen;
             }
+            let listeners = match bind_and_drop(&cfg) {
+                Ok(l) => l,
+                Err(e) => return result(Err(e)),
+            };
             c2cd::logging::init(&cfg.log);
             announce(&cfg);
-            let r = serve(cfg);
+            let r = serve(cfg, listeners);
             c2cd::logging::flush();
             result(r)
         }
@@ -142,6 +173,26 @@ fn main() -> ExitCode {
         } => match db.path() {
             Ok(path) => result(partners_cmd(&path, json)),
             Err(code) => code,
+        },
+        Command::Backup {
+            file,
+            dir,
+            keep,
+            db,
+        } => match db.path() {
+            Ok(path) => result(backup_cmd(&path, file, dir, keep as usize)),
+            Err(code) => code,
+        },
+        Command::Man { page } => match page.as_str() {
+            "c2cd.8" => {
+                print!("{}", man_page());
+                ExitCode::SUCCESS
+            }
+            "c2cd.toml.5" => {
+                print!("{}", config::reference::man_page(env!("CARGO_PKG_VERSION")));
+                ExitCode::SUCCESS
+            }
+            other => usage(format!("no man page {other:?}: c2cd.8 or c2cd.toml.5")),
         },
         Command::Sign {
             secret,
@@ -188,20 +239,31 @@ fn announce(cfg: &Config) {
     }
 }
 
-fn serve(cfg: Config) -> anyhow::Result<()> {
+/// Binds the listeners and drops every capability, on the main thread before any
+/// other thread exists (see `c2cd::privileges`).
+fn bind_and_drop(cfg: &Config) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let listeners = cfg
+        .server
+        .listen
+        .iter()
+        .map(|addr| c2cd::privileges::bind(*addr).with_context(|| format!("while binding {addr}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    c2cd::privileges::drop_all().context("while dropping capabilities")?;
+    Ok(listeners)
+}
+
+fn serve(cfg: Config, listeners: Vec<std::net::TcpListener>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("c2cd-worker")
         .build()
         .context("while starting the async runtime")?;
     rt.block_on(async move {
-        let mut listeners = Vec::new();
-        for addr in &cfg.server.listen {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("while binding {addr}"))?;
-            listeners.push(l);
-        }
+        let listeners = listeners
+            .into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("while registering the listeners")?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let mut signals =
             c2cd::signal::Signals::new().context("while installing signal handlers")?;
@@ -304,4 +366,104 @@ fn partners_cmd(db: &Path, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn backup_cmd(
+    db: &Path,
+    file: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    keep: usize,
+) -> anyhow::Result<()> {
+    let (dest, dir) = match (file, dir) {
+        (Some(f), _) => (f, None),
+        (None, Some(d)) => {
+            let stamp = jiff::Timestamp::now()
+                .strftime("%Y%m%dT%H%M%SZ")
+                .to_string();
+            (d.join(format!("c2cd-{stamp}.db")), Some(d))
+        }
+        (None, None) => anyhow::bail!("name a FILE or --dir DIR"),
+    };
+    let size =
+        store::backup(db, &dest).with_context(|| format!("while backing up {}", db.display()))?;
+    println!("{}: {size} bytes", dest.display());
+    if let Some(dir) = dir {
+        // The names sort by time: keep the newest `keep`.
+        let mut copies: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("c2cd-") && n.ends_with(".db"))
+            })
+            .collect();
+        copies.sort();
+        let excess = copies.len().saturating_sub(keep);
+        for old in copies.into_iter().take(excess) {
+            std::fs::remove_file(&old)
+                .with_context(|| format!("while removing {}", old.display()))?;
+            println!("{}: removed", old.display());
+        }
+    }
+    Ok(())
+}
+
+/// The c2cd(8) man page: clap's synopsis and options, each command with its
+/// own usage and options, then signals, files and exit status.
+fn man_page() -> String {
+    use clap::CommandFactory;
+    use std::fmt::Write;
+    let cmd = Cli::command();
+    let man = clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .manual("System Administration");
+    let mut out = Vec::new();
+    let _ = man.render_title(&mut out);
+    let _ = man.render_name_section(&mut out);
+    let _ = man.render_synopsis_section(&mut out);
+    let mut m = String::from_utf8_lossy(&out).into_owned();
+    m.push_str(".SH DESCRIPTION\nc2cd is a click\\-to\\-call gateway for telephony boxes. Partners ask it over HTTP, in a dialect they already speak (so far XIP: GET or POST /request/call.php), to connect two phone parties; c2cd authenticates each request, records it durably in its SQLite database, has a click\\-to\\-call server (the built\\-in simulator or an upstream XIP server) place the call, follows it, and answers in the partner's format. Every answer carries a C2C\\-Call\\-Id header.\n.PP\nThe configuration is described in\n.BR c2cd.toml (5).\nWithout \\-\\-config and without /etc/c2cd/c2cd.toml, c2cd serve runs an embedded demo default on 127.0.0.1:8080 and says so in its first log line.\n");
+    m.push_str(".SH COMMANDS\n");
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let mut sub = sub.clone().bin_name(format!("c2cd {}", sub.get_name()));
+        let usage = sub.render_usage().to_string();
+        let usage = usage.trim_start_matches("Usage: ").replace('-', "\\-");
+        let _ = writeln!(m, ".SS {}", sub.get_name());
+        if let Some(about) = sub.get_about() {
+            let _ = writeln!(m, "{}", about.to_string().replace('-', "\\-"));
+        }
+        let _ = writeln!(m, ".PP\n.B {usage}");
+        for nested in sub.get_subcommands().filter(|n| n.get_name() != "help") {
+            let about = nested
+                .get_about()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                m,
+                ".TP\n.B {}\n{}",
+                nested.get_name(),
+                about.replace('-', "\\-")
+            );
+        }
+        for arg in sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && a.get_id() != "help")
+        {
+            let name = match (arg.get_long(), arg.get_short()) {
+                (Some(l), Some(s)) => format!("\\-{s}, \\-\\-{l}"),
+                (Some(l), None) => format!("\\-\\-{l}"),
+                _ => arg.get_id().to_string().to_uppercase(),
+            };
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let _ = writeln!(m, ".TP\n.B {name}\n{}", help.replace('-', "\\-"));
+        }
+    }
+    m.push_str(".SH SIGNALS\n.TP\n.B SIGTERM, SIGINT\nStop accepting, let requests under way finish (up to server.drain_timeout), flush the database and exit 0.\n.TP\n.B SIGHUP\nReload the configuration; a file with errors is refused and the running configuration stays.\n");
+    m.push_str(".SH FILES\n.TP\n.I /etc/c2cd/c2cd.toml\nThe configuration.\n.TP\n.I /var/lib/c2cd/c2cd.db\nThe database; before a schema upgrade it is copied to c2cd.db.vN.bak beside it.\n.TP\n.I /var/lib/c2cd/backups/\nThe nightly copies of c2cd\\-backup.timer.\n");
+    m.push_str(".SH EXIT STATUS\n0 on success; 64 when the configuration or the command line is wrong (the message names the file, the line and the key); 1 on any other failure.\n");
+    m.push_str(".SH SEE ALSO\n.BR c2cd.toml (5),\n.BR systemctl (1)\n");
+    m
 }

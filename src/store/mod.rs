@@ -102,7 +102,11 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&mut conn)?;
+        // An upgrade keeps the database as it was before migrating it, beside it.
+        let path = cfg.path.clone();
+        schema::migrate(&mut conn, |found| {
+            path.with_extension(format!("db.v{found}.bak"))
+        })?;
 
         let (queue, rx) = mpsc::sync_channel(cfg.queue);
         let stats = Arc::new(WriterStats::default());
@@ -197,6 +201,32 @@ impl Store {
             let _ = h.join();
         }
     }
+}
+
+/// Writes a consistent copy of the database at `src` to `dest`, safely while
+/// c2cd runs: a snapshot (`VACUUM INTO`) into a temporary file beside `dest`,
+/// synced, then renamed over it. Returns the copy's size in bytes.
+pub fn backup(src: &Path, dest: &Path) -> Result<u64, StoreError> {
+    let conn = open_readonly(src)?;
+    backup_conn(&conn, dest)
+}
+
+fn backup_conn(conn: &Connection, dest: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| StoreError::Commit(format!("backup to {}: {e}", dest.display()));
+    let tmp = dest.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()])?;
+    // SECURITY: a copy of the calls is as private as the database.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, dest).map_err(io)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(std::fs::metadata(dest).map_err(io)?.len())
 }
 
 /// A read-only connection, for the CLI and the read pool.
@@ -367,6 +397,32 @@ mod tests {
             store.write(|_| Ok(())).await,
             Err(StoreError::Closed)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_backup_is_a_consistent_copy_taken_while_running() {
+        let dir = tmpdir("backup");
+        let store = Store::open(&cfg(&dir)).unwrap();
+        store
+            .write(|c| {
+                c.execute("INSERT INTO partners (id, name, dialects, provider, prompt_set, source, time_limit, enabled, created_at, updated_at) VALUES ('b', 'n', 'xip', 'p', 'XIP1', 'XIP1', 1, 1, 0, 0)", [])
+            })
+            .await
+            .unwrap();
+        let dest = dir.join("copy.db");
+        let size = backup(&dir.join("t.db"), &dest).unwrap();
+        assert!(size > 0);
+        let n: i64 = open_readonly(&dest)
+            .unwrap()
+            .query_row("SELECT count(*) FROM partners", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        store.shutdown();
     }
 
     #[test]

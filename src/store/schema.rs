@@ -1,6 +1,8 @@
 //! Numbered schema migrations. `PRAGMA user_version` holds the number applied;
 //! each step runs in its own transaction. Never edit a shipped step: add one.
 
+use std::path::PathBuf;
+
 use rusqlite::Connection;
 
 use super::StoreError;
@@ -68,20 +70,43 @@ fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |r| r.get(0))
 }
 
-pub fn check_version(conn: &Connection) -> Result<i64, StoreError> {
+/// The schema version found, refused when newer than `known`.
+fn check(conn: &Connection, known: i64) -> Result<i64, StoreError> {
     let found = version(conn)?;
-    if found > VERSION {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            known: VERSION,
-        });
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
     }
     Ok(found)
 }
 
-pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let found = check_version(conn)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+pub fn check_version(conn: &Connection) -> Result<i64, StoreError> {
+    check(conn, VERSION)
+}
+
+/// Brings the database to the latest schema. An existing database (an upgrade)
+/// is first copied to `backup_to(found_version)`.
+pub fn migrate(
+    conn: &mut Connection,
+    backup_to: impl Fn(i64) -> PathBuf,
+) -> Result<(), StoreError> {
+    migrate_with(conn, MIGRATIONS, backup_to)
+}
+
+fn migrate_with(
+    conn: &mut Connection,
+    steps: &[&str],
+    backup_to: impl Fn(i64) -> PathBuf,
+) -> Result<(), StoreError> {
+    let found = check(conn, steps.len() as i64)?;
+    if found > 0 && (found as usize) < steps.len() {
+        let copy = backup_to(found);
+        super::backup_conn(conn, &copy)?;
+        log::info!(
+            "database at schema version {found} backed up to {} before migrating",
+            copy.display()
+        );
+    }
+    for (i, sql) in steps.iter().enumerate().skip(found as usize) {
         let step = i as i64 + 1;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -90,4 +115,44 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         log::info!("database migrated to schema version {step}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upgrade_backs_up_the_old_database_first() {
+        let dir = std::env::temp_dir().join(format!("c2cd-schema-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conn = Connection::open(dir.join("t.db")).unwrap();
+        let v1 = &MIGRATIONS[..1];
+        migrate_with(&mut conn, v1, |_| {
+            unreachable!("a new database is not backed up")
+        })
+        .unwrap();
+        conn.execute("INSERT INTO partners (id, name, dialects, provider, prompt_set, source, time_limit, enabled, created_at, updated_at) VALUES ('old', 'n', 'xip', 'p', 'XIP1', 'XIP1', 1, 1, 0, 0)", []).unwrap();
+
+        let v2 = [MIGRATIONS[0], "ALTER TABLE partners ADD COLUMN note TEXT;"];
+        let backup = dir.join("t.db.v1.bak");
+        migrate_with(&mut conn, &v2, |found| {
+            assert_eq!(found, 1);
+            backup.clone()
+        })
+        .unwrap();
+        assert_eq!(version(&conn).unwrap(), 2);
+        let old = Connection::open(&backup).unwrap();
+        assert_eq!(version(&old).unwrap(), 1);
+        let n: i64 = old
+            .query_row("SELECT count(*) FROM partners WHERE id = 'old'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        assert!(
+            old.prepare("SELECT note FROM partners").is_err(),
+            "the backup is from before the migration"
+        );
+    }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod reference;
+
 use crate::core::phone::valid_pattern;
 use crate::core::Secret;
 
@@ -1194,6 +1196,63 @@ secret = "up"
             e.contains("provider.timeout: must be shorter than server.drain_timeout (30s)"),
             "{e}"
         );
+    }
+
+    /// The keys the schema accepts in `header`, read from the parser's own
+    /// "unknown field, expected one of …" message.
+    fn schema_keys(header: &str, required: &str) -> Vec<String> {
+        let text = format!("{header}\n{required}zz_not_a_key = 1\n");
+        let e = parse(&text, Source::File("c.toml".into()))
+            .unwrap_err()
+            .to_string();
+        let list = e
+            .split(", expected")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{e}"));
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_reference_documents_exactly_the_keys_the_schema_accepts() {
+        let tables = [
+            ("server", "[server]", ""),
+            ("database", "[database]", ""),
+            ("log", "[log]", ""),
+            ("admin", "[admin]", ""),
+            ("partner", "[[partner]]", "id = \"x\"\nprovider = \"p\"\n"),
+            ("provider", "[[provider]]", "name = \"p\"\nkind = \"sim\"\n"),
+        ];
+        for (table, header, required) in tables {
+            let mut schema = schema_keys(header, required);
+            let mut documented: Vec<String> = reference::KEYS
+                .iter()
+                .filter(|k| k.table == table)
+                .map(|k| k.name.to_string())
+                .collect();
+            schema.sort();
+            documented.sort();
+            assert_eq!(documented, schema, "[{table}]");
+        }
+        assert_eq!(reference::TABLES.len(), tables.len());
+    }
+
+    #[test]
+    fn the_readme_names_every_key() {
+        let readme = include_str!("../../README.md");
+        let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+        for k in reference::KEYS {
+            let name = format!("`{}`", k.name);
+            assert!(
+                rows.iter().any(|r| r.contains(&name)),
+                "README lacks {}.{}",
+                k.table,
+                k.name
+            );
+        }
     }
 
     #[test]

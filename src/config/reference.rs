@@ -1,0 +1,112 @@
+//! The config reference: every key, its default and what it does. One source for
+//! the `c2cd.toml(5)` man page (`c2cd man c2cd.toml.5`) and checked against the
+//! schema by tests, so the documentation cannot drift from the code.
+
+use std::fmt::Write;
+
+/// One key of the config file.
+pub struct Key {
+    /// The table it belongs to: `server`, `partner`, ….
+    pub table: &'static str,
+    pub name: &'static str,
+    /// The default, as TOML, or "required" / "none".
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// The tables, in the order the reference presents them, with what they are for.
+pub const TABLES: &[(&str, &str, &str)] = &[
+    ("server", "[server]", "The HTTP listeners and the limits every request is held to."),
+    ("database", "[database]", "The SQLite database and its single writer."),
+    ("log", "[log]", "Where log lines go."),
+    ("admin", "[admin]", "The operator API under /v1/."),
+    (
+        "partner",
+        "[[partner]]",
+        "One per vendor, CRM or carrier that may ask for calls. Partners are synced into the database at start and on reload; one removed from the file is disabled there, never deleted.",
+    ),
+    (
+        "provider",
+        "[[provider]]",
+        "One per click-to-call server. kind = \"sim\" is the built-in simulator; kind = \"xip\" an upstream XIP click-to-call server over HTTP. Keys marked (xip) or (sim) belong to that kind only.",
+    ),
+];
+
+pub const KEYS: &[Key] = &[
+    Key { table: "server", name: "listen", default: "[\"127.0.0.1:8080\"]", doc: "TCP listeners, as \"IP:port\". Keep loopback until a firewall or proxy is in front. A port below 1024 needs CAP_NET_BIND_SERVICE, which the shipped unit grants for binding only." },
+    Key { table: "server", name: "max_connections", default: "1024", doc: "Open connections at most; more are answered 503 and closed." },
+    Key { table: "server", name: "max_body_bytes", default: "65536", doc: "Largest request body in bytes; a larger one is answered 413 (XIP Result 107)." },
+    Key { table: "server", name: "max_header_bytes", default: "16384", doc: "Largest request head (request line and headers) in bytes; a larger one is answered 431." },
+    Key { table: "server", name: "header_read_timeout", default: "\"10s\"", doc: "Time a client has to send a request head; a slower one has its connection closed." },
+    Key { table: "server", name: "body_read_timeout", default: "\"10s\"", doc: "Time a client has to send a request body; a slower one is answered 408 (XIP Result 108)." },
+    Key { table: "server", name: "drain_timeout", default: "\"30s\"", doc: "On SIGTERM, time the requests under way get to finish. Must exceed every provider timeout." },
+    Key { table: "database", name: "path", default: "\"/var/lib/c2cd/c2cd.db\"", doc: "The SQLite file (WAL mode, synchronous=FULL). The embedded demo default uses \"c2cd.db\" in the working directory." },
+    Key { table: "database", name: "queue", default: "10000", doc: "Writes waiting for the writer at most; beyond, requests are answered as overloaded (XIP Result 120, HTTP 503)." },
+    Key { table: "database", name: "batch", default: "1024", doc: "Writes committed in one transaction (group commit) at most." },
+    Key { table: "log", name: "target", default: "\"stderr\"", doc: "\"stderr\" (the journal under systemd, with priorities) or \"syslog\" (RFC 3164, facility daemon)." },
+    Key { table: "log", name: "level", default: "\"info\"", doc: "error, warn, info, debug, trace or off. Applies on reload." },
+    Key { table: "log", name: "syslog_socket", default: "/dev/log", doc: "The syslog socket, with target = \"syslog\". When it cannot be reached c2cd logs to stderr and says so." },
+    Key { table: "admin", name: "token", default: "none", doc: "Bearer token for /v1/, at least 16 characters. Without one, /v1/ answers 403." },
+    Key { table: "partner", name: "id", default: "required", doc: "The partner's id; for XIP, the PartnerID it sends." },
+    Key { table: "partner", name: "name", default: "the id", doc: "A name for operators." },
+    Key { table: "partner", name: "secret", default: "required for xip", doc: "The XIP MD5 shared secret: Auth = MD5(secret + PartnerID + Requestor + Fulfillment)." },
+    Key { table: "partner", name: "dialects", default: "[\"xip\"]", doc: "The front doors the partner may use." },
+    Key { table: "partner", name: "provider", default: "required", doc: "The [[provider]] its calls go to." },
+    Key { table: "partner", name: "prompt_set", default: "\"XIP1\"", doc: "XIP PromptSet sent upstream." },
+    Key { table: "partner", name: "source", default: "\"XIP1\"", doc: "XIP Source sent upstream." },
+    Key { table: "partner", name: "time_limit", default: "7200", doc: "XIP TimeLimit sent upstream, in seconds (1 to 86400)." },
+    Key { table: "partner", name: "username", default: "none", doc: "HTTP Basic user, for the Basic-auth dialects." },
+    Key { table: "partner", name: "password", default: "none", doc: "HTTP Basic password, for the Basic-auth dialects." },
+    Key { table: "partner", name: "enabled", default: "true", doc: "false refuses the partner's requests (XIP Result 101) and keeps its history." },
+    Key { table: "provider", name: "name", default: "required", doc: "What partners refer to." },
+    Key { table: "provider", name: "kind", default: "required", doc: "\"sim\" or \"xip\"." },
+    Key { table: "provider", name: "secret", default: "required for xip", doc: "The secret the outgoing Auth is computed with. (sim) When set, the simulator checks the Auth it receives against it." },
+    Key { table: "provider", name: "url", default: "required for xip", doc: "(xip) The click-to-call server, http:// without user:password@." },
+    Key { table: "provider", name: "method", default: "\"GET\"", doc: "(xip) \"GET\" (query string) or \"POST\" (form body)." },
+    Key { table: "provider", name: "timeout", default: "\"10s\"", doc: "(xip) No complete answer by then: XIP Result 111 (at most 120 s, less than server.drain_timeout)." },
+    Key { table: "provider", name: "auth_fields", default: "[\"PartnerID\", \"RequestorPhone\", \"DestinationPhone\"]", doc: "(xip) The parameters whose values follow the secret in the outgoing Auth MD5, in order." },
+    Key { table: "provider", name: "max_response_bytes", default: "65536", doc: "(xip) A larger answer is XIP Result 112." },
+    Key { table: "provider", name: "ring", default: "\"2s\"", doc: "(sim) How long each leg rings." },
+    Key { table: "provider", name: "talk", default: "\"10s\"", doc: "(sim) How long the bridged call lasts (capped by TimeLimit)." },
+    Key { table: "provider", name: "busy", default: "[]", doc: "(sim) Number patterns (digits, X for any digit, * at the end) whose leg is busy (Q.850 17)." },
+    Key { table: "provider", name: "no_answer", default: "[]", doc: "(sim) Number patterns whose leg is not answered (Q.850 19)." },
+    Key { table: "provider", name: "fail", default: "[]", doc: "(sim) Number patterns whose leg fails (Q.850 34)." },
+];
+
+/// Escapes text for roff: backslashes, and a leading dot or quote.
+fn roff(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    match t.chars().next() {
+        Some('.') | Some('\'') => format!("\\&{t}"),
+        _ => t,
+    }
+}
+
+/// The `c2cd.toml(5)` man page.
+pub fn man_page(version: &str) -> String {
+    let mut m = String::new();
+    let _ = writeln!(
+        m,
+        ".TH C2CD.TOML 5 \"\" \"c2cd {version}\" \"File Formats\""
+    );
+    m.push_str(".SH NAME\nc2cd.toml \\- configuration of the c2cd click\\-to\\-call gateway\n");
+    m.push_str(".SH SYNOPSIS\n.B /etc/c2cd/c2cd.toml\n");
+    m.push_str(".SH DESCRIPTION\nOne TOML file configures c2cd: its listeners and limits, the database, logging, the admin API, the partners that may ask for calls and the click\\-to\\-call servers that place them.\n.PP\nAn unknown key is an error. Errors name the file, the line and the key, as\n.IR FILE : LINE : \" key: problem\" ;\n.B c2cd check\\-config\nprints every one and exits 64. Durations are strings such as \"500ms\", \"10s\", \"2m\" or \"1h\".\n.PP\n.B systemctl reload c2cd\n(SIGHUP) applies a changed file; server.listen, server.max_connections, server.max_header_bytes, server.header_read_timeout, [database], log.target and log.syslog_socket take effect at the next restart. A file with errors is refused and the running configuration stays.\n");
+    for (table, header, about) in TABLES {
+        let _ = writeln!(m, ".SH {}\n{}", roff(header), roff(about));
+        for k in KEYS.iter().filter(|k| k.table == *table) {
+            // In a macro argument a literal quote is \(dq, and spaces need quoting.
+            let default = roff(k.default).replace('"', "\\(dq");
+            let _ = writeln!(
+                m,
+                ".TP\n.BR {} \" = \" \"{default}\"\n{}",
+                k.name,
+                roff(k.doc)
+            );
+        }
+    }
+    m.push_str(".SH EXAMPLE\n.EX\n[server]\nlisten = [\"127.0.0.1:8080\"]\n\n[admin]\ntoken = \"a\\-long\\-random\\-token\"\n\n[[partner]]\nid = \"102821\"\nsecret = \"a\\-long\\-random\\-shared\\-secret\"\nprovider = \"c2c\"\n\n[[provider]]\nname = \"c2c\"\nkind = \"xip\"\nurl = \"http://192.0.2.10/c2c/call.php\"\nsecret = \"the\\-upstream\\-secret\"\n.EE\n");
+    m.push_str(".SH FILES\n.TP\n.I /etc/c2cd/c2cd.toml\nThe configuration, readable by root and the c2cd group only.\n.TP\n.I /var/lib/c2cd/c2cd.db\nThe database.\n");
+    m.push_str(".SH SEE ALSO\n.BR c2cd (8)\n");
+    m
+}
