@@ -240,8 +240,17 @@ fn announce(cfg: &Config) {
 }
 
 /// Binds the listeners and drops every capability, on the main thread before any
-/// other thread exists (see `c2cd::privileges`).
+/// other thread exists (see `c2cd::privileges`). Without a port below 1024 the
+/// capabilities go before binding: they are used only when the config asks.
 fn bind_and_drop(cfg: &Config) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let privileged = cfg
+        .server
+        .listen
+        .iter()
+        .any(|a| a.port() != 0 && a.port() < 1024);
+    if !privileged {
+        c2cd::privileges::drop_all().context("while dropping capabilities")?;
+    }
     let listeners = cfg
         .server
         .listen

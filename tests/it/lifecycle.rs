@@ -489,9 +489,75 @@ fn man_pages_render() {
         let out = Command::new(BIN).args(["man", page]).output().unwrap();
         assert!(out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
-        assert!(text.lines().take(5).any(|l| l.starts_with(".TH ")), "{page}");
+        assert!(
+            text.lines().take(5).any(|l| l.starts_with(".TH ")),
+            "{page}"
+        );
         assert!(text.contains(".SH SEE ALSO"), "{page}");
     }
     let out = Command::new(BIN).args(["man", "nope.1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
+}
+
+/// The capability sets of a process, from /proc.
+fn capabilities(pid: u32) -> Vec<(String, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("Cap"))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn the_running_daemon_holds_no_capability() {
+    // The tests may run as root, with every capability: the daemon must drop them.
+    let d = Daemon::start(&sim_config(""));
+    for (set, value) in capabilities(d.child.id()) {
+        if ["CapEff", "CapPrm", "CapAmb", "CapInh"].contains(&set.as_str()) {
+            assert_eq!(value, "0000000000000000", "{set}");
+        }
+    }
+}
+
+#[test]
+fn systemd_hears_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let path = write_config(dir.path(), &sim_config(""));
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = sock.recv(&mut buf).expect("no notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    // Pets every 100 ms (half of WATCHDOG_USEC) while the writer commits.
+    assert_eq!(next(), "WATCHDOG=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -TERM {}", child.id()))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    loop {
+        let m = next();
+        if m == "STOPPING=1" {
+            break;
+        }
+        assert_eq!(m, "WATCHDOG=1");
+    }
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
 }
