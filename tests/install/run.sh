@@ -317,7 +317,7 @@ check_user() {
     [ "$shell" = /usr/sbin/nologin ] || fail "user c2cd has shell $shell, expected /usr/sbin/nologin"
     [ "$home" = /var/lib/c2cd ] || fail "user c2cd has home $home, expected /var/lib/c2cd"
     local state
-    state=$(stat -c '%U:%G %a' "$ROOT/var/lib/c2cd") || fail "the package did not make /var/lib/c2cd"
+    state=$(inroot stat -c '%U:%G %a' /var/lib/c2cd) || fail "the package did not make /var/lib/c2cd"
     [ "$state" = "c2cd:c2cd 750" ] || fail "/var/lib/c2cd is $state, expected c2cd:c2cd 750"
     ok "user and group c2cd: uid $uid, gid $ggid, home $home (c2cd:c2cd 0750), shell $shell"
 }
