@@ -16,6 +16,8 @@
 # Env:  DURATION     wrk duration per run   (default 10s)
 #       CONNECTIONS  wrk connections        (default 64; wrk threads fixed at 2)
 #       KEEP=1       keep the temp dir (config, logs, database, wrk outputs)
+#       TARGET       build c2cd for this target (x86_64-unknown-linux-musl: the
+#                    shipped static binary); the hello-world stays native
 #
 # Both servers listen on 127.0.0.1 only. Every wait is bounded; the whole run
 # takes about 2 x DURATION plus the release build.
@@ -43,6 +45,11 @@ done
 cargo build --release --bin c2cd --example hello
 C2CD=target/release/c2cd
 HELLO=target/release/examples/hello
+# TARGET=x86_64-unknown-linux-musl measures the shipped static binary instead.
+if [[ -n ${TARGET:-} ]]; then
+    cargo build --release --bin c2cd --target "$TARGET"
+    C2CD=target/$TARGET/release/c2cd
+fi
 
 # --- temp dir, cleanup ------------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench.XXXXXX")
