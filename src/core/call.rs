@@ -175,6 +175,91 @@ impl Event {
     }
 }
 
+/// The state of one leg: one attempt to reach one participant.
+///
+/// ```text
+/// created ─▶ ringing ─▶ answered ─▶ hung_up
+///    │          │
+///    └──────────┴─▶ busy | no_answer | failed | cancelled
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegState {
+    Created,
+    Ringing,
+    Answered,
+    HungUp,
+    Busy,
+    NoAnswer,
+    Failed,
+    Cancelled,
+}
+
+impl LegState {
+    pub const ALL: [LegState; 8] = [
+        LegState::Created,
+        LegState::Ringing,
+        LegState::Answered,
+        LegState::HungUp,
+        LegState::Busy,
+        LegState::NoAnswer,
+        LegState::Failed,
+        LegState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegState::Created => "created",
+            LegState::Ringing => "ringing",
+            LegState::Answered => "answered",
+            LegState::HungUp => "hung_up",
+            LegState::Busy => "busy",
+            LegState::NoAnswer => "no_answer",
+            LegState::Failed => "failed",
+            LegState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            LegState::Created | LegState::Ringing | LegState::Answered
+        )
+    }
+
+    /// The state a leg that ends with `outcome` takes from this one.
+    pub fn ended(self, outcome: LegOutcome) -> LegState {
+        match (self, outcome) {
+            (LegState::Answered, _) => LegState::HungUp,
+            (_, LegOutcome::Normal) => LegState::Cancelled,
+            (_, LegOutcome::Busy) => LegState::Busy,
+            (_, LegOutcome::NoAnswer) => LegState::NoAnswer,
+            (_, LegOutcome::Failed) => LegState::Failed,
+        }
+    }
+}
+
+impl fmt::Display for LegState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state `to` a leg in `from` may move to, or `None` when illegal.
+pub fn next_leg(from: LegState, to: LegState) -> Option<LegState> {
+    use LegState as L;
+    let ok = match from {
+        L::Created => to != L::Created && to != L::HungUp,
+        L::Ringing => !matches!(to, L::Created | L::Ringing | L::HungUp),
+        L::Answered => to == L::HungUp,
+        _ => false,
+    };
+    ok.then_some(to)
+}
+
 /// The state `event` moves a call in `state` to, or `None` when the transition
 /// is illegal (and must be logged, not applied).
 pub fn next(state: CallState, event: &Event) -> Option<CallState> {
@@ -254,6 +339,31 @@ mod tests {
     fn b_cannot_ring_before_a_answers() {
         assert_eq!(next(CallState::DialingA, &Event::Ringing(Leg::B)), None);
         assert_eq!(next(CallState::Requested, &Event::Bridged), None);
+    }
+
+    #[test]
+    fn legs_move_forward_only() {
+        use LegState as L;
+        assert_eq!(next_leg(L::Created, L::Ringing), Some(L::Ringing));
+        assert_eq!(next_leg(L::Ringing, L::Answered), Some(L::Answered));
+        assert_eq!(next_leg(L::Answered, L::HungUp), Some(L::HungUp));
+        assert_eq!(next_leg(L::Ringing, L::Busy), Some(L::Busy));
+        assert_eq!(next_leg(L::Answered, L::Busy), None);
+        assert_eq!(next_leg(L::HungUp, L::Ringing), None);
+        assert_eq!(
+            next_leg(L::Ringing, L::HungUp),
+            None,
+            "hung up needs an answer first"
+        );
+        for s in L::ALL.into_iter().filter(|s| s.is_terminal()) {
+            assert!(L::ALL.into_iter().all(|t| next_leg(s, t).is_none()), "{s}");
+        }
+        assert_eq!(L::Answered.ended(LegOutcome::Normal), L::HungUp);
+        assert_eq!(L::Ringing.ended(LegOutcome::Normal), L::Cancelled);
+        assert_eq!(L::Ringing.ended(LegOutcome::NoAnswer), L::NoAnswer);
+        for s in L::ALL {
+            assert_eq!(L::parse(s.as_str()), Some(s));
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@ use serde_json::{json, Value};
 use crate::core::call::{self, CallState, Event};
 use crate::core::{format_ms, CallId};
 
+use super::legs;
+
 /// A request as received, before anything was decided.
 #[derive(Debug, Clone)]
 pub struct NewCall {
@@ -145,6 +147,7 @@ pub fn apply(
     };
     let mut state = CallState::parse(&state_s).unwrap_or(CallState::Requested);
     let mut steps = Vec::with_capacity(events.len());
+    let mut cdr_due = None;
     for (event, detail) in events {
         let Some(to) = call::next(state, event) else {
             log::warn!(
@@ -153,13 +156,21 @@ pub fn apply(
             );
             break;
         };
+        let cdr = legs::on_event(conn, id, event, state, to, at)?;
         state = to;
         steps.push((event, *detail, to));
+        if let Some(cause) = cdr {
+            cdr_due = Some(cause);
+        }
     }
     if steps.is_empty() {
         return Ok(Vec::new());
     }
     insert_events(conn, id, seq, at, &steps)?;
+    if let Some(cause) = cdr_due {
+        // After the events, so that the CDR sees when the call was bridged.
+        legs::write_cdr(conn, &id_s, state, cause, at)?;
+    }
     conn.prepare_cached("UPDATE calls SET state = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id_s, state.as_str(), at])?;
     Ok(steps.into_iter().map(|(_, _, to)| to).collect())
@@ -241,6 +252,8 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
         })?
         .collect::<Result<Vec<_>, _>>()?;
     call["events"] = Value::Array(events);
+    call["legs"] = Value::Array(legs::legs_json(conn, id)?);
+    call["cdr"] = legs::cdr_json(conn, id)?.unwrap_or(Value::Null);
     Ok(Some(call))
 }
 

@@ -11,6 +11,7 @@
 //!   from a newer c2cd is refused.
 
 pub mod calls;
+pub mod legs;
 pub mod partners;
 mod schema;
 

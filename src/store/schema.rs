@@ -62,6 +62,39 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (call_id, seq)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 2: legs (one row per attempt to reach a participant) and CDRs.
+    r#"
+    CREATE TABLE legs (
+        call_id     TEXT NOT NULL REFERENCES calls (id),
+        side        TEXT NOT NULL,           -- 'a' (called first) or 'b'
+        attempt     INTEGER NOT NULL,        -- 1, 2, … (retries)
+        number      TEXT,                    -- canonical E.164
+        state       TEXT NOT NULL,
+        cause       INTEGER,                 -- Q.850
+        sip_code    INTEGER,
+        created_at  INTEGER NOT NULL,
+        ringing_at  INTEGER,
+        answered_at INTEGER,
+        ended_at    INTEGER,
+        PRIMARY KEY (call_id, side, attempt)
+    ) STRICT, WITHOUT ROWID;
+
+    -- One record per call that was placed and ended, written with its last event.
+    CREATE TABLE cdrs (
+        call_id     TEXT PRIMARY KEY REFERENCES calls (id),
+        partner_id  TEXT,
+        a_number    TEXT,
+        b_number    TEXT,
+        state       TEXT NOT NULL,           -- completed or failed
+        cause       INTEGER,                 -- Q.850 of the event that ended the call
+        started_at  INTEGER NOT NULL,        -- when the call was requested
+        bridged_at  INTEGER,
+        ended_at    INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,        -- requested to ended
+        billable_s  INTEGER NOT NULL,        -- bridged to ended, rounded up
+        legs        TEXT NOT NULL            -- JSON: each leg's times, state, cause
+    ) STRICT;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

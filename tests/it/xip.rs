@@ -286,13 +286,46 @@ fn limits_are_answered_not_hung() {
 #[test]
 fn the_simulator_plays_every_outcome() {
     let mut d = Daemon::start(&sim_config(""));
+    // (A, B, call state, last event, A leg, B leg, CDR cause)
     let cases = [
-        (REQUESTOR, FULFILLMENT, "completed", "a_ended_normal"),
-        ("15550001234", FULFILLMENT, "failed", "a_ended_busy"),
-        (REQUESTOR, "15550011234", "failed", "b_ended_no_answer"),
-        (REQUESTOR, "15550021234", "failed", "b_ended_failed"),
+        (
+            REQUESTOR,
+            FULFILLMENT,
+            "completed",
+            "a_ended_normal",
+            "hung_up",
+            Some("hung_up"),
+            16,
+        ),
+        (
+            "15550001234",
+            FULFILLMENT,
+            "failed",
+            "a_ended_busy",
+            "busy",
+            None,
+            17,
+        ),
+        (
+            REQUESTOR,
+            "15550011234",
+            "failed",
+            "b_ended_no_answer",
+            "hung_up",
+            Some("no_answer"),
+            19,
+        ),
+        (
+            REQUESTOR,
+            "15550021234",
+            "failed",
+            "b_ended_failed",
+            "hung_up",
+            Some("failed"),
+            34,
+        ),
     ];
-    for (a, b, state, last) in cases {
+    for (a, b, state, last, a_leg, b_leg, cause) in cases {
         let r = d.get(&format!(
             "/request/call.php?{}",
             xip_query(PARTNER, a, b, &auth(SECRET, PARTNER, a, b))
@@ -313,6 +346,19 @@ fn the_simulator_plays_every_outcome() {
             .collect();
         assert_eq!(events.last(), Some(&last), "{events:?}");
         assert_eq!(events[..3], ["originating", "accepted", "a_ringing"]);
+        let legs = call["legs"].as_array().unwrap();
+        assert_eq!(legs[0]["side"], "a");
+        assert_eq!(legs[0]["state"], a_leg, "{call}");
+        assert_eq!(legs[0]["number"], format!("+{a}").as_str());
+        assert_eq!(
+            legs.get(1).map(|l| l["state"].as_str().unwrap()),
+            b_leg,
+            "{call}"
+        );
+        assert_eq!(call["cdr"]["state"], state);
+        assert_eq!(call["cdr"]["cause"], cause);
+        assert_eq!(call["cdr"]["legs"].as_array().unwrap().len(), legs.len());
+        assert_eq!(call["cdr"]["bridged"].is_null(), state != "completed");
         let seqs: Vec<i64> = call["events"]
             .as_array()
             .unwrap()
