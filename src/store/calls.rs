@@ -135,11 +135,13 @@ pub fn apply(
     at: i64,
 ) -> rusqlite::Result<Vec<CallState>> {
     let id_s = id.to_string();
-    let Some((state_s, seq)): Option<(String, i64)> = conn
+    type Head = (String, i64, Option<String>, Option<String>);
+    let Some((state_s, seq, a_number, b_number)): Option<Head> = conn
         .prepare_cached(
-            "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1) FROM calls WHERE id = ?1",
+            "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1), a_number, b_number
+             FROM calls WHERE id = ?1",
         )?
-        .query_row([&id_s], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([&id_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()?
     else {
         log::warn!("call {id}: events for an unknown call, ignored");
@@ -148,6 +150,7 @@ pub fn apply(
     let mut state = CallState::parse(&state_s).unwrap_or(CallState::Requested);
     let mut steps = Vec::with_capacity(events.len());
     let mut cdr_due = None;
+    let mut legs = legs::Legs::new(id, a_number, b_number);
     for (event, detail) in events {
         let Some(to) = call::next(state, event) else {
             log::warn!(
@@ -156,7 +159,7 @@ pub fn apply(
             );
             break;
         };
-        let cdr = legs::on_event(conn, id, event, state, to, at)?;
+        let cdr = legs.on_event(conn, event, state, to, at)?;
         state = to;
         steps.push((event, *detail, to));
         if let Some(cause) = cdr {
@@ -166,6 +169,7 @@ pub fn apply(
     if steps.is_empty() {
         return Ok(Vec::new());
     }
+    legs.flush(conn)?;
     insert_events(conn, id, seq, at, &steps)?;
     if let Some(cause) = cdr_due {
         // After the events, so that the CDR sees when the call was bridged.

@@ -10,110 +10,192 @@ use crate::core::{format_ms, CallId};
 /// Q.850 normal clearing: a leg closed because its call ended.
 const NORMAL_CLEARING: u16 = 16;
 
-fn side(leg: Leg) -> &'static str {
-    leg.as_str()
-}
-
-/// The current attempt on `leg`, created (from the call's number for that side) if
-/// the call has none yet.
-fn current(conn: &Connection, id: &str, leg: Leg, at: i64) -> rusqlite::Result<(i64, LegState)> {
-    conn.prepare_cached(
-        "INSERT OR IGNORE INTO legs (call_id, side, attempt, number, state, created_at)
-         SELECT id, ?2, 1, CASE ?2 WHEN 'a' THEN a_number ELSE b_number END, 'created', ?3
-         FROM calls WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM legs WHERE call_id = ?1 AND side = ?2)",
-    )?
-    .execute(params![id, side(leg), at])?;
-    conn.prepare_cached(
-        "SELECT attempt, state FROM legs WHERE call_id = ?1 AND side = ?2 ORDER BY attempt DESC LIMIT 1",
-    )?
-    .query_row(params![id, side(leg)], |r| {
-        let state: String = r.get(1)?;
-        Ok((r.get(0)?, LegState::parse(&state).unwrap_or(LegState::Created)))
-    })
-}
-
-fn set(
-    conn: &Connection,
-    id: &str,
+/// One leg as stored.
+#[derive(Debug, Clone)]
+struct Row {
     leg: Leg,
     attempt: i64,
-    to: LegState,
+    number: Option<String>,
+    state: LegState,
     cause: Option<u16>,
-    at: i64,
-) -> rusqlite::Result<()> {
-    let (ringing, answered, ended) = match to {
-        LegState::Ringing => (Some(at), None, None),
-        LegState::Answered => (None, Some(at), None),
-        s if s.is_terminal() => (None, None, Some(at)),
-        _ => (None, None, None),
-    };
-    conn.prepare_cached(
-        "UPDATE legs SET state = ?4, cause = coalesce(?5, cause), ringing_at = coalesce(?6, ringing_at),
-         answered_at = coalesce(?7, answered_at), ended_at = coalesce(?8, ended_at)
-         WHERE call_id = ?1 AND side = ?2 AND attempt = ?3",
-    )?
-    .execute(params![id, side(leg), attempt, to.as_str(), cause, ringing, answered, ended])?;
-    Ok(())
+    created_at: i64,
+    ringing_at: Option<i64>,
+    answered_at: Option<i64>,
+    ended_at: Option<i64>,
+    /// Changed since loaded: written back by [`Legs::flush`].
+    dirty: bool,
 }
 
-/// Moves the legs by `event`, which moved the call from `from` to `to`; when the
-/// call has ended, closes the legs still open. Returns the cause for the CDR to
-/// write (with [`write_cdr`], once the event is stored) when a placed call ended.
-pub fn on_event(
-    conn: &Connection,
-    id: CallId,
-    event: &Event,
-    from: CallState,
-    to: CallState,
-    at: i64,
-) -> rusqlite::Result<Option<u16>> {
-    let id_s = id.to_string();
-    let step = match event {
-        Event::Ringing(leg) | Event::Answered(leg) => Some((*leg, None)),
-        Event::Ended { leg, outcome } => Some((*leg, Some(*outcome))),
-        _ => None,
-    };
-    if let Some((leg, outcome)) = step {
-        let (attempt, state) = current(conn, &id_s, leg, at)?;
-        let wanted = match (event, outcome) {
-            (Event::Ringing(_), _) => LegState::Ringing,
-            (_, Some(o)) => state.ended(o),
-            _ => LegState::Answered,
-        };
-        let cause = outcome.map(|o| o.q850());
-        match next_leg(state, wanted) {
-            Some(ok) => set(conn, &id_s, leg, attempt, ok, cause, at)?,
-            None => log::warn!(
-                "call {id}: leg {} illegal transition {state} -> {wanted} refused",
-                leg.as_str()
-            ),
+/// The legs of one call while a write applies its events: loaded once (when an
+/// event first needs them), moved in memory, written back once.
+pub struct Legs {
+    id: String,
+    numbers: [Option<String>; 2],
+    rows: Option<Vec<Row>>,
+}
+
+impl Legs {
+    /// `a` and `b` are the call's numbers, for legs created by an event.
+    pub fn new(id: CallId, a: Option<String>, b: Option<String>) -> Self {
+        Legs {
+            id: id.to_string(),
+            numbers: [a, b],
+            rows: None,
         }
     }
-    if !to.is_terminal() {
-        return Ok(None);
-    }
-    close_open_legs(conn, &id_s, at)?;
-    let placed = matches!(
-        from,
-        CallState::Accepted
-            | CallState::DialingA
-            | CallState::AAnswered
-            | CallState::DialingB
-            | CallState::Bridged
-    );
-    Ok(placed.then(|| event.cause().unwrap_or(NORMAL_CLEARING)))
-}
 
-/// Legs still open when their call ends: an answered one is hung up, one not yet
-/// answered is cancelled; both with normal clearing.
-fn close_open_legs(conn: &Connection, id: &str, at: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE legs SET state = CASE state WHEN 'answered' THEN 'hung_up' ELSE 'cancelled' END,
-         cause = coalesce(cause, ?2), ended_at = ?3
-         WHERE call_id = ?1 AND state IN ('created', 'ringing', 'answered')",
-    )?
-    .execute(params![id, NORMAL_CLEARING, at])?;
-    Ok(())
+    fn rows(&mut self, conn: &Connection) -> rusqlite::Result<&mut Vec<Row>> {
+        if self.rows.is_none() {
+            let mut stmt = conn.prepare_cached(
+                "SELECT side, attempt, number, state, cause, created_at, ringing_at, answered_at, ended_at
+                 FROM legs WHERE call_id = ?1 ORDER BY side, attempt",
+            )?;
+            let rows = stmt
+                .query_map([&self.id], |r| {
+                    let side: String = r.get(0)?;
+                    let state: String = r.get(3)?;
+                    Ok(Row {
+                        leg: if side == "a" { Leg::A } else { Leg::B },
+                        attempt: r.get(1)?,
+                        number: r.get(2)?,
+                        state: LegState::parse(&state).unwrap_or(LegState::Created),
+                        cause: r.get(4)?,
+                        created_at: r.get(5)?,
+                        ringing_at: r.get(6)?,
+                        answered_at: r.get(7)?,
+                        ended_at: r.get(8)?,
+                        dirty: false,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            self.rows = Some(rows);
+        }
+        Ok(self.rows.get_or_insert_with(Vec::new))
+    }
+
+    /// The current attempt on `leg`, created if the call has none yet.
+    fn current(&mut self, conn: &Connection, leg: Leg, at: i64) -> rusqlite::Result<&mut Row> {
+        let number = self.numbers[if leg == Leg::A { 0 } else { 1 }].clone();
+        let rows = self.rows(conn)?;
+        let pos = match rows.iter().rposition(|r| r.leg == leg) {
+            Some(p) => p,
+            None => {
+                rows.push(Row {
+                    leg,
+                    attempt: 1,
+                    number,
+                    state: LegState::Created,
+                    cause: None,
+                    created_at: at,
+                    ringing_at: None,
+                    answered_at: None,
+                    ended_at: None,
+                    dirty: true,
+                });
+                rows.len() - 1
+            }
+        };
+        Ok(&mut rows[pos])
+    }
+
+    /// Moves the legs by `event`, which moved the call from `from` to `to`; when
+    /// the call has ended, closes the legs still open (an answered one hung up,
+    /// one not yet answered cancelled, with normal clearing). Returns the cause
+    /// for the CDR when a placed call ended (see [`write_cdr`]).
+    pub fn on_event(
+        &mut self,
+        conn: &Connection,
+        event: &Event,
+        from: CallState,
+        to: CallState,
+        at: i64,
+    ) -> rusqlite::Result<Option<u16>> {
+        let step = match event {
+            Event::Ringing(leg) | Event::Answered(leg) => Some((*leg, None)),
+            Event::Ended { leg, outcome } => Some((*leg, Some(*outcome))),
+            _ => None,
+        };
+        if let Some((leg, outcome)) = step {
+            let id = self.id.clone();
+            let row = self.current(conn, leg, at)?;
+            let wanted = match (event, outcome) {
+                (Event::Ringing(_), _) => LegState::Ringing,
+                (_, Some(o)) => row.state.ended(o),
+                _ => LegState::Answered,
+            };
+            match next_leg(row.state, wanted) {
+                Some(ok) => {
+                    row.state = ok;
+                    row.cause = outcome.map(|o| o.q850()).or(row.cause);
+                    match ok {
+                        LegState::Ringing => row.ringing_at = Some(at),
+                        LegState::Answered => row.answered_at = Some(at),
+                        _ => row.ended_at = Some(at),
+                    }
+                    row.dirty = true;
+                }
+                None => log::warn!(
+                    "call {id}: leg {} illegal transition {} -> {wanted} refused",
+                    leg.as_str(),
+                    row.state
+                ),
+            }
+        }
+        if !to.is_terminal() {
+            return Ok(None);
+        }
+        for row in self
+            .rows(conn)?
+            .iter_mut()
+            .filter(|r| !r.state.is_terminal())
+        {
+            row.state = if row.state == LegState::Answered {
+                LegState::HungUp
+            } else {
+                LegState::Cancelled
+            };
+            row.cause = row.cause.or(Some(NORMAL_CLEARING));
+            row.ended_at = Some(at);
+            row.dirty = true;
+        }
+        let placed = matches!(
+            from,
+            CallState::Accepted
+                | CallState::DialingA
+                | CallState::AAnswered
+                | CallState::DialingB
+                | CallState::Bridged
+        );
+        Ok(placed.then(|| event.cause().unwrap_or(NORMAL_CLEARING)))
+    }
+
+    /// Writes back the legs that changed.
+    pub fn flush(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let Some(rows) = &self.rows else {
+            return Ok(());
+        };
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO legs (call_id, side, attempt, number, state, cause, created_at, ringing_at, answered_at, ended_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (call_id, side, attempt) DO UPDATE SET state = excluded.state, cause = excluded.cause,
+                ringing_at = excluded.ringing_at, answered_at = excluded.answered_at, ended_at = excluded.ended_at",
+        )?;
+        for r in rows.iter().filter(|r| r.dirty) {
+            stmt.execute(params![
+                self.id,
+                r.leg.as_str(),
+                r.attempt,
+                r.number,
+                r.state.as_str(),
+                r.cause,
+                r.created_at,
+                r.ringing_at,
+                r.answered_at,
+                r.ended_at
+            ])?;
+        }
+        Ok(())
+    }
 }
 
 fn ceil_secs(ms: i64) -> i64 {
@@ -152,7 +234,8 @@ pub fn legs_json(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Value>> {
     rows.collect()
 }
 
-/// Writes the CDR of a call that ended in `state` at `at` with `cause`.
+/// Writes the CDR of a call that ended in `state` at `at` with `cause`. Its legs
+/// are the call's rows in `legs`, final once the call has ended.
 pub fn write_cdr(
     conn: &Connection,
     id: &str,
@@ -160,48 +243,39 @@ pub fn write_cdr(
     cause: u16,
     at: i64,
 ) -> rusqlite::Result<()> {
-    let legs = Value::Array(legs_json(conn, id)?).to_string();
-    let bridged: Option<i64> = conn
-        .prepare_cached("SELECT at FROM call_events WHERE call_id = ?1 AND kind = 'bridged'")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
     conn.prepare_cached(
         "INSERT OR REPLACE INTO cdrs (call_id, partner_id, a_number, b_number, state, cause, started_at, bridged_at,
-            ended_at, duration_ms, billable_s, legs)
-         SELECT id, partner_id, a_number, b_number, ?2, ?3, created_at, ?4, ?5, ?5 - created_at, ?6, ?7
-         FROM calls WHERE id = ?1",
+            ended_at, duration_ms, billable_s)
+         SELECT id, partner_id, a_number, b_number, ?2, ?3, created_at, b.at, ?4, ?4 - created_at,
+                coalesce((?4 - b.at + 999) / 1000, 0)
+         FROM calls LEFT JOIN call_events b ON b.call_id = calls.id AND b.kind = 'bridged'
+         WHERE calls.id = ?1",
     )?
-    .execute(params![
-        id,
-        state.as_str(),
-        cause,
-        bridged,
-        at,
-        bridged.map(|b| ceil_secs(at - b)).unwrap_or(0),
-        legs
-    ])?;
+    .execute(params![id, state.as_str(), cause, at])?;
     Ok(())
 }
 
-/// A call's CDR as JSON, when it has one.
+/// A call's CDR as JSON, with its legs, when it has one.
 pub fn cdr_json(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
-    conn.prepare_cached(
-        "SELECT state, cause, started_at, bridged_at, ended_at, duration_ms, billable_s, legs FROM cdrs WHERE call_id = ?1",
-    )?
-    .query_row([id], |r| {
-        let legs: String = r.get(7)?;
-        Ok(json!({
-            "state": r.get::<_, String>(0)?,
-            "cause": r.get::<_, Option<i64>>(1)?,
-            "started": format_ms(r.get(2)?),
-            "bridged": r.get::<_, Option<i64>>(3)?.map(format_ms),
-            "ended": format_ms(r.get(4)?),
-            "duration_ms": r.get::<_, i64>(5)?,
-            "billable_s": r.get::<_, i64>(6)?,
-            "legs": serde_json::from_str::<Value>(&legs).unwrap_or(Value::Null),
-        }))
-    })
-    .optional()
+    let cdr = conn
+        .prepare_cached(
+            "SELECT state, cause, started_at, bridged_at, ended_at, duration_ms, billable_s FROM cdrs WHERE call_id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(json!({
+                "state": r.get::<_, String>(0)?,
+                "cause": r.get::<_, Option<i64>>(1)?,
+                "started": format_ms(r.get(2)?),
+                "bridged": r.get::<_, Option<i64>>(3)?.map(format_ms),
+                "ended": format_ms(r.get(4)?),
+                "duration_ms": r.get::<_, i64>(5)?,
+                "billable_s": r.get::<_, i64>(6)?,
+            }))
+        })
+        .optional()?;
+    let Some(mut cdr) = cdr else { return Ok(None) };
+    cdr["legs"] = Value::Array(legs_json(conn, id)?);
+    Ok(Some(cdr))
 }
 
 #[cfg(test)]

@@ -91,9 +91,8 @@ const MIGRATIONS: &[&str] = &[
         bridged_at  INTEGER,
         ended_at    INTEGER NOT NULL,
         duration_ms INTEGER NOT NULL,        -- requested to ended
-        billable_s  INTEGER NOT NULL,        -- bridged to ended, rounded up
-        legs        TEXT NOT NULL            -- JSON: each leg's times, state, cause
-    ) STRICT;
+        billable_s  INTEGER NOT NULL         -- bridged to ended, rounded up
+    ) STRICT;                                -- its legs: the legs table, final by then
     "#,
 ];
 
