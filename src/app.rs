@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
-use crate::provider::Providers;
+use crate::provider::{Following, Providers};
 use crate::store::Store;
 
 /// One config and what was built from it. Requests take an `Arc` of it at their
@@ -18,8 +18,10 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Self {
-        let providers = Providers::build(&config);
+    /// `following` outlives runtimes: calls a provider follows stay followed
+    /// across a reload.
+    pub fn new(config: Config, following: &Arc<Following>) -> Self {
+        let providers = Providers::build(&config, following);
         Runtime { config, providers }
     }
 }
@@ -30,11 +32,14 @@ pub struct App {
     pub metrics: Metrics,
     /// Dialect requests under way; a stop waits for them.
     pub inflight: Arc<Inflight>,
+    /// The calls providers are following now (see [`Following`]).
+    pub following: Arc<Following>,
 }
 
 impl App {
-    pub fn new(runtime: Runtime, store: Store) -> Self {
+    pub fn new(runtime: Runtime, store: Store, following: Arc<Following>) -> Self {
         App {
+            following,
             runtime: RwLock::new(Arc::new(runtime)),
             store,
             metrics: Metrics::default(),

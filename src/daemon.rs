@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::app::{App, Runtime};
 use crate::config::{self, Config, Source};
 use crate::core::now_ms;
+use crate::provider::Following;
 use crate::signal::Signal;
 use crate::store::{calls, partners, Store};
 
@@ -34,7 +35,13 @@ pub async fn run(
     sync_partners(&store, &config)
         .await
         .context("while syncing partners into the database")?;
-    let app = Arc::new(App::new(Runtime::new(config), store.clone()));
+    let following = Arc::new(Following::default());
+    let app = Arc::new(App::new(
+        Runtime::new(config, &following),
+        store.clone(),
+        following,
+    ));
+    tokio::spawn(crate::reconcile::run(app.clone()));
 
     for l in &listeners {
         if let Ok(a) = l.local_addr() {
@@ -133,7 +140,7 @@ async fn reload(app: &App) {
         return;
     }
     log::set_max_level(new.log.level);
-    app.replace(Runtime::new(new));
+    app.replace(Runtime::new(new, &app.following));
     log::info!("config reloaded");
 }
 

@@ -14,6 +14,7 @@
 //! - [`core`]: the domain: call ids, phone numbers, secrets, the call state machine.
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
 //! - [`provider`]: the click-to-call servers (simulator, upstream XIP over HTTP).
+//! - [`reconcile`]: a final state for every call, even when no end is heard.
 //! - [`app`]: the shared state of a running daemon.
 //! - [`logging`], [`signal`], [`privileges`]: the process's plumbing.
 #![forbid(unsafe_code)]
@@ -29,5 +30,6 @@ pub mod http;
 pub mod logging;
 pub mod privileges;
 pub mod provider;
+pub mod reconcile;
 pub mod signal;
 pub mod store;

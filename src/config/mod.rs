@@ -51,6 +51,8 @@ struct RawConfig {
     #[serde(default)]
     admin: RawAdmin,
     #[serde(default)]
+    calls: RawCalls,
+    #[serde(default)]
     partner: Vec<RawPartner>,
     #[serde(default)]
     provider: Vec<RawProvider>,
@@ -104,6 +106,15 @@ struct RawAdmin {
     token: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCalls {
+    /// Time past a call's time limit after which a call not ended is reconciled. Default "5m".
+    grace: Option<String>,
+    /// How often overdue calls are looked for. Default "30s".
+    reconcile_every: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPartner {
@@ -150,6 +161,7 @@ struct RawProvider {
     busy: Option<Vec<String>>,
     no_answer: Option<Vec<String>>,
     fail: Option<Vec<String>>,
+    silent: Option<Vec<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -177,6 +189,7 @@ pub struct Config {
     pub database: Database,
     pub log: Log,
     pub admin: Admin,
+    pub calls: Calls,
     pub partners: Vec<Partner>,
     pub providers: Vec<ProviderConfig>,
 }
@@ -210,6 +223,13 @@ pub struct Log {
     pub target: LogTarget,
     pub level: log::LevelFilter,
     pub syslog_socket: Option<PathBuf>,
+}
+
+/// How calls are followed to their end.
+#[derive(Debug, Clone)]
+pub struct Calls {
+    pub grace: Duration,
+    pub reconcile_every: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +311,8 @@ pub struct SimConfig {
     pub busy: Vec<String>,
     pub no_answer: Vec<String>,
     pub fail: Vec<String>,
+    /// Legs that ring and then go silent: no end is ever reported.
+    pub silent: Vec<String>,
 }
 
 impl Config {
@@ -677,6 +699,28 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
     };
     let admin = Admin { token };
 
+    // [calls]
+    let calls = Calls {
+        grace: v.duration(
+            &[K("calls"), K("grace")],
+            &raw.calls.grace,
+            Duration::from_secs(300),
+            Duration::from_secs(86400),
+        ),
+        reconcile_every: v.duration(
+            &[K("calls"), K("reconcile_every")],
+            &raw.calls.reconcile_every,
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+        ),
+    };
+    if calls.reconcile_every < Duration::from_millis(100) {
+        v.err(
+            &[K("calls"), K("reconcile_every")],
+            "must be at least 100ms",
+        );
+    }
+
     // [[provider]]
     let mut providers: Vec<ProviderConfig> = Vec::new();
     for (i, p) in raw.provider.iter().enumerate() {
@@ -724,6 +768,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                     busy: v.patterns(&at("busy"), &p.busy),
                     no_answer: v.patterns(&at("no_answer"), &p.no_answer),
                     fail: v.patterns(&at("fail"), &p.fail),
+                    silent: v.patterns(&at("silent"), &p.silent),
                 })
             }
             "xip" => {
@@ -732,6 +777,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 not_for(&mut v, p.busy.is_some(), "busy", "xip");
                 not_for(&mut v, p.no_answer.is_some(), "no_answer", "xip");
                 not_for(&mut v, p.fail.is_some(), "fail", "xip");
+                not_for(&mut v, p.silent.is_some(), "silent", "xip");
                 let url = match p.url.as_deref() {
                     None => {
                         v.err(
@@ -909,6 +955,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         database,
         log,
         admin,
+        calls,
         partners,
         providers,
     })
@@ -1223,6 +1270,7 @@ secret = "up"
             ("database", "[database]", ""),
             ("log", "[log]", ""),
             ("admin", "[admin]", ""),
+            ("calls", "[calls]", ""),
             ("partner", "[[partner]]", "id = \"x\"\nprovider = \"p\"\n"),
             ("provider", "[[provider]]", "name = \"p\"\nkind = \"sim\"\n"),
         ];

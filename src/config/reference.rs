@@ -21,6 +21,11 @@ pub const TABLES: &[(&str, &str, &str)] = &[
     ("log", "[log]", "Where log lines go."),
     ("admin", "[admin]", "The operator API under /v1/."),
     (
+        "calls",
+        "[calls]",
+        "How calls are followed to their end. A call that has not ended by its time limit plus the grace is reconciled: the provider is asked whether it still follows the call, and if not the call is closed as lost (Q.850 102) with its legs.",
+    ),
+    (
         "partner",
         "[[partner]]",
         "One per vendor, CRM or carrier that may ask for calls. Partners are synced into the database at start and on reload; one removed from the file is disabled there, never deleted.",
@@ -47,6 +52,8 @@ pub const KEYS: &[Key] = &[
     Key { table: "log", name: "level", default: "\"info\"", doc: "error, warn, info, debug, trace or off. Applies on reload." },
     Key { table: "log", name: "syslog_socket", default: "/dev/log", doc: "The syslog socket, with target = \"syslog\". When it cannot be reached c2cd logs to stderr and says so." },
     Key { table: "admin", name: "token", default: "none", doc: "Bearer token for /v1/, at least 16 characters. Without one, /v1/ answers 403." },
+    Key { table: "calls", name: "grace", default: "\"5m\"", doc: "Time past a call's time limit after which a call not ended is reconciled." },
+    Key { table: "calls", name: "reconcile_every", default: "\"30s\"", doc: "How often overdue calls are looked for (at least 100ms)." },
     Key { table: "partner", name: "id", default: "required", doc: "The partner's id; for XIP, the PartnerID it sends." },
     Key { table: "partner", name: "name", default: "the id", doc: "A name for operators." },
     Key { table: "partner", name: "secret", default: "required for xip", doc: "The XIP MD5 shared secret: Auth = MD5(secret + PartnerID + Requestor + Fulfillment)." },
@@ -71,6 +78,7 @@ pub const KEYS: &[Key] = &[
     Key { table: "provider", name: "busy", default: "[]", doc: "(sim) Number patterns (digits, X for any digit, * at the end) whose leg is busy (Q.850 17)." },
     Key { table: "provider", name: "no_answer", default: "[]", doc: "(sim) Number patterns whose leg is not answered (Q.850 19)." },
     Key { table: "provider", name: "fail", default: "[]", doc: "(sim) Number patterns whose leg fails (Q.850 34)." },
+    Key { table: "provider", name: "silent", default: "[]", doc: "(sim) Number patterns whose leg rings and then goes silent: no end is reported, and the call is reconciled as lost after its deadline." },
 ];
 
 /// Escapes text for roff: backslashes, and a leading dot or quote.

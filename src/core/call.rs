@@ -77,10 +77,12 @@ pub enum CallState {
     Bridged,
     Completed,
     Failed,
+    /// No end was heard in time and the provider could not tell: closed by c2cd.
+    Lost,
 }
 
 impl CallState {
-    pub const ALL: [CallState; 11] = [
+    pub const ALL: [CallState; 12] = [
         CallState::Requested,
         CallState::Rejected,
         CallState::Originating,
@@ -92,6 +94,7 @@ impl CallState {
         CallState::Bridged,
         CallState::Completed,
         CallState::Failed,
+        CallState::Lost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +110,7 @@ impl CallState {
             CallState::Bridged => "bridged",
             CallState::Completed => "completed",
             CallState::Failed => "failed",
+            CallState::Lost => "lost",
         }
     }
 
@@ -117,7 +121,11 @@ impl CallState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            CallState::Rejected | CallState::HandedOff | CallState::Completed | CallState::Failed
+            CallState::Rejected
+                | CallState::HandedOff
+                | CallState::Completed
+                | CallState::Failed
+                | CallState::Lost
         )
     }
 }
@@ -127,6 +135,9 @@ impl fmt::Display for CallState {
         f.write_str(self.as_str())
     }
 }
+
+/// Q.850 102, recovery on timer expiry: the cause of a call closed as lost.
+pub const Q850_TIMER_EXPIRY: u16 = 102;
 
 /// What happened to a call, as reported by c2cd itself or by its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +159,9 @@ pub enum Event {
         leg: Leg,
         outcome: LegOutcome,
     },
+    /// No end was heard by the call's deadline (time limit plus grace) and the
+    /// provider could not tell: c2cd closes the call.
+    Lost,
 }
 
 impl Event {
@@ -159,6 +173,7 @@ impl Event {
             Event::Accepted => "accepted".into(),
             Event::HandedOff => "handed_off".into(),
             Event::Failed => "failed".into(),
+            Event::Lost => "lost".into(),
             Event::Ringing(l) => format!("{}_ringing", l.as_str()),
             Event::Answered(l) => format!("{}_answered", l.as_str()),
             Event::Bridged => "bridged".into(),
@@ -170,6 +185,7 @@ impl Event {
     pub fn cause(&self) -> Option<u16> {
         match self {
             Event::Ended { outcome, .. } => Some(outcome.q850()),
+            Event::Lost => Some(Q850_TIMER_EXPIRY),
             _ => None,
         }
     }
@@ -281,6 +297,10 @@ pub fn next(state: CallState, event: &Event) -> Option<CallState> {
         (S::Accepted | S::DialingA | S::AAnswered | S::DialingB | S::Bridged, E::Failed) => {
             S::Failed
         }
+        (
+            S::Originating | S::Accepted | S::DialingA | S::AAnswered | S::DialingB | S::Bridged,
+            E::Lost,
+        ) => S::Lost,
         _ => return None,
     })
 }

@@ -250,6 +250,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         auth_ok: None,
         provider: None,
         upstream_request: None,
+        deadline_at: None,
     };
     if method != Method::GET && method != Method::POST {
         return reject(app, rec, XipError::MethodNotAllowed).await;
@@ -335,6 +336,9 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         incoming_auth_ok: auth_ok,
     };
     let upstream = provider.params(&o);
+    // A call not ended by its time limit plus grace is reconciled.
+    let grace = i64::try_from(rt.config.calls.grace.as_millis()).unwrap_or(i64::MAX / 2);
+    rec.deadline_at = Some(rec.at + i64::from(partner.time_limit) * 1000 + grace);
     rec.provider = Some(provider.name().to_string());
     rec.upstream_request = Some(provider.describe(&upstream));
 

@@ -170,6 +170,15 @@ impl Provider {
         matches!(self, Provider::Sim(_))
     }
 
+    /// Whether the provider still reports the progress of call `id`. The XIP
+    /// provider hands calls off and follows none.
+    pub fn is_following(&self, id: CallId) -> bool {
+        match self {
+            Provider::Sim(s) => s.is_following(id),
+            Provider::Xip(_) => false,
+        }
+    }
+
     /// The parameters that will be sent for `o`, as recorded before sending.
     pub fn params(&self, o: &Originate) -> Vec<(&'static str, String)> {
         match self {
@@ -206,20 +215,59 @@ impl Provider {
     }
 }
 
+/// The calls whose progress a provider is reporting right now. A call that has
+/// passed its deadline and is not followed here is lost (see `reconcile`).
+#[derive(Default)]
+pub struct Following {
+    calls: std::sync::Mutex<std::collections::HashSet<CallId>>,
+}
+
+impl Following {
+    /// Marks `id` followed until the returned guard is dropped.
+    pub fn follow(self: &Arc<Self>, id: CallId) -> FollowGuard {
+        if let Ok(mut c) = self.calls.lock() {
+            c.insert(id);
+        }
+        FollowGuard {
+            following: self.clone(),
+            id,
+        }
+    }
+
+    pub fn contains(&self, id: CallId) -> bool {
+        self.calls.lock().map(|c| c.contains(&id)).unwrap_or(false)
+    }
+}
+
+pub struct FollowGuard {
+    following: Arc<Following>,
+    id: CallId,
+}
+
+impl Drop for FollowGuard {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.following.calls.lock() {
+            c.remove(&self.id);
+        }
+    }
+}
+
 /// The providers of one config, by name.
 pub struct Providers {
     map: HashMap<String, Arc<Provider>>,
 }
 
 impl Providers {
-    pub fn build(cfg: &config::Config) -> Providers {
+    pub fn build(cfg: &config::Config, following: &Arc<Following>) -> Providers {
         let client = xip::client();
         let map = cfg
             .providers
             .iter()
             .map(|p| {
                 let provider = match &p.kind {
-                    ProviderKind::Sim(c) => Provider::Sim(sim::Sim::new(&p.name, c.clone())),
+                    ProviderKind::Sim(c) => {
+                        Provider::Sim(sim::Sim::new(&p.name, c.clone(), following.clone()))
+                    }
                     ProviderKind::Xip(c) => {
                         Provider::Xip(xip::Xip::new(&p.name, c.clone(), client.clone()))
                     }

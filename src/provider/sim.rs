@@ -8,26 +8,44 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Events, FollowUp, Originate, Reply, BAD_INCOMING_AUTH};
+use std::sync::Arc;
+
+use super::{Events, FollowGuard, FollowUp, Following, Originate, Reply, BAD_INCOMING_AUTH};
 use crate::config::SimConfig;
 use crate::core::call::{Event, Leg, LegOutcome};
 use crate::core::phone::matches_pattern;
-use crate::core::{hex_digest_eq, md5_hex};
+use crate::core::{hex_digest_eq, md5_hex, CallId};
 use crate::dialect::xip::result_body;
 
 pub struct Sim {
     pub name: String,
     cfg: SimConfig,
+    following: Arc<Following>,
+}
+
+/// What a leg to a number does, when it does not simply answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Rings, then ends this way.
+    Ends(LegOutcome),
+    /// Rings, then nothing more is ever reported.
+    Silent,
 }
 
 const AUTH_FIELDS: [&str; 3] = ["PartnerID", "RequestorPhone", "DestinationPhone"];
 
 impl Sim {
-    pub fn new(name: &str, cfg: SimConfig) -> Self {
+    pub fn new(name: &str, cfg: SimConfig, following: Arc<Following>) -> Self {
         Sim {
             name: name.to_string(),
             cfg,
+            following,
         }
+    }
+
+    /// Whether the simulator is still playing call `id`.
+    pub fn is_following(&self, id: CallId) -> bool {
+        self.following.contains(id)
     }
 
     fn secret(&self) -> &str {
@@ -39,15 +57,17 @@ impl Sim {
         o.params(self.secret(), &fields)
     }
 
-    /// What a leg to `number` will do.
-    pub fn outcome(&self, number: &str) -> Option<LegOutcome> {
+    /// What a leg to `number` will do; `None` answers.
+    pub fn outcome(&self, number: &str) -> Option<Plan> {
         let hit = |list: &[String]| list.iter().any(|p| matches_pattern(p, number));
         if hit(&self.cfg.busy) {
-            Some(LegOutcome::Busy)
+            Some(Plan::Ends(LegOutcome::Busy))
         } else if hit(&self.cfg.no_answer) {
-            Some(LegOutcome::NoAnswer)
+            Some(Plan::Ends(LegOutcome::NoAnswer))
         } else if hit(&self.cfg.fail) {
-            Some(LegOutcome::Failed)
+            Some(Plan::Ends(LegOutcome::Failed))
+        } else if hit(&self.cfg.silent) {
+            Some(Plan::Silent)
         } else {
             None
         }
@@ -90,6 +110,7 @@ impl Sim {
             event: Event::Accepted,
         };
         let play = Play {
+            _following: self.following.follow(o.call_id),
             id: o.call_id,
             a: self.outcome(&o.requestor_phone),
             b: self.outcome(&o.destination_phone),
@@ -105,9 +126,11 @@ impl Sim {
 }
 
 struct Play {
-    id: crate::core::CallId,
-    a: Option<LegOutcome>,
-    b: Option<LegOutcome>,
+    /// The call counts as followed while it plays.
+    _following: FollowGuard,
+    id: CallId,
+    a: Option<Plan>,
+    b: Option<Plan>,
     ring: Duration,
     talk: Duration,
     events: Events,
@@ -118,7 +141,10 @@ impl Play {
     fn schedule(&self) -> Vec<(Duration, Event)> {
         let zero = Duration::ZERO;
         let mut steps = vec![(zero, Event::Ringing(Leg::A))];
-        if let Some(outcome) = self.a {
+        if self.a == Some(Plan::Silent) {
+            return steps;
+        }
+        if let Some(Plan::Ends(outcome)) = self.a {
             steps.push((
                 self.ring,
                 Event::Ended {
@@ -130,7 +156,10 @@ impl Play {
         }
         steps.push((self.ring, Event::Answered(Leg::A)));
         steps.push((zero, Event::Ringing(Leg::B)));
-        if let Some(outcome) = self.b {
+        if self.b == Some(Plan::Silent) {
+            return steps;
+        }
+        if let Some(Plan::Ends(outcome)) = self.b {
             steps.push((
                 self.ring,
                 Event::Ended {

@@ -27,6 +27,8 @@ pub struct NewCall {
     pub auth_ok: Option<bool>,
     pub provider: Option<String>,
     pub upstream_request: Option<Value>,
+    /// When the call, if it has not ended by then, is reconciled (unix ms).
+    pub deadline_at: Option<i64>,
 }
 
 /// The answer given to the partner, as recorded.
@@ -68,8 +70,8 @@ pub fn insert(
     conn.prepare_cached(
         "INSERT INTO calls (id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query,
             received_body, a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, state,
-            result_status, result_code, result_body, error)
-         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+            result_status, result_code, result_body, error, deadline_at)
+         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?
     .execute(params![
         c.id.to_string(),
@@ -92,6 +94,7 @@ pub fn insert(
         a.and_then(|a| a.code),
         a.map(|a| a.body),
         a.and_then(|a| a.error),
+        c.deadline_at,
     ])?;
     insert_events(conn, c.id, 0, c.at, &steps)?;
     Ok(state)
@@ -311,8 +314,33 @@ pub fn count_by_state(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>>
 /// Calls not in a terminal state.
 pub fn count_in_progress(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row(
-        "SELECT count(*) FROM calls WHERE state NOT IN ('rejected', 'handed_off', 'completed', 'failed')",
+        "SELECT count(*) FROM calls WHERE state NOT IN ('rejected', 'handed_off', 'completed', 'failed', 'lost')",
         [],
         |r| r.get(0),
     )
+}
+
+/// Calls not ended whose deadline is before `now`, oldest first, at most `limit`,
+/// with the provider that was asked to place them.
+pub fn overdue(
+    conn: &Connection,
+    now: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<(CallId, Option<String>)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, provider FROM calls
+         WHERE state NOT IN ('rejected', 'handed_off', 'completed', 'failed', 'lost') AND deadline_at < ?1
+         ORDER BY deadline_at LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        Ok((r.get::<_, String>(0)?, r.get(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, provider) = row?;
+        if let Some(id) = CallId::parse(&id) {
+            out.push((id, provider));
+        }
+    }
+    Ok(out)
 }

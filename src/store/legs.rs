@@ -144,6 +144,12 @@ impl Legs {
         if !to.is_terminal() {
             return Ok(None);
         }
+        // A lost call's legs carry its cause; legs closed because the other
+        // side ended are cleared normally.
+        let closing = match event {
+            Event::Lost => event.cause().unwrap_or(NORMAL_CLEARING),
+            _ => NORMAL_CLEARING,
+        };
         for row in self
             .rows(conn)?
             .iter_mut()
@@ -154,13 +160,14 @@ impl Legs {
             } else {
                 LegState::Cancelled
             };
-            row.cause = row.cause.or(Some(NORMAL_CLEARING));
+            row.cause = row.cause.or(Some(closing));
             row.ended_at = Some(at);
             row.dirty = true;
         }
         let placed = matches!(
             from,
-            CallState::Accepted
+            CallState::Originating
+                | CallState::Accepted
                 | CallState::DialingA
                 | CallState::AAnswered
                 | CallState::DialingB
@@ -308,6 +315,7 @@ mod tests {
             auth_ok: Some(true),
             provider: Some("sim".into()),
             upstream_request: None,
+            deadline_at: Some(at + 60_000),
         };
         let events = [(Event::Originating, None), (Event::Accepted, None)];
         calls::insert(c, &rec, &events, None).unwrap();

@@ -62,8 +62,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (call_id, seq)
     ) STRICT, WITHOUT ROWID;
     "#,
-    // 2: legs (one row per attempt to reach a participant) and CDRs.
+    // 2: legs (one row per attempt to reach a participant), CDRs, call deadlines.
     r#"
+    -- When a call that has not ended is reconciled: time limit plus grace.
+    ALTER TABLE calls ADD COLUMN deadline_at INTEGER;
+    -- The calls not ended, by deadline: what the reconciler looks at. (Replaces the
+    -- v1 index by state, which did not know the state `lost`.)
+    DROP INDEX calls_state;
+    CREATE INDEX calls_open ON calls (deadline_at)
+        WHERE state NOT IN ('rejected', 'handed_off', 'completed', 'failed', 'lost');
+
     CREATE TABLE legs (
         call_id     TEXT NOT NULL REFERENCES calls (id),
         side        TEXT NOT NULL,           -- 'a' (called first) or 'b'
@@ -85,7 +93,7 @@ const MIGRATIONS: &[&str] = &[
         partner_id  TEXT,
         a_number    TEXT,
         b_number    TEXT,
-        state       TEXT NOT NULL,           -- completed or failed
+        state       TEXT NOT NULL,           -- completed, failed or lost
         cause       INTEGER,                 -- Q.850 of the event that ended the call
         started_at  INTEGER NOT NULL,        -- when the call was requested
         bridged_at  INTEGER,

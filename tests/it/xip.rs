@@ -503,3 +503,42 @@ fn without_a_token_the_admin_api_is_off() {
     );
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_call_whose_provider_goes_silent_is_reconciled_as_lost() {
+    // Time limit 1 s and no grace: the deadline is a second after the request.
+    // The clocked logic itself is unit-tested with an injected clock (reconcile.rs);
+    // here the daemon's wiring is awaited through its log line.
+    let config = sim_config("silent = [\"1555003*\"]")
+        .replace("provider = \"sim\"", "provider = \"sim\"\ntime_limit = 1")
+        .replace(
+            "[[partner]]",
+            "[calls]\ngrace = \"0s\"\nreconcile_every = \"100ms\"\n\n[[partner]]",
+        );
+    let mut d = Daemon::start(&config);
+    let b = "15550031234";
+    let r = d.get(&format!(
+        "/request/call.php?{}",
+        xip_query(PARTNER, REQUESTOR, b, &auth(SECRET, PARTNER, REQUESTOR, b))
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let id = r.call_id();
+    d.wait_log(&format!("call {id}: lost"));
+    let call = d.call(&id);
+    assert_eq!(call["state"], "lost");
+    let legs = call["legs"].as_array().unwrap();
+    assert_eq!(
+        (legs[0]["state"].as_str(), legs[0]["cause"].as_i64()),
+        (Some("hung_up"), Some(102))
+    );
+    assert_eq!(
+        (legs[1]["state"].as_str(), legs[1]["cause"].as_i64()),
+        (Some("cancelled"), Some(102))
+    );
+    assert_eq!(call["cdr"]["state"], "lost");
+    assert_eq!(call["cdr"]["cause"], 102);
+    assert_eq!(
+        call["events"].as_array().unwrap().last().unwrap()["kind"],
+        "lost"
+    );
+}
