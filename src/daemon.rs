@@ -42,6 +42,7 @@ pub async fn run(
         following,
     ));
     tokio::spawn(crate::reconcile::run(app.clone()));
+    tokio::spawn(crate::notify::run(app.clone()));
 
     for l in &listeners {
         if let Ok(a) = l.local_addr() {

@@ -15,6 +15,7 @@
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
 //! - [`provider`]: the click-to-call servers (simulator, upstream XIP over HTTP).
 //! - [`reconcile`]: a final state for every call, even when no end is heard.
+//! - [`notify`]: the callback outbox's delivery worker.
 //! - [`app`]: the shared state of a running daemon.
 //! - [`logging`], [`signal`], [`privileges`]: the process's plumbing.
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod daemon;
 pub mod dialect;
 pub mod http;
 pub mod logging;
+pub mod notify;
 pub mod privileges;
 pub mod provider;
 pub mod reconcile;

@@ -101,6 +101,7 @@ mod tests {
             provider: Some("sim".into()),
             upstream_request: None,
             deadline_at: Some(deadline),
+            callback_url: None,
         }
     }
 

@@ -53,6 +53,8 @@ struct RawConfig {
     #[serde(default)]
     calls: RawCalls,
     #[serde(default)]
+    callbacks: RawCallbacks,
+    #[serde(default)]
     partner: Vec<RawPartner>,
     #[serde(default)]
     provider: Vec<RawProvider>,
@@ -115,6 +117,23 @@ struct RawCalls {
     reconcile_every: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCallbacks {
+    /// Attempts per callback at most. Default 30.
+    attempts: Option<usize>,
+    /// A callback older than this is given up. Default "24h".
+    max_age: Option<String>,
+    /// Time one attempt may take. Default "10s".
+    timeout: Option<String>,
+    /// The first retry's delay; each next one doubles, with jitter. Default "1s".
+    backoff: Option<String>,
+    /// The longest delay between attempts. Default "10m".
+    max_backoff: Option<String>,
+    /// Bytes of a receiver's answer read at most. Default 16384.
+    max_response_bytes: Option<usize>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPartner {
@@ -140,6 +159,12 @@ struct RawPartner {
     password: Option<String>,
     /// false keeps the partner in the database but refuses its requests. Default true.
     enabled: Option<bool>,
+    /// Where the events of this partner's calls are reported (native JSON).
+    callback_url: Option<String>,
+    /// The only hosts callbacks for this partner may go to.
+    callback_hosts: Option<Vec<String>>,
+    /// HMAC-SHA256 keys; each signs every callback, so a receiver may verify with any.
+    callback_secrets: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +215,7 @@ pub struct Config {
     pub log: Log,
     pub admin: Admin,
     pub calls: Calls,
+    pub callbacks: Callbacks,
     pub partners: Vec<Partner>,
     pub providers: Vec<ProviderConfig>,
 }
@@ -223,6 +249,17 @@ pub struct Log {
     pub target: LogTarget,
     pub level: log::LevelFilter,
     pub syslog_socket: Option<PathBuf>,
+}
+
+/// How callbacks are delivered.
+#[derive(Debug, Clone)]
+pub struct Callbacks {
+    pub attempts: usize,
+    pub max_age: Duration,
+    pub timeout: Duration,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_response_bytes: usize,
 }
 
 /// How calls are followed to their end.
@@ -264,6 +301,9 @@ pub struct Partner {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub enabled: bool,
+    pub callback_url: Option<hyper::Uri>,
+    pub callback_hosts: Vec<String>,
+    pub callback_secrets: Vec<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -699,6 +739,49 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
     };
     let admin = Admin { token };
 
+    // [callbacks]
+    let cb = &raw.callbacks;
+    let callbacks = Callbacks {
+        attempts: v.range(&[K("callbacks"), K("attempts")], cb.attempts, 30, 1, 1000),
+        max_age: v.duration(
+            &[K("callbacks"), K("max_age")],
+            &cb.max_age,
+            Duration::from_secs(86400),
+            Duration::from_secs(7 * 86400),
+        ),
+        timeout: v.duration(
+            &[K("callbacks"), K("timeout")],
+            &cb.timeout,
+            Duration::from_secs(10),
+            Duration::from_secs(120),
+        ),
+        backoff: v.duration(
+            &[K("callbacks"), K("backoff")],
+            &cb.backoff,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        ),
+        max_backoff: v.duration(
+            &[K("callbacks"), K("max_backoff")],
+            &cb.max_backoff,
+            Duration::from_secs(600),
+            Duration::from_secs(86400),
+        ),
+        max_response_bytes: v.range(
+            &[K("callbacks"), K("max_response_bytes")],
+            cb.max_response_bytes,
+            16384,
+            1024,
+            1 << 20,
+        ),
+    };
+    if callbacks.timeout.is_zero() || callbacks.backoff.is_zero() {
+        v.err(
+            &[K("callbacks")],
+            "timeout and backoff must be more than 0s",
+        );
+    }
+
     // [calls]
     let calls = Calls {
         grace: v.duration(
@@ -931,7 +1014,54 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 7200
             }
         };
+        let callback_hosts = p.callback_hosts.clone().unwrap_or_default();
+        let callback_url = match p.callback_url.as_deref() {
+            None => None,
+            Some(u) => match u.parse::<hyper::Uri>() {
+                Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
+                    let host = uri.host().unwrap_or_default();
+                    // SECURITY: callbacks only to hosts the operator listed.
+                    if !callback_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+                        v.err(
+                            &at("callback_url"),
+                            format!("host {host:?} is not in callback_hosts"),
+                        );
+                    }
+                    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+                        v.err(&at("callback_url"), "must not carry user:password@");
+                    }
+                    Some(uri)
+                }
+                Ok(uri) if uri.scheme_str() == Some("https") => {
+                    v.err(
+                        &at("callback_url"),
+                        "https callbacks are not supported yet; use http:// to a local relay",
+                    );
+                    None
+                }
+                _ => {
+                    v.err(&at("callback_url"), format!("{u:?} is not an http:// URL"));
+                    None
+                }
+            },
+        };
+        let callback_secrets: Vec<Secret> = p
+            .callback_secrets
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Secret::new)
+            .collect();
+        if callback_url.is_some() && callback_secrets.iter().all(|s| s.expose().len() < 16) {
+            v.err(
+                &at("callback_secrets"),
+                "a partner with a callback_url needs a callback secret of at least 16 characters",
+            );
+        }
         partners.push(Partner {
+            callback_url,
+            callback_hosts,
+            callback_secrets,
             id: p.id.clone(),
             name: p.name.clone().unwrap_or_else(|| p.id.clone()),
             secret,
@@ -956,6 +1086,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         log,
         admin,
         calls,
+        callbacks,
         partners,
         providers,
     })
@@ -985,7 +1116,7 @@ fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
 }
 
 /// Keys whose values are secrets.
-const SECRET_KEYS: [&str; 3] = ["secret", "password", "token"];
+const SECRET_KEYS: [&str; 4] = ["secret", "password", "token", "callback_secrets"];
 
 /// Replaces every `quoted` part of a parser message with `***`.
 fn redact_quoted(message: &str) -> String {
@@ -1271,6 +1402,7 @@ secret = "up"
             ("log", "[log]", ""),
             ("admin", "[admin]", ""),
             ("calls", "[calls]", ""),
+            ("callbacks", "[callbacks]", ""),
             ("partner", "[[partner]]", "id = \"x\"\nprovider = \"p\"\n"),
             ("provider", "[[provider]]", "name = \"p\"\nkind = \"sim\"\n"),
         ];

@@ -251,6 +251,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         provider: None,
         upstream_request: None,
         deadline_at: None,
+        callback_url: None,
     };
     if method != Method::GET && method != Method::POST {
         return reject(app, rec, XipError::MethodNotAllowed).await;
@@ -339,6 +340,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     // A call not ended by its time limit plus grace is reconciled.
     let grace = i64::try_from(rt.config.calls.grace.as_millis()).unwrap_or(i64::MAX / 2);
     rec.deadline_at = Some(rec.at + i64::from(partner.time_limit) * 1000 + grace);
+    rec.callback_url = partner.callback_url.as_ref().map(|u| u.to_string());
     rec.provider = Some(provider.name().to_string());
     rec.upstream_request = Some(provider.describe(&upstream));
 
@@ -373,6 +375,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
                     provider: None,
                     upstream_request: None,
                     auth_ok: None,
+                    callback_url: None,
                     ..rec
                 };
                 let events = [(Event::Rejected, refusal.detail.as_deref())];

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{json, text, Resp};
 use crate::app::{App, Metrics};
 use crate::core::ct_eq;
-use crate::store::{calls, partners, StoreError};
+use crate::store::{callbacks, calls, partners, StoreError};
 
 pub async fn healthz(app: &App) -> Resp {
     // Healthy means a request could be recorded now: the writer takes a (no-op)
@@ -177,6 +177,14 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
                 .await
             {
                 Ok(rows) => json(StatusCode::OK, &json!({ "calls": rows })),
+                Err(e) => store_error(e),
+            }
+        }
+        Some(rest) if rest.starts_with('/') && rest.ends_with("/callbacks") => {
+            let id = rest[1..rest.len() - "/callbacks".len()].to_string();
+            match app.store.read(move |c| callbacks::for_call(c, &id)).await {
+                Ok(Some(list)) => json(StatusCode::OK, &json!({ "callbacks": list })),
+                Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no call with that id"),
                 Err(e) => store_error(e),
             }
         }

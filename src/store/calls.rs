@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::core::call::{self, CallState, Event};
 use crate::core::{format_ms, CallId};
 
-use super::legs;
+use super::{callbacks, legs};
 
 /// A request as received, before anything was decided.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct NewCall {
     pub upstream_request: Option<Value>,
     /// When the call, if it has not ended by then, is reconciled (unix ms).
     pub deadline_at: Option<i64>,
+    /// Where the call's events are reported, when its partner wants them.
+    pub callback_url: Option<String>,
 }
 
 /// The answer given to the partner, as recorded.
@@ -70,8 +72,9 @@ pub fn insert(
     conn.prepare_cached(
         "INSERT INTO calls (id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query,
             received_body, a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, state,
-            result_status, result_code, result_body, error, deadline_at)
-         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+            result_status, result_code, result_body, error, deadline_at, callback_url)
+         VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
+                 ?22)",
     )?
     .execute(params![
         c.id.to_string(),
@@ -95,8 +98,13 @@ pub fn insert(
         a.map(|a| a.body),
         a.and_then(|a| a.error),
         c.deadline_at,
+        c.callback_url,
     ])?;
-    insert_events(conn, c.id, 0, c.at, &steps)?;
+    let target = c.callback_url.as_deref().map(|url| callbacks::Target {
+        url,
+        partner_id: c.partner_id.as_deref(),
+    });
+    insert_events(conn, c.id, 0, c.at, &steps, target)?;
     Ok(state)
 }
 
@@ -106,6 +114,7 @@ fn insert_events(
     last_seq: i64,
     at: i64,
     steps: &[(&Event, Option<&str>, CallState)],
+    target: Option<callbacks::Target>,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO call_events (call_id, seq, event_id, at, kind, cause, state, detail)
@@ -113,16 +122,22 @@ fn insert_events(
     )?;
     let id_s = id.to_string();
     for (n, (event, detail, to)) in steps.iter().enumerate() {
+        let seq = last_seq + 1 + n as i64;
+        let event_id = CallId::new().to_string();
         stmt.execute(params![
             id_s,
-            last_seq + 1 + n as i64,
-            CallId::new().to_string(),
+            seq,
+            event_id,
             at,
             event.kind(),
             event.cause(),
             to.as_str(),
             detail
         ])?;
+        // The partner's callback is queued in the event's own transaction.
+        if let Some(t) = target {
+            callbacks::enqueue(conn, t, id, seq, &event_id, event, *to, at)?;
+        }
     }
     Ok(())
 }
@@ -138,13 +153,21 @@ pub fn apply(
     at: i64,
 ) -> rusqlite::Result<Vec<CallState>> {
     let id_s = id.to_string();
-    type Head = (String, i64, Option<String>, Option<String>);
-    let Some((state_s, seq, a_number, b_number)): Option<Head> = conn
+    type Head = (
+        String,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let Some((state_s, seq, a_number, b_number, callback_url, partner_id)): Option<Head> = conn
         .prepare_cached(
-            "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1), a_number, b_number
+            "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1), a_number, b_number,
+                    callback_url, partner_id
              FROM calls WHERE id = ?1",
         )?
-        .query_row([&id_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row([&id_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
         .optional()?
     else {
         log::warn!("call {id}: events for an unknown call, ignored");
@@ -173,7 +196,11 @@ pub fn apply(
         return Ok(Vec::new());
     }
     legs.flush(conn)?;
-    insert_events(conn, id, seq, at, &steps)?;
+    let target = callback_url.as_deref().map(|url| callbacks::Target {
+        url,
+        partner_id: partner_id.as_deref(),
+    });
+    insert_events(conn, id, seq, at, &steps, target)?;
     if let Some(cause) = cdr_due {
         // After the events, so that the CDR sees when the call was bridged.
         legs::write_cdr(conn, &id_s, state, cause, at)?;

@@ -316,6 +316,7 @@ mod tests {
             provider: Some("sim".into()),
             upstream_request: None,
             deadline_at: Some(at + 60_000),
+            callback_url: None,
         };
         let events = [(Event::Originating, None), (Event::Accepted, None)];
         calls::insert(c, &rec, &events, None).unwrap();

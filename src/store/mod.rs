@@ -10,6 +10,7 @@
 //! - The schema is migrated in numbered steps, each in a transaction; a database
 //!   from a newer c2cd is refused.
 
+pub mod callbacks;
 pub mod calls;
 pub mod legs;
 pub mod partners;

@@ -102,6 +102,42 @@ const MIGRATIONS: &[&str] = &[
         billable_s  INTEGER NOT NULL         -- bridged to ended, rounded up
     ) STRICT;                                -- its legs: the legs table, final by then
     "#,
+    // 3: the callback outbox and every delivery attempt.
+    r#"
+    -- Where a call's events are reported, when its partner wants them.
+    ALTER TABLE calls ADD COLUMN callback_url TEXT;
+
+    -- One row per event to report, written in the event's own transaction.
+    CREATE TABLE callbacks (
+        id           INTEGER PRIMARY KEY,    -- creation order
+        call_id      TEXT NOT NULL REFERENCES calls (id),
+        seq          INTEGER NOT NULL,       -- the event's sequence number in its call
+        event_id     TEXT NOT NULL,
+        partner_id   TEXT,
+        url          TEXT NOT NULL,
+        format       TEXT NOT NULL,          -- 'native' (JSON)
+        body         BLOB NOT NULL,
+        created_at   INTEGER NOT NULL,
+        next_at      INTEGER NOT NULL,       -- when the next attempt is due
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        state        TEXT NOT NULL,          -- pending, delivered or dead
+        last_status  INTEGER,
+        last_error   TEXT,
+        delivered_at INTEGER
+    ) STRICT;
+    CREATE INDEX callbacks_due ON callbacks (next_at) WHERE state = 'pending';
+    CREATE INDEX callbacks_call ON callbacks (call_id, seq);
+
+    CREATE TABLE callback_attempts (
+        callback_id INTEGER NOT NULL REFERENCES callbacks (id),
+        n           INTEGER NOT NULL,        -- 1, 2, …
+        at          INTEGER NOT NULL,
+        status      INTEGER,                 -- HTTP status, when one came back
+        latency_ms  INTEGER NOT NULL,
+        error       TEXT,
+        PRIMARY KEY (callback_id, n)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -304,10 +304,18 @@ pub struct Received {
     pub path: String,
     pub query: String,
     pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The parameters, in the order sent, from the query (GET) or the form body (POST).
     pub fn params(&self) -> Vec<(String, String)> {
         let src = if self.method == "POST" {
@@ -331,6 +339,10 @@ pub enum Behaviour {
     Slow(u64, &'static str),
     /// Answer 200 with this body and no Content-Type at all.
     NoContentType(&'static str),
+    /// Answer 503 to the first N requests, then 200.
+    FailFirst(usize),
+    /// Never answer the first N requests, then 200.
+    HangFirst(usize),
 }
 
 /// A real HTTP server on 127.0.0.1:0 playing the XIP click-to-call server.
@@ -380,13 +392,25 @@ impl Upstream {
                                             .headers()
                                             .get("content-type")
                                             .map(|v| v.to_str().unwrap().to_string());
+                                        let headers: Vec<(String, String)> = req
+                                            .headers()
+                                            .iter()
+                                            .map(|(k, v)| {
+                                                (
+                                                    k.to_string(),
+                                                    v.to_str().unwrap_or("").to_string(),
+                                                )
+                                            })
+                                            .collect();
                                         let body =
                                             req.into_body().collect().await.unwrap().to_bytes();
+                                        let seen = rec.lock().unwrap().len();
                                         rec.lock().unwrap().push(Received {
                                             method,
                                             path,
                                             query,
                                             content_type,
+                                            headers,
                                             body: String::from_utf8_lossy(&body).into_owned(),
                                         });
                                         arrived.notify_all();
@@ -413,6 +437,22 @@ impl Upstream {
                                                 let r = hyper::Response::builder()
                                                     .header("content-type", "text/plain")
                                                     .body(Full::new(body))
+                                                    .unwrap();
+                                                Ok(r)
+                                            }
+                                            Behaviour::HangFirst(n) => {
+                                                if seen < n {
+                                                    std::future::pending::<()>().await;
+                                                }
+                                                Ok(hyper::Response::new(Full::new(
+                                                    bytes::Bytes::new(),
+                                                )))
+                                            }
+                                            Behaviour::FailFirst(n) => {
+                                                let status = if seen < n { 503 } else { 200 };
+                                                let r = hyper::Response::builder()
+                                                    .status(status)
+                                                    .body(Full::new(bytes::Bytes::new()))
                                                     .unwrap();
                                                 Ok(r)
                                             }

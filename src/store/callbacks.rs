@@ -1,0 +1,199 @@
+//! The callback outbox: one row per event a partner is to be told about, written
+//! in the same transaction as the event, delivered by `notify`, every attempt
+//! recorded.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use crate::core::call::{CallState, Event, Leg};
+use crate::core::{format_ms, CallId};
+
+/// Where a call's events go, and for which partner.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub url: &'a str,
+    pub partner_id: Option<&'a str>,
+}
+
+/// The native JSON body of one event.
+pub fn native_body(
+    id: CallId,
+    partner: Option<&str>,
+    seq: i64,
+    event_id: &str,
+    event: &Event,
+    state: CallState,
+    at: i64,
+) -> Vec<u8> {
+    let leg = match event {
+        Event::Ringing(l) | Event::Answered(l) | Event::Ended { leg: l, .. } => Some(*l),
+        _ => None,
+    };
+    let v = json!({
+        "event_id": event_id,
+        "seq": seq,
+        "call_id": id.to_string(),
+        "partner_id": partner,
+        "at": format_ms(at),
+        "event": event.kind(),
+        "state": state.as_str(),
+        "leg": leg.map(Leg::as_str),
+        "cause": event.cause(),
+    });
+    v.to_string().into_bytes()
+}
+
+/// Queues the event for delivery.
+#[allow(clippy::too_many_arguments)]
+pub fn enqueue(
+    conn: &Connection,
+    target: Target,
+    id: CallId,
+    seq: i64,
+    event_id: &str,
+    event: &Event,
+    state: CallState,
+    at: i64,
+) -> rusqlite::Result<()> {
+    let body = native_body(id, target.partner_id, seq, event_id, event, state, at);
+    conn.prepare_cached(
+        "INSERT INTO callbacks (call_id, seq, event_id, partner_id, url, format, body, created_at, next_at, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'native', ?6, ?7, ?7, 'pending')",
+    )?
+    .execute(params![id.to_string(), seq, event_id, target.partner_id, target.url, body, at])?;
+    Ok(())
+}
+
+/// A callback due for an attempt.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: i64,
+    pub call_id: String,
+    pub event_id: String,
+    pub partner_id: Option<String>,
+    pub url: String,
+    pub body: Vec<u8>,
+    pub attempts: i64,
+    pub created_at: i64,
+}
+
+/// Callbacks due at `now`: for each call only its earliest pending one, so that a
+/// call's events arrive in order.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, call_id, event_id, partner_id, url, body, attempts, created_at FROM callbacks c
+         WHERE state = 'pending' AND next_at <= ?1
+           AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.seq < c.seq)
+         ORDER BY next_at, id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        Ok(Due {
+            id: r.get(0)?,
+            call_id: r.get(1)?,
+            event_id: r.get(2)?,
+            partner_id: r.get(3)?,
+            url: r.get(4)?,
+            body: r.get(5)?,
+            attempts: r.get(6)?,
+            created_at: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// What an attempt led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Delivered,
+    /// Try again at this time (unix ms).
+    Retry(i64),
+    /// Given up: out of attempts or age, or refused (host not allowed).
+    Dead,
+}
+
+/// Records attempt number `n` of callback `id` and what follows from it.
+#[allow(clippy::too_many_arguments)]
+pub fn record_attempt(
+    conn: &Connection,
+    id: i64,
+    n: i64,
+    at: i64,
+    status: Option<u16>,
+    latency_ms: i64,
+    error: Option<&str>,
+    next: Next,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO callback_attempts (callback_id, n, at, status, latency_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![id, n, at, status, latency_ms, error])?;
+    let (state, next_at, delivered) = match next {
+        Next::Delivered => ("delivered", at, Some(at)),
+        Next::Retry(t) => ("pending", t, None),
+        Next::Dead => ("dead", at, None),
+    };
+    conn.prepare_cached(
+        "UPDATE callbacks SET attempts = ?2, state = ?3, next_at = ?4, last_status = ?5, last_error = ?6,
+         delivered_at = coalesce(?7, delivered_at) WHERE id = ?1",
+    )?
+    .execute(params![id, n, state, next_at, status, error, delivered])?;
+    Ok(())
+}
+
+/// A call's callbacks with their attempts, as the admin API shows them.
+pub fn for_call(conn: &Connection, call_id: &str) -> rusqlite::Result<Option<Vec<Value>>> {
+    let exists: Option<i64> = conn
+        .query_row("SELECT 1 FROM calls WHERE id = ?1", [call_id], |r| r.get(0))
+        .optional()?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT id, seq, event_id, url, format, body, created_at, next_at, attempts, state, last_status, last_error,
+                delivered_at
+         FROM callbacks WHERE call_id = ?1 ORDER BY seq",
+    )?;
+    let mut attempts = conn.prepare(
+        "SELECT n, at, status, latency_ms, error FROM callback_attempts WHERE callback_id = ?1 ORDER BY n",
+    )?;
+    let rows = stmt
+        .query_map([call_id], |r| {
+            let body: Vec<u8> = r.get(5)?;
+            Ok((
+                r.get::<_, i64>(0)?,
+                json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "seq": r.get::<_, i64>(1)?,
+                    "event_id": r.get::<_, String>(2)?,
+                    "url": r.get::<_, String>(3)?,
+                    "format": r.get::<_, String>(4)?,
+                    "body": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+                    "created_at": format_ms(r.get(6)?),
+                    "next_at": format_ms(r.get(7)?),
+                    "attempts": r.get::<_, i64>(8)?,
+                    "state": r.get::<_, String>(9)?,
+                    "last_status": r.get::<_, Option<i64>>(10)?,
+                    "last_error": r.get::<_, Option<String>>(11)?,
+                    "delivered_at": r.get::<_, Option<i64>>(12)?.map(format_ms),
+                }),
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, mut v) in rows {
+        let list = attempts
+            .query_map([id], |r| {
+                Ok(json!({
+                    "n": r.get::<_, i64>(0)?,
+                    "at": format_ms(r.get(1)?),
+                    "status": r.get::<_, Option<i64>>(2)?,
+                    "latency_ms": r.get::<_, i64>(3)?,
+                    "error": r.get::<_, Option<String>>(4)?,
+                }))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        v["attempts_log"] = Value::Array(list);
+        out.push(v);
+    }
+    Ok(Some(out))
+}
