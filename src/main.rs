@@ -58,6 +58,13 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Show the callback outbox, or send a callback again.
+    Callbacks {
+        #[command(subcommand)]
+        command: CallbacksCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Write a consistent copy of the database, safely while c2cd runs.
     Backup {
         /// The copy to write.
@@ -133,6 +140,27 @@ enum CallsCommand {
 }
 
 #[derive(Subcommand)]
+enum CallbacksCommand {
+    /// The newest callbacks, newest first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only this call's.
+        #[arg(long)]
+        call: Option<String>,
+        /// pending, delivered or dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One callback with its body and every attempt, as JSON.
+    Show { id: i64 },
+    /// Queue one callback to be sent again now (the running daemon sends it).
+    Replay { id: i64 },
+}
+
+#[derive(Subcommand)]
 enum PartnersCommand {
     /// Every partner the database knows, enabled or not.
     List {
@@ -172,6 +200,10 @@ fn main() -> ExitCode {
             db,
         } => match db.path() {
             Ok(path) => result(partners_cmd(&path, json)),
+            Err(code) => code,
+        },
+        Command::Callbacks { command, db } => match db.path() {
+            Ok(path) => result(callbacks_cmd(&path, command)),
             Err(code) => code,
         },
         Command::Backup {
@@ -475,4 +507,66 @@ fn man_page() -> String {
     m.push_str(".SH EXIT STATUS\n0 on success; 64 when the configuration or the command line is wrong (the message names the file, the line and the key); 1 on any other failure.\n");
     m.push_str(".SH SEE ALSO\n.BR c2cd.toml (5),\n.BR systemctl (1)\n");
     m
+}
+
+fn callbacks_cmd(db: &Path, cmd: CallbacksCommand) -> anyhow::Result<()> {
+    use c2cd::store::callbacks;
+    match cmd {
+        CallbacksCommand::List {
+            limit,
+            call,
+            state,
+            json,
+        } => {
+            let conn = store::open_readonly(db)
+                .with_context(|| format!("while opening {}", db.display()))?;
+            let rows = callbacks::list(&conn, limit, call.as_deref(), state.as_deref())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            println!(
+                "{:>8}  {:<36}  {:>4}  {:<18}  {:<9}  {:>8}  {:>4}  NEXT",
+                "ID", "CALL", "SEQ", "EVENT", "STATE", "ATTEMPTS", "HTTP"
+            );
+            for r in rows {
+                println!(
+                    "{:>8}  {:<36}  {:>4}  {:<18}  {:<9}  {:>8}  {:>4}  {}",
+                    r.id,
+                    r.call_id,
+                    r.seq,
+                    r.event,
+                    r.state,
+                    r.attempts,
+                    r.last_status.map(|s| s.to_string()).unwrap_or_default(),
+                    r.next_at
+                );
+            }
+            Ok(())
+        }
+        CallbacksCommand::Show { id } => {
+            let conn = store::open_readonly(db)
+                .with_context(|| format!("while opening {}", db.display()))?;
+            match callbacks::show(&conn, id)? {
+                Some(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    Ok(())
+                }
+                None => anyhow::bail!("no callback {id} in {}", db.display()),
+            }
+        }
+        CallbacksCommand::Replay { id } => {
+            // A one-row write beside the running daemon: SQLite serialises it with
+            // the daemon's writer (WAL, busy timeout).
+            let conn = rusqlite::Connection::open(db)
+                .with_context(|| format!("while opening {}", db.display()))?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            if callbacks::replay(&conn, id, c2cd::core::now_ms())? {
+                println!("callback {id}: queued to be sent again");
+                Ok(())
+            } else {
+                anyhow::bail!("no callback {id} in {}", db.display())
+            }
+        }
+    }
 }

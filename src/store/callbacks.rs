@@ -197,3 +197,71 @@ pub fn for_call(conn: &Connection, call_id: &str) -> rusqlite::Result<Option<Vec
     }
     Ok(Some(out))
 }
+
+/// One line of `c2cd callbacks list`.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub id: i64,
+    pub call_id: String,
+    pub seq: i64,
+    pub event: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub next_at: String,
+    pub url: String,
+}
+
+/// The newest callbacks, newest first, optionally of one call or state.
+pub fn list(
+    conn: &Connection,
+    limit: usize,
+    call: Option<&str>,
+    state: Option<&str>,
+) -> rusqlite::Result<Vec<Summary>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, call_id, seq, body, state, attempts, last_status, next_at, url FROM callbacks
+         WHERE (?1 IS NULL OR call_id = ?1) AND (?2 IS NULL OR state = ?2)
+         ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![call, state, limit as i64], |r| {
+        let body: Vec<u8> = r.get(3)?;
+        let event = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["event"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        Ok(Summary {
+            id: r.get(0)?,
+            call_id: r.get(1)?,
+            seq: r.get(2)?,
+            event,
+            state: r.get(4)?,
+            attempts: r.get(5)?,
+            last_status: r.get(6)?,
+            next_at: format_ms(r.get(7)?),
+            url: r.get(8)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// One callback with its attempts.
+pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<Value>> {
+    let call: Option<String> = conn
+        .query_row("SELECT call_id FROM callbacks WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(call) = call else { return Ok(None) };
+    Ok(for_call(conn, &call)?.and_then(|list| list.into_iter().find(|v| v["id"] == id)))
+}
+
+/// Queues callback `id` to be sent again now, whatever its state; returns false
+/// when there is no such callback. Its attempts so far stay recorded.
+pub fn replay(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE callbacks SET state = 'pending', next_at = ?2, created_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(n == 1)
+}

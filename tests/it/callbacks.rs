@@ -187,3 +187,49 @@ fn a_daemon_killed_mid_delivery_delivers_after_restart() {
         "a redelivery carries the same event id"
     );
 }
+
+#[test]
+fn the_cli_lists_shows_and_replays_callbacks() {
+    use std::process::Command;
+    let rx = Upstream::start(Behaviour::FailFirst(0));
+    let mut d = Daemon::start(&config(&rx.url(), ""));
+    let q = xip_query(
+        PARTNER,
+        REQUESTOR,
+        FULFILLMENT,
+        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
+    );
+    let id = d.get(&format!("/request/call.php?{q}")).call_id();
+    rx.wait_requests(8);
+    d.wait_log(&format!("for call {id}: delivered"));
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--database")
+            .arg(d.db())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let list: serde_json::Value =
+        serde_json::from_str(&cli(&["callbacks", "list", "--json", "--call", &id])).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 8);
+    assert!(list
+        .iter()
+        .all(|c| c["state"] == "delivered" && c["attempts"] == 1));
+    let first = list.last().unwrap()["id"].as_i64().unwrap().to_string();
+    let shown: serde_json::Value =
+        serde_json::from_str(&cli(&["callbacks", "show", &first])).unwrap();
+    assert_eq!(shown["seq"], 1);
+    assert_eq!(shown["attempts_log"][0]["status"], 200);
+    assert!(cli(&["callbacks", "replay", &first]).contains("queued to be sent again"));
+    rx.wait_requests(9);
+    let got = rx.requests();
+    assert_eq!(got[8].header("c2c-event-id"), got[0].header("c2c-event-id"));
+}
