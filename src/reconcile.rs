@@ -64,7 +64,6 @@ mod tests {
     use crate::app::Runtime;
     use crate::config::{parse, Source};
     use crate::core::call::{CallState, Leg};
-    use crate::core::CallId;
     use crate::provider::Following;
     use crate::store::calls::NewCall;
     use crate::store::{legs, Store};
@@ -84,25 +83,7 @@ mod tests {
     }
 
     fn call(deadline: i64) -> NewCall {
-        NewCall {
-            id: CallId::new(),
-            at: 0,
-            dialect: "xip",
-            partner_id: Some("p".into()),
-            remote_addr: None,
-            method: "GET".into(),
-            received_query: String::new(),
-            received_body: Vec::new(),
-            a_number: Some("+16045551234".into()),
-            b_number: Some("+16045550000".into()),
-            a_cid: None,
-            b_cid: None,
-            auth_ok: Some(true),
-            provider: Some("sim".into()),
-            upstream_request: None,
-            deadline_at: Some(deadline),
-            callback_url: None,
-        }
+        NewCall::for_test(0, deadline)
     }
 
     #[tokio::test]

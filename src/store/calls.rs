@@ -33,6 +33,32 @@ pub struct NewCall {
     pub callback_url: Option<String>,
 }
 
+#[cfg(test)]
+impl NewCall {
+    /// A sim call of partner `p` from +16045551234 to +16045550000, for tests.
+    pub fn for_test(at: i64, deadline_at: i64) -> NewCall {
+        NewCall {
+            id: CallId::new(),
+            at,
+            dialect: "xip",
+            partner_id: Some("p".into()),
+            remote_addr: None,
+            method: "GET".into(),
+            received_query: String::new(),
+            received_body: Vec::new(),
+            a_number: Some("+16045551234".into()),
+            b_number: Some("+16045550000".into()),
+            a_cid: None,
+            b_cid: None,
+            auth_ok: Some(true),
+            provider: Some("sim".into()),
+            upstream_request: None,
+            deadline_at: Some(deadline_at),
+            callback_url: None,
+        }
+    }
+}
+
 /// The answer given to the partner, as recorded.
 #[derive(Debug, Clone, Copy)]
 pub struct Answered<'a> {

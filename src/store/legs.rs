@@ -298,26 +298,8 @@ mod tests {
     }
 
     fn call(c: &Connection, at: i64) -> CallId {
-        let id = CallId::new();
-        let rec = NewCall {
-            id,
-            at,
-            dialect: "xip",
-            partner_id: Some("p".into()),
-            remote_addr: None,
-            method: "GET".into(),
-            received_query: String::new(),
-            received_body: Vec::new(),
-            a_number: Some("+16045551234".into()),
-            b_number: Some("+16045550000".into()),
-            a_cid: None,
-            b_cid: None,
-            auth_ok: Some(true),
-            provider: Some("sim".into()),
-            upstream_request: None,
-            deadline_at: Some(at + 60_000),
-            callback_url: None,
-        };
+        let rec = NewCall::for_test(at, at + 60_000);
+        let id = rec.id;
         let events = [(Event::Originating, None), (Event::Accepted, None)];
         calls::insert(c, &rec, &events, None).unwrap();
         id

@@ -46,12 +46,7 @@ fn every_event_arrives_once_in_order_after_the_receiver_recovers() {
     // which holds back the others: order per call).
     let rx = Upstream::start(Behaviour::FailFirst(3));
     let d = Daemon::start(&config(&rx.url(), ""));
-    let q = xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    );
+    let q = demo_query();
     let id = d.get(&format!("/request/call.php?{q}")).call_id();
     let kinds = [
         "originating",
@@ -126,12 +121,7 @@ fn a_host_no_longer_allowed_gets_nothing_and_the_refusal_is_recorded() {
     // operator takes the host off the partner's list.
     let rx = Upstream::start(Behaviour::Hang);
     let mut d = Daemon::start(&config(&rx.url(), "timeout = \"200ms\""));
-    let q = xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    );
+    let q = demo_query();
     let id = d.get(&format!("/request/call.php?{q}")).call_id();
     rx.wait_requests(1);
     let moved = config("http://localhost:9/cb", "timeout = \"200ms\"")
@@ -161,12 +151,7 @@ fn a_daemon_killed_mid_delivery_delivers_after_restart() {
     // The first delivery hangs; the daemon is killed while it waits.
     let rx = Upstream::start(Behaviour::HangFirst(1));
     let d = Daemon::start(&config(&rx.url(), ""));
-    let q = xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    );
+    let q = demo_query();
     let id = d.get(&format!("/request/call.php?{q}")).call_id();
     rx.wait_requests(1);
     let config_path = d.config.clone();
@@ -193,12 +178,7 @@ fn the_cli_lists_shows_and_replays_callbacks() {
     use std::process::Command;
     let rx = Upstream::start(Behaviour::FailFirst(0));
     let mut d = Daemon::start(&config(&rx.url(), ""));
-    let q = xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    );
+    let q = demo_query();
     let id = d.get(&format!("/request/call.php?{q}")).call_id();
     rx.wait_requests(8);
     d.wait_log(&format!("for call {id}: delivered"));

@@ -35,6 +35,16 @@ pub fn xip_query(partner: &str, a: &str, b: &str, auth: &str) -> String {
     format!("PartnerID={partner}&Requestor={a}&Fulfillment={b}&Auth={auth}")
 }
 
+/// The demo partner's request from REQUESTOR to FULFILLMENT with a valid Auth.
+pub fn demo_query() -> String {
+    xip_query(
+        PARTNER,
+        REQUESTOR,
+        FULFILLMENT,
+        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
+    )
+}
+
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,

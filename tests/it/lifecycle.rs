@@ -61,12 +61,7 @@ fn with_no_config_it_runs_the_demo_default_and_the_readme_example_works() {
 #[test]
 fn acknowledged_calls_survive_kill_9() {
     let d = Daemon::start(&sim_config(""));
-    let q = xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    );
+    let q = demo_query();
     let ids: Vec<String> = (0..40)
         .map(|_| {
             let r = d.get(&format!("/request/call.php?{q}"));
@@ -248,12 +243,7 @@ fn sigterm_lets_an_in_flight_request_finish() {
     let mut d = Daemon::start(
         &xip_config(&up.url(), "").replace("timeout = \"500ms\"", "timeout = \"2s\""),
     );
-    let q = xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    );
+    let q = demo_query();
     let addr = d.addr;
     let pending = std::thread::spawn(move || {
         request(
@@ -315,12 +305,7 @@ fn logs_go_to_syslog_when_asked() {
         }
     };
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let q = xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    );
+    let q = demo_query();
     let r = request(
         addr,
         &format!("GET /request/call.php?{q} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n"),
@@ -357,12 +342,7 @@ fn kill_9_under_concurrent_load_loses_no_acknowledged_request() {
     let addr = d.addr;
     let raw = format!(
         "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n",
-        xip_query(
-            PARTNER,
-            REQUESTOR,
-            FULFILLMENT,
-            &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT)
-        )
+        demo_query()
     );
     let (acks, acked) = std::sync::mpsc::channel::<String>();
     let workers: Vec<_> = (0..8)
@@ -424,12 +404,7 @@ fn kill_9_under_concurrent_load_loses_no_acknowledged_request() {
 #[test]
 fn backup_copies_a_running_database_and_keeps_the_newest() {
     let d = Daemon::start(&sim_config(""));
-    let q = xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    );
+    let q = demo_query();
     let id = d.get(&format!("/request/call.php?{q}")).call_id();
     let copy = d.dir.path().join("copy.db");
     let out = Command::new(BIN)

@@ -3,20 +3,11 @@
 
 use crate::common::*;
 
-fn valid_query() -> String {
-    xip_query(
-        PARTNER,
-        REQUESTOR,
-        FULFILLMENT,
-        &auth(SECRET, PARTNER, REQUESTOR, FULFILLMENT),
-    )
-}
-
 #[test]
 fn get_sends_exactly_the_nine_parameters_and_passes_the_answer_back() {
     let up = Upstream::start(Behaviour::Reply(200, "text/x-c2c", "RESULT=QUEUED 4711"));
     let d = Daemon::start(&xip_config(&up.url(), ""));
-    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "RESULT=QUEUED 4711");
     assert_eq!(r.header("content-type"), Some("text/x-c2c"));
@@ -56,7 +47,7 @@ fn get_sends_exactly_the_nine_parameters_and_passes_the_answer_back() {
     assert_eq!(call["upstream_request"]["url"], up.url().as_str());
     assert_eq!(call["result"]["status"], 200);
     assert_eq!(call["result"]["body"], "RESULT=QUEUED 4711");
-    assert_eq!(call["received"]["query"], valid_query().as_str());
+    assert_eq!(call["received"]["query"], demo_query().as_str());
 }
 
 #[test]
@@ -146,7 +137,7 @@ fn upstream_errors_are_passed_back_verbatim() {
         "{\"error\":\"db down\"}",
     ));
     let d = Daemon::start(&xip_config(&up.url(), ""));
-    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
     assert_eq!(r.status, 500);
     assert_eq!(r.text(), "{\"error\":\"db down\"}");
     assert_eq!(r.header("content-type"), Some("application/json"));
@@ -162,7 +153,7 @@ fn an_unreachable_upstream_gets_result_110() {
         .unwrap()
         .port();
     let d = Daemon::start(&xip_config(&format!("http://127.0.0.1:{port}/c2c"), ""));
-    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
     assert_eq!(r.status, 502);
     let f = r.form();
     assert_eq!(f["Result"], "110");
@@ -181,7 +172,7 @@ fn a_slow_upstream_gets_result_111_within_the_timeout() {
     let up = Upstream::start(Behaviour::Hang);
     let d = Daemon::start(&xip_config(&up.url(), ""));
     let t = std::time::Instant::now();
-    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
     assert_eq!(r.status, 504);
     assert_eq!(r.form()["Result"], "111");
     // timeout = "500ms" in the config; generous bound for a loaded machine.
@@ -252,7 +243,7 @@ fn limits_are_answered_not_hung() {
     let up = Upstream::start(Behaviour::Reply(200, "text/plain", "OK"));
     let d = Daemon::start(&xip_config(&up.url(), ""));
     // A body over max_body_bytes (64 KiB by default): 413 with a row.
-    let big = format!("{}&pad={}", valid_query(), "x".repeat(70_000));
+    let big = format!("{}&pad={}", demo_query(), "x".repeat(70_000));
     let r = d.post_form("/request/call.php", &big);
     assert_eq!(r.status, 413);
     assert_eq!(r.form()["Result"], "107");
@@ -379,7 +370,7 @@ fn the_simulator_plays_every_outcome() {
 #[test]
 fn the_admin_api_needs_the_token() {
     let d = Daemon::start(&sim_config(""));
-    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
     let id = r.call_id();
     assert_eq!(d.get(&format!("/v1/calls/{id}")).status, 401);
     assert_eq!(
@@ -418,7 +409,7 @@ fn a_vendor_that_hangs_up_does_not_abandon_the_call() {
         &mut s,
         format!(
             "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\n\r\n",
-            valid_query()
+            demo_query()
         )
         .as_bytes(),
     )
@@ -438,7 +429,7 @@ fn a_disabled_partner_is_refused_and_its_row_shows_nothing_sent() {
     let config = xip_config(&up.url(), "")
         .replace("name = \"Vendor\"", "name = \"Vendor\"\nenabled = false");
     let d = Daemon::start(&config);
-    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
     assert_eq!(r.status, 403);
     assert_eq!(r.form()["Result"], "101");
     let call = d.call(&r.call_id());
@@ -457,14 +448,14 @@ fn an_oversized_upstream_answer_gets_result_112_and_a_missing_content_type_stays
     let big: &'static str = Box::leak("z".repeat(2000).into_boxed_str());
     let up = Upstream::start(Behaviour::Reply(200, "text/plain", big));
     let d = Daemon::start(&xip_config(&up.url(), "max_response_bytes = 1024"));
-    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
     assert_eq!(r.status, 502);
     assert_eq!(r.form()["Result"], "112");
     assert_eq!(d.call(&r.call_id())["state"], "failed");
 
     let up = Upstream::start(Behaviour::NoContentType("RAW"));
     let d = Daemon::start(&xip_config(&up.url(), ""));
-    let r = d.get(&format!("/request/call.php?{}", valid_query()));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "RAW");
     assert_eq!(r.header("content-type"), None, "{:?}", r.headers);
@@ -475,7 +466,7 @@ fn a_slow_body_gets_408_and_a_row() {
     let d = Daemon::start(
         &sim_config("").replace("[server]", "[server]\nbody_read_timeout = \"300ms\""),
     );
-    let q = valid_query();
+    let q = demo_query();
     let raw = format!(
         "POST /request/call.php HTTP/1.1\r\nHost: c2cd\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         q.len() + 50,
