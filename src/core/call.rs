@@ -162,6 +162,9 @@ pub enum Event {
     /// No end was heard by the call's deadline (time limit plus grace) and the
     /// provider could not tell: c2cd closes the call.
     Lost,
+    /// The operator or partner hung the call up: a bridged call completes, any
+    /// other fails.
+    Cancelled,
 }
 
 impl Event {
@@ -174,6 +177,7 @@ impl Event {
             Event::HandedOff => "handed_off".into(),
             Event::Failed => "failed".into(),
             Event::Lost => "lost".into(),
+            Event::Cancelled => "cancelled".into(),
             Event::Ringing(l) => format!("{}_ringing", l.as_str()),
             Event::Answered(l) => format!("{}_answered", l.as_str()),
             Event::Bridged => "bridged".into(),
@@ -186,6 +190,7 @@ impl Event {
         match self {
             Event::Ended { outcome, .. } => Some(outcome.q850()),
             Event::Lost => Some(Q850_TIMER_EXPIRY),
+            Event::Cancelled => Some(16),
             _ => None,
         }
     }
@@ -301,6 +306,8 @@ pub fn next(state: CallState, event: &Event) -> Option<CallState> {
             S::Originating | S::Accepted | S::DialingA | S::AAnswered | S::DialingB | S::Bridged,
             E::Lost,
         ) => S::Lost,
+        (S::Bridged, E::Cancelled) => S::Completed,
+        (S::Accepted | S::DialingA | S::AAnswered | S::DialingB, E::Cancelled) => S::Failed,
         _ => return None,
     })
 }
@@ -384,6 +391,20 @@ mod tests {
         for s in L::ALL {
             assert_eq!(L::parse(s.as_str()), Some(s));
         }
+    }
+
+    #[test]
+    fn a_hang_up_completes_a_bridged_call_and_fails_any_other() {
+        assert_eq!(
+            next(CallState::Bridged, &Event::Cancelled),
+            Some(CallState::Completed)
+        );
+        assert_eq!(
+            next(CallState::DialingA, &Event::Cancelled),
+            Some(CallState::Failed)
+        );
+        assert_eq!(next(CallState::Completed, &Event::Cancelled), None);
+        assert_eq!(Event::Cancelled.cause(), Some(16));
     }
 
     #[test]

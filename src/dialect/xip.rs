@@ -420,7 +420,8 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         }
     };
     if let Some(f) = follow {
-        tokio::spawn(f);
+        let task = tokio::spawn(f);
+        app.following.set_task(id, task.abort_handle());
     }
     match &answer.detail {
         None => log::info!(

@@ -10,8 +10,10 @@ use serde_json::json;
 
 use super::{json, text, Resp};
 use crate::app::{App, Metrics};
-use crate::core::ct_eq;
+use crate::core::call::{CallState, Event};
+use crate::core::{ct_eq, now_ms, CallId};
 use crate::store::{callbacks, calls, partners, StoreError};
+use rusqlite::OptionalExtension;
 
 pub async fn healthz(app: &App) -> Resp {
     // Healthy means a request could be recorded now: the writer takes a (no-op)
@@ -151,6 +153,20 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     if let Err(r) = authorized(app, &req) {
         return *r;
     }
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    if let Some(id) = path
+        .strip_prefix("/v1/calls/")
+        .and_then(|r| r.strip_suffix("/hangup"))
+    {
+        if req.method() != Method::POST {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "POST to hang a call up",
+            );
+        }
+        return hangup(app, id).await;
+    }
     if req.method() != Method::GET {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -158,7 +174,6 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
             "only GET is served here",
         );
     }
-    let path = req.uri().path().trim_end_matches('/').to_string();
     let query: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .into_owned()
@@ -201,5 +216,59 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
             Err(e) => store_error(e),
         },
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+    }
+}
+
+/// `POST /v1/calls/{id}/hangup`: stops the provider's work on the call and ends
+/// it (a bridged call completes, any other fails; open legs are closed).
+async fn hangup(app: &App, id: &str) -> Resp {
+    let Some(call_id) = CallId::parse(id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no call with that id");
+    };
+    let id_s = id.to_string();
+    let state = app
+        .store
+        .read(move |c| {
+            c.query_row("SELECT state FROM calls WHERE id = ?1", [id_s], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+        })
+        .await;
+    match state {
+        Err(e) => return store_error(e),
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no call with that id"),
+        Ok(Some(s)) if CallState::parse(&s).is_none_or(CallState::is_terminal) => {
+            return error(
+                StatusCode::CONFLICT,
+                "ended",
+                &format!("the call has already ended ({s})"),
+            );
+        }
+        Ok(Some(_)) => {}
+    }
+    // The provider stops first, so that no event of its follows the hang-up.
+    app.following.stop(call_id);
+    let detail = "hung up through the admin API";
+    let applied = app
+        .store
+        .write(move |c| calls::apply(c, call_id, &[(Event::Cancelled, Some(detail))], now_ms()))
+        .await;
+    match applied {
+        Err(e) => store_error(e),
+        Ok(states) if states.is_empty() => error(
+            StatusCode::CONFLICT,
+            "ended",
+            "the call ended while it was being hung up",
+        ),
+        Ok(_) => {
+            log::info!("call {call_id}: {detail}");
+            let id = call_id.to_string();
+            match app.store.read(move |c| calls::get(c, &id)).await {
+                Ok(Some(v)) => json(StatusCode::OK, &v),
+                Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no call with that id"),
+                Err(e) => store_error(e),
+            }
+        }
     }
 }

@@ -215,18 +215,19 @@ impl Provider {
     }
 }
 
-/// The calls whose progress a provider is reporting right now. A call that has
-/// passed its deadline and is not followed here is lost (see `reconcile`).
+/// The calls whose progress a provider is reporting right now, with the task
+/// that reports it. A call that has passed its deadline and is not followed here
+/// is lost (see `reconcile`); a hang-up stops the task.
 #[derive(Default)]
 pub struct Following {
-    calls: std::sync::Mutex<std::collections::HashSet<CallId>>,
+    calls: std::sync::Mutex<HashMap<CallId, Option<tokio::task::AbortHandle>>>,
 }
 
 impl Following {
     /// Marks `id` followed until the returned guard is dropped.
     pub fn follow(self: &Arc<Self>, id: CallId) -> FollowGuard {
         if let Ok(mut c) = self.calls.lock() {
-            c.insert(id);
+            c.insert(id, None);
         }
         FollowGuard {
             following: self.clone(),
@@ -234,8 +235,35 @@ impl Following {
         }
     }
 
+    /// Records the task following `id`, so that a hang-up can stop it.
+    pub fn set_task(&self, id: CallId, task: tokio::task::AbortHandle) {
+        if let Ok(mut c) = self.calls.lock() {
+            if let Some(slot) = c.get_mut(&id) {
+                *slot = Some(task);
+            }
+        }
+    }
+
     pub fn contains(&self, id: CallId) -> bool {
-        self.calls.lock().map(|c| c.contains(&id)).unwrap_or(false)
+        self.calls
+            .lock()
+            .map(|c| c.contains_key(&id))
+            .unwrap_or(false)
+    }
+
+    /// Stops following `id`: its task reports nothing more. Returns whether it
+    /// was followed.
+    pub fn stop(&self, id: CallId) -> bool {
+        let task = self.calls.lock().ok().and_then(|mut c| c.remove(&id));
+        match task {
+            Some(t) => {
+                if let Some(t) = t {
+                    t.abort();
+                }
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -533,3 +533,48 @@ fn a_call_whose_provider_goes_silent_is_reconciled_as_lost() {
         "lost"
     );
 }
+
+#[test]
+fn hanging_up_a_ringing_call_stops_the_provider_and_fails_the_call() {
+    // A rings for a minute: long enough to hang up while it rings.
+    let mut d = Daemon::start(&sim_config("").replace("ring = \"0s\"", "ring = \"60s\""));
+    let id = d
+        .get(&format!("/request/call.php?{}", demo_query()))
+        .call_id();
+    d.wait_log(&format!("call {id}: a_ringing -> dialing_a"));
+    let hang = |d: &Daemon| {
+        request(
+            d.addr,
+            &format!(
+                "POST /v1/calls/{id}/hangup HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    let r = hang(&d);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let call: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(call["state"], "failed");
+    assert_eq!(
+        call["events"].as_array().unwrap().last().unwrap()["kind"],
+        "cancelled"
+    );
+    let legs = call["legs"].as_array().unwrap();
+    assert_eq!(legs.len(), 1);
+    assert_eq!(
+        (legs[0]["state"].as_str(), legs[0]["cause"].as_i64()),
+        (Some("cancelled"), Some(16))
+    );
+    assert_eq!(call["cdr"]["state"], "failed");
+    // A second hang-up finds the call ended; an unknown call is not found.
+    assert_eq!(hang(&d).status, 409);
+    let r = request(
+        d.addr,
+        &format!("POST /v1/calls/00000000-0000-7000-8000-000000000000/hangup HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        d.get(&format!("/v1/calls/{id}/hangup")).status,
+        401,
+        "the admin token is needed"
+    );
+}
