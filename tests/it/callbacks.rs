@@ -97,7 +97,10 @@ fn every_event_arrives_once_in_order_after_the_receiver_recovers() {
     // The outbox shows each callback and every attempt. The last delivery is
     // recorded just after the receiver answers: wait for it in the log.
     let mut d = d;
-    d.wait_log(&format!("for call {id}: delivered"));
+    for _ in 0..8 {
+        // One log line per delivered callback, each written once it is recorded.
+        d.wait_log(&format!("for call {id}: delivered"));
+    }
     let v: serde_json::Value = serde_json::from_slice(
         &d.admin_get(&format!("/v1/calls/{id}/callbacks"), TOKEN)
             .body,
@@ -181,7 +184,10 @@ fn the_cli_lists_shows_and_replays_callbacks() {
     let q = demo_query();
     let id = d.get(&format!("/request/call.php?{q}")).call_id();
     rx.wait_requests(8);
-    d.wait_log(&format!("for call {id}: delivered"));
+    for _ in 0..8 {
+        // One log line per delivered callback, each written once it is recorded.
+        d.wait_log(&format!("for call {id}: delivered"));
+    }
     let cli = |args: &[&str]| {
         let out = Command::new(BIN)
             .args(args)
