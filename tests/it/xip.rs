@@ -578,3 +578,31 @@ fn hanging_up_a_ringing_call_stops_the_provider_and_fails_the_call() {
         "the admin token is needed"
     );
 }
+
+#[test]
+fn the_time_limit_ends_a_bridged_call() {
+    // The simulator would talk for an hour; the partner's TimeLimit of 1 s ends it.
+    let config = sim_config("")
+        .replace("talk = \"0s\"", "talk = \"1h\"")
+        .replace("provider = \"sim\"", "provider = \"sim\"\ntime_limit = 1");
+    let mut d = Daemon::start(&config);
+    let id = d
+        .get(&format!("/request/call.php?{}", demo_query()))
+        .call_id();
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    let call = d.call(&id);
+    assert_eq!(call["upstream_request"]["params"]["TimeLimit"], "1");
+    assert_eq!(call["cdr"]["state"], "completed");
+    assert_eq!(call["cdr"]["cause"], 16);
+    // Bridged for the 1 s limit, rounded up to whole seconds: 1, or 2 when the
+    // write that ends it lands a few milliseconds past the second.
+    let billable = call["cdr"]["billable_s"].as_i64().unwrap();
+    assert!((1..=2).contains(&billable), "billable {billable} s");
+    assert!(
+        call["cdr"]["duration_ms"].as_i64().unwrap() < 10_000,
+        "{}",
+        call["cdr"]
+    );
+    let legs = call["legs"].as_array().unwrap();
+    assert!(legs.iter().all(|l| l["state"] == "hung_up"), "{legs:?}");
+}
