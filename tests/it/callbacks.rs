@@ -178,7 +178,6 @@ fn a_daemon_killed_mid_delivery_delivers_after_restart() {
 
 #[test]
 fn the_cli_lists_shows_and_replays_callbacks() {
-    use std::process::Command;
     let rx = Upstream::start(Behaviour::FailFirst(0));
     let mut d = Daemon::start(&config(&rx.url(), ""));
     let q = demo_query();
@@ -188,19 +187,11 @@ fn the_cli_lists_shows_and_replays_callbacks() {
         // One log line per delivered callback, each written once it is recorded.
         d.wait_log(&format!("for call {id}: delivered"));
     }
+    let db = d.db();
     let cli = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .arg("--database")
-            .arg(d.db())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let mut all: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        all.extend([std::ffi::OsStr::new("--database"), db.as_os_str()]);
+        c2cd_ok(all)
     };
     let list: serde_json::Value =
         serde_json::from_str(&cli(&["callbacks", "list", "--json", "--call", &id])).unwrap();

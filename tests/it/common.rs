@@ -45,6 +45,23 @@ pub fn demo_query() -> String {
     )
 }
 
+/// Runs the c2cd command line with `args`, asserts it succeeded, and returns
+/// what it printed on stdout.
+pub fn c2cd_ok<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "c2cd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub struct Daemon {
     pub child: Child,
     pub addr: SocketAddr,

@@ -30,15 +30,7 @@ fn a_good_config_checks_ok() {
 #[test]
 fn the_shipped_config_checks_ok() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/etc/c2cd.toml");
-    let out = Command::new(BIN)
-        .args(["check-config", "--config", path])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c2cd_ok(["check-config", "--config", path]);
 }
 
 #[test]

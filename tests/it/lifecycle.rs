@@ -1,6 +1,7 @@
 //! The daemon's life: the embedded default, durability across kill -9, reload on
 //! SIGHUP, drain on SIGTERM, the connection limit, and the CLI over the database.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -74,17 +75,14 @@ fn acknowledged_calls_survive_kill_9() {
     let db = dir.path().join("c2cd.db");
     // Every acknowledged call is in the database, read by the CLI.
     for id in &ids {
-        let out = Command::new(BIN)
-            .args(["calls", "show", id, "--database"])
-            .arg(&db)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{id}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let out = c2cd_ok([
+            OsStr::new("calls"),
+            "show".as_ref(),
+            id.as_ref(),
+            "--database".as_ref(),
+            db.as_os_str(),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["id"], id.as_str());
         assert_eq!(v["result"]["status"], 200);
     }
@@ -407,27 +405,20 @@ fn backup_copies_a_running_database_and_keeps_the_newest() {
     let q = demo_query();
     let id = d.get(&format!("/request/call.php?{q}")).call_id();
     let copy = d.dir.path().join("copy.db");
-    let out = Command::new(BIN)
-        .args(["backup", "--database"])
-        .arg(d.db())
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(BIN)
-        .args(["calls", "show", &id, "--database"])
-        .arg(&copy)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the copy lacks the call: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c2cd_ok([
+        OsStr::new("backup"),
+        "--database".as_ref(),
+        d.db().as_os_str(),
+        copy.as_os_str(),
+    ]);
+    // The copy has the call.
+    c2cd_ok([
+        OsStr::new("calls"),
+        "show".as_ref(),
+        id.as_ref(),
+        "--database".as_ref(),
+        copy.as_os_str(),
+    ]);
 
     let dir = d.dir.path().join("backups");
     std::fs::create_dir(&dir).unwrap();
@@ -436,18 +427,15 @@ fn backup_copies_a_running_database_and_keeps_the_newest() {
     for old in ["c2cd-20200101T000000Z.db", "c2cd-20200102T000000Z.db"] {
         std::fs::copy(&copy, dir.join(old)).unwrap();
     }
-    let out = Command::new(BIN)
-        .args(["backup", "--keep", "2", "--dir"])
-        .arg(&dir)
-        .arg("--database")
-        .arg(d.db())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c2cd_ok([
+        OsStr::new("backup"),
+        "--keep".as_ref(),
+        "2".as_ref(),
+        "--dir".as_ref(),
+        dir.as_os_str(),
+        "--database".as_ref(),
+        d.db().as_os_str(),
+    ]);
     let mut left: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
