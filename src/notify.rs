@@ -92,7 +92,7 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
     let req = Request::builder()
         .method(Method::POST)
         .uri(uri)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::CONTENT_TYPE, d.content_type.as_str())
         .header(
             hyper::header::USER_AGENT,
             concat!("c2cd/", env!("CARGO_PKG_VERSION")),

@@ -63,7 +63,7 @@ mod tests {
     use super::*;
     use crate::app::Runtime;
     use crate::config::{parse, Source};
-    use crate::core::call::{CallState, Leg};
+    use crate::core::call::{CallState, Leg, Side};
     use crate::provider::Following;
     use crate::store::calls::NewCall;
     use crate::store::{legs, Store};
@@ -101,7 +101,12 @@ mod tests {
                         &[(Event::Originating, None), (Event::Accepted, None)],
                         None,
                     )?;
-                    calls::apply(c, rec.id, &[(Event::Ringing(Leg::A), None)], 10)?;
+                    calls::apply(
+                        c,
+                        rec.id,
+                        &[(Event::Ringing(Leg::first(Side::A)), None)],
+                        10,
+                    )?;
                 }
                 Ok(())
             })

@@ -115,6 +115,9 @@ struct RawCalls {
     grace: Option<String>,
     /// How often overdue calls are looked for. Default "30s".
     reconcile_every: Option<String>,
+    /// How long a participant rings before it counts as not answering, when the
+    /// request does not say. Default "30s".
+    ring_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -267,6 +270,8 @@ pub struct Callbacks {
 pub struct Calls {
     pub grace: Duration,
     pub reconcile_every: Duration,
+    /// The ring timeout of requests that name none (all one-number dialects).
+    pub ring_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -796,7 +801,16 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             Duration::from_secs(30),
             Duration::from_secs(3600),
         ),
+        ring_timeout: v.duration(
+            &[K("calls"), K("ring_timeout")],
+            &raw.calls.ring_timeout,
+            crate::core::plan::DEFAULT_RING_TIMEOUT,
+            crate::core::plan::RING_TIMEOUT_RANGE.1,
+        ),
     };
+    if calls.ring_timeout < Duration::from_secs(1) {
+        v.err(&[K("calls"), K("ring_timeout")], "must be at least 1s");
+    }
     if calls.reconcile_every < Duration::from_millis(100) {
         v.err(
             &[K("calls"), K("reconcile_every")],

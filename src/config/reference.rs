@@ -23,7 +23,7 @@ pub const TABLES: &[(&str, &str, &str)] = &[
     (
         "calls",
         "[calls]",
-        "How calls are followed to their end. A call that has not ended by its time limit plus the grace is reconciled: the provider is asked whether it still follows the call, and if not the call is closed as lost (Q.850 102) with its legs.",
+        "How calls are followed to their end. A call that has not ended by the longest it can take (every participant ringing out, then its time limit) plus the grace is reconciled: the provider is asked whether it still follows the call, and if not the call is closed as lost (Q.850 102) with its legs.",
     ),
     (
         "callbacks",
@@ -59,6 +59,7 @@ pub const KEYS: &[Key] = &[
     Key { table: "admin", name: "token", default: "none", doc: "Bearer token for /v1/, at least 16 characters. Without one, /v1/ answers 403." },
     Key { table: "calls", name: "grace", default: "\"5m\"", doc: "Time past a call's time limit after which a call not ended is reconciled." },
     Key { table: "calls", name: "reconcile_every", default: "\"30s\"", doc: "How often overdue calls are looked for (at least 100ms)." },
+    Key { table: "calls", name: "ring_timeout", default: "\"30s\"", doc: "How long a participant rings before it counts as not answering, for requests that do not say (all but the native API); 1s to 2m." },
     Key { table: "callbacks", name: "attempts", default: "30", doc: "Attempts per callback at most; then it is given up (state dead)." },
     Key { table: "callbacks", name: "max_age", default: "\"24h\"", doc: "A callback not delivered by this age is given up." },
     Key { table: "callbacks", name: "timeout", default: "\"10s\"", doc: "Time one attempt may take, connection to answer." },

@@ -17,16 +17,36 @@ use std::fmt;
 
 /// One side of a call: A is called first, B once A has answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leg {
+pub enum Side {
     A,
     B,
 }
 
-impl Leg {
+impl Side {
     pub fn as_str(self) -> &'static str {
         match self {
-            Leg::A => "a",
-            Leg::B => "b",
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+}
+
+/// One leg: attempt `attempt` (1, 2, … per side) to reach a participant of
+/// `side`, at `number` (canonical E.164; the side's number when `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    pub side: Side,
+    pub attempt: u16,
+    pub number: Option<String>,
+}
+
+impl Leg {
+    /// The first attempt on `side`, at the side's number: one-number dialects.
+    pub fn first(side: Side) -> Leg {
+        Leg {
+            side,
+            attempt: 1,
+            number: None,
         }
     }
 }
@@ -155,10 +175,17 @@ pub enum Event {
     Ringing(Leg),
     Answered(Leg),
     Bridged,
+    /// A leg ended. `last` when the call ends with it: the answered leg of its
+    /// side hung up, or the side has no other leg ringing and no retry left.
+    /// A leg that is not last (busy with a retry to come, or cancelled because
+    /// another participant answered first) leaves the call where it is.
     Ended {
         leg: Leg,
         outcome: LegOutcome,
+        last: bool,
     },
+    /// The call's recording is available at this reference.
+    Recording(String),
     /// No end was heard by the call's deadline (time limit plus grace) and the
     /// provider could not tell: c2cd closes the call.
     Lost,
@@ -178,14 +205,25 @@ impl Event {
             Event::Failed => "failed".into(),
             Event::Lost => "lost".into(),
             Event::Cancelled => "cancelled".into(),
-            Event::Ringing(l) => format!("{}_ringing", l.as_str()),
-            Event::Answered(l) => format!("{}_answered", l.as_str()),
+            Event::Ringing(l) => format!("{}_ringing", l.side.as_str()),
+            Event::Answered(l) => format!("{}_answered", l.side.as_str()),
             Event::Bridged => "bridged".into(),
-            Event::Ended { leg, outcome } => format!("{}_ended_{}", leg.as_str(), outcome.as_str()),
+            Event::Recording(_) => "recording".into(),
+            Event::Ended { leg, outcome, .. } => {
+                format!("{}_ended_{}", leg.side.as_str(), outcome.as_str())
+            }
         }
     }
 
     /// The Q.850 cause an event carries, when it ends a leg.
+    /// The leg an event is about, if any.
+    pub fn leg(&self) -> Option<&Leg> {
+        match self {
+            Event::Ringing(l) | Event::Answered(l) | Event::Ended { leg: l, .. } => Some(l),
+            _ => None,
+        }
+    }
+
     pub fn cause(&self) -> Option<u16> {
         match self {
             Event::Ended { outcome, .. } => Some(outcome.q850()),
@@ -292,13 +330,30 @@ pub fn next(state: CallState, event: &Event) -> Option<CallState> {
         (S::Originating, E::Accepted) => S::Accepted,
         (S::Originating, E::HandedOff) => S::HandedOff,
         (S::Originating, E::Failed) => S::Failed,
-        (S::Accepted, E::Ringing(Leg::A)) => S::DialingA,
-        (S::Accepted | S::DialingA, E::Answered(Leg::A)) => S::AAnswered,
-        (S::AAnswered, E::Ringing(Leg::B)) => S::DialingB,
-        (S::AAnswered | S::DialingB, E::Answered(Leg::B)) => S::DialingB,
+        (S::Accepted | S::DialingA, E::Ringing(l)) if l.side == Side::A => S::DialingA,
+        (S::Accepted | S::DialingA, E::Answered(l)) if l.side == Side::A => S::AAnswered,
+        (S::AAnswered | S::DialingB, E::Ringing(l)) if l.side == Side::B => S::DialingB,
+        (S::AAnswered | S::DialingB, E::Answered(l)) if l.side == Side::B => S::DialingB,
         (S::AAnswered | S::DialingB, E::Bridged) => S::Bridged,
-        (S::Bridged, E::Ended { .. }) => S::Completed,
-        (S::Accepted | S::DialingA | S::AAnswered | S::DialingB, E::Ended { .. }) => S::Failed,
+        (S::Bridged, E::Recording(_)) => S::Bridged,
+        // A leg that is not the call's last: a retry or another participant follows,
+        // or it lost the race to answer. B's legs exist only once A has answered.
+        (
+            S::Accepted | S::DialingA | S::AAnswered | S::DialingB | S::Bridged,
+            E::Ended {
+                leg, last: false, ..
+            },
+        ) if leg.side == Side::A => state,
+        (
+            S::AAnswered | S::DialingB | S::Bridged,
+            E::Ended {
+                leg, last: false, ..
+            },
+        ) if leg.side == Side::B => state,
+        (S::Bridged, E::Ended { last: true, .. }) => S::Completed,
+        (S::Accepted | S::DialingA | S::AAnswered | S::DialingB, E::Ended { last: true, .. }) => {
+            S::Failed
+        }
         (S::Accepted | S::DialingA | S::AAnswered | S::DialingB | S::Bridged, E::Failed) => {
             S::Failed
         }
@@ -325,14 +380,15 @@ mod tests {
         let got = run(&[
             Event::Originating,
             Event::Accepted,
-            Event::Ringing(Leg::A),
-            Event::Answered(Leg::A),
-            Event::Ringing(Leg::B),
-            Event::Answered(Leg::B),
+            Event::Ringing(Leg::first(Side::A)),
+            Event::Answered(Leg::first(Side::A)),
+            Event::Ringing(Leg::first(Side::B)),
+            Event::Answered(Leg::first(Side::B)),
             Event::Bridged,
             Event::Ended {
-                leg: Leg::A,
+                leg: Leg::first(Side::A),
                 outcome: LegOutcome::Normal,
+                last: true,
             },
         ]);
         assert_eq!(got, Some(CallState::Completed));
@@ -343,12 +399,13 @@ mod tests {
         let got = run(&[
             Event::Originating,
             Event::Accepted,
-            Event::Ringing(Leg::A),
-            Event::Answered(Leg::A),
-            Event::Ringing(Leg::B),
+            Event::Ringing(Leg::first(Side::A)),
+            Event::Answered(Leg::first(Side::A)),
+            Event::Ringing(Leg::first(Side::B)),
             Event::Ended {
-                leg: Leg::B,
+                leg: Leg::first(Side::B),
                 outcome: LegOutcome::Busy,
+                last: true,
             },
         ]);
         assert_eq!(got, Some(CallState::Failed));
@@ -364,8 +421,47 @@ mod tests {
 
     #[test]
     fn b_cannot_ring_before_a_answers() {
-        assert_eq!(next(CallState::DialingA, &Event::Ringing(Leg::B)), None);
+        assert_eq!(
+            next(CallState::DialingA, &Event::Ringing(Leg::first(Side::B))),
+            None
+        );
         assert_eq!(next(CallState::Requested, &Event::Bridged), None);
+    }
+
+    #[test]
+    fn a_leg_that_is_not_last_leaves_the_call_dialing() {
+        let busy = |side, attempt, last| Event::Ended {
+            leg: Leg {
+                side,
+                attempt,
+                number: None,
+            },
+            outcome: LegOutcome::Busy,
+            last,
+        };
+        let got = run(&[
+            Event::Originating,
+            Event::Accepted,
+            Event::Ringing(Leg::first(Side::A)),
+            busy(Side::A, 1, false),
+            Event::Ringing(Leg {
+                side: Side::A,
+                attempt: 2,
+                number: None,
+            }),
+        ]);
+        assert_eq!(got, Some(CallState::DialingA));
+        assert_eq!(
+            next(CallState::DialingA, &busy(Side::A, 2, true)),
+            Some(CallState::Failed)
+        );
+        // B has no legs before A answers.
+        assert_eq!(next(CallState::DialingA, &busy(Side::B, 1, false)), None);
+        // A loser of a parallel race is cancelled after the call is bridged.
+        assert_eq!(
+            next(CallState::Bridged, &busy(Side::A, 3, false)),
+            Some(CallState::Bridged)
+        );
     }
 
     #[test]
@@ -413,8 +509,9 @@ mod tests {
             assert_eq!(CallState::parse(s.as_str()), Some(s));
         }
         let e = Event::Ended {
-            leg: Leg::B,
+            leg: Leg::first(Side::B),
             outcome: LegOutcome::NoAnswer,
+            last: true,
         };
         assert_eq!(e.kind(), "b_ended_no_answer");
         assert_eq!(e.cause(), Some(19));

@@ -3,10 +3,12 @@
 //! - [`CallId`]: the one time-ordered id every dialect can return or be asked for.
 //! - [`Secret`]: shared secrets, which never print.
 //! - [`phone`]: phone numbers, canonical E.164 with `+`.
+//! - [`plan`]: what a partner asked to be dialled: sides, participants, strategies.
 //! - [`call`]: the call's state machine and the events that drive it.
 
 pub mod call;
 pub mod phone;
+pub mod plan;
 
 use std::fmt;
 

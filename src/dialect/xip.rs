@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,12 +23,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::app::App;
 use crate::core::call::Event;
 use crate::core::phone::{last_chars, E164};
+use crate::core::plan::CallPlan;
 use crate::core::{hex_digest_eq, md5_hex, now_ms, CallId};
 use crate::http::{read_body, BodyError, Resp};
 use crate::provider::{Events, Originate, ProviderError};
 use crate::store::{calls, partners, StoreError};
 
-use super::CALL_ID_HEADER;
+use super::{deadline, CALL_ID_HEADER};
 
 /// Why c2cd answered a XIP request itself. Each has a stable result code and
 /// HTTP status; the codes are documented in the README.
@@ -252,6 +254,8 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         upstream_request: None,
         deadline_at: None,
         callback_url: None,
+        plan: None,
+        memo: None,
     };
     if method != Method::GET && method != Method::POST {
         return reject(app, rec, XipError::MethodNotAllowed).await;
@@ -324,7 +328,17 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         partner.secret.is_some() && hex_digest_eq(params.auth.as_deref().unwrap_or(""), &expected);
     rec.auth_ok = Some(auth_ok);
 
+    let mut plan = CallPlan::simple(
+        a.clone(),
+        rec.a_cid.clone(),
+        b.clone(),
+        rec.b_cid.clone(),
+        Duration::from_secs(u64::from(partner.time_limit)),
+    );
+    plan.a.ring_timeout = rt.config.calls.ring_timeout;
+    plan.b.ring_timeout = rt.config.calls.ring_timeout;
     let o = Originate {
+        plan: Arc::new(plan),
         call_id: rec.id,
         requestor_phone: a.digits().to_string(),
         requestor_cid: rec.a_cid.clone().unwrap_or_default(),
@@ -337,9 +351,8 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         incoming_auth_ok: auth_ok,
     };
     let upstream = provider.params(&o);
-    // A call not ended by its time limit plus grace is reconciled.
-    let grace = i64::try_from(rt.config.calls.grace.as_millis()).unwrap_or(i64::MAX / 2);
-    rec.deadline_at = Some(rec.at + i64::from(partner.time_limit) * 1000 + grace);
+    rec.deadline_at = Some(deadline(rec.at, &o.plan, rt.config.calls.grace));
+    rec.plan = serde_json::to_value(&*o.plan).ok();
     rec.callback_url = partner.callback_url.as_ref().map(|u| u.to_string());
     rec.provider = Some(provider.name().to_string());
     rec.upstream_request = Some(provider.describe(&upstream));

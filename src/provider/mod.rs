@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 
 use crate::config::{self, ProviderKind};
 use crate::core::call::Event;
+use crate::core::plan::CallPlan;
 use crate::core::{md5_hex, now_ms, CallId};
 use crate::store::{calls, Store, StoreError};
 
@@ -44,6 +45,9 @@ pub struct Originate {
     pub source: String,
     /// Whether the partner's Auth matched; when not, Auth upstream is `BadIncomingAuth`.
     pub incoming_auth_ok: bool,
+    /// The whole request: every participant, strategy, retries, recording. The
+    /// fields above are its first participants, as one-number servers take it.
+    pub plan: Arc<CallPlan>,
 }
 
 impl Originate {
@@ -176,6 +180,21 @@ impl Provider {
         match self {
             Provider::Sim(s) => s.is_following(id),
             Provider::Xip(_) => false,
+        }
+    }
+
+    /// Why the provider cannot place `plan`, if it cannot.
+    pub fn refuses(&self, plan: &CallPlan) -> Option<String> {
+        match self {
+            Provider::Sim(_) => None,
+            Provider::Xip(x) if !plan.is_simple() => Some(format!(
+                "provider {} (xip) dials one participant per side without retries",
+                x.name
+            )),
+            Provider::Xip(x) if plan.record => {
+                Some(format!("provider {} (xip) cannot record calls", x.name))
+            }
+            Provider::Xip(_) => None,
         }
     }
 
@@ -316,7 +335,16 @@ mod tests {
     use super::*;
 
     fn o(ok: bool) -> Originate {
+        let n = |s| crate::core::phone::E164::from_digits(s).unwrap();
+        let plan = CallPlan::simple(
+            n("16045551234"),
+            None,
+            n("16045550000"),
+            None,
+            std::time::Duration::from_secs(7200),
+        );
         Originate {
+            plan: Arc::new(plan),
             call_id: CallId::new(),
             requestor_phone: "16045551234".into(),
             requestor_cid: "6045550000".into(),

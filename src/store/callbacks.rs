@@ -5,62 +5,41 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
-use crate::core::call::{CallState, Event, Leg};
-use crate::core::{format_ms, CallId};
+use crate::core::format_ms;
+use crate::dialect::{self, Notice};
 
-/// Where a call's events go, and for which partner.
+/// Where a call's events go, for which partner, and in which dialect's format.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
     pub url: &'a str,
     pub partner_id: Option<&'a str>,
+    pub dialect: &'a str,
+    pub memo: Option<&'a str>,
 }
 
-/// The native JSON body of one event.
-pub fn native_body(
-    id: CallId,
-    partner: Option<&str>,
-    seq: i64,
-    event_id: &str,
-    event: &Event,
-    state: CallState,
-    at: i64,
-) -> Vec<u8> {
-    let leg = match event {
-        Event::Ringing(l) | Event::Answered(l) | Event::Ended { leg: l, .. } => Some(*l),
-        _ => None,
+/// Queues the callback of one event, formatted as the call's dialect reports
+/// it; an event its format does not report queues nothing.
+pub fn enqueue(conn: &Connection, target: Target, n: &Notice) -> rusqlite::Result<()> {
+    let format = dialect::callback_format(target.dialect);
+    let Some(p) = format.format(n) else {
+        return Ok(());
     };
-    let v = json!({
-        "event_id": event_id,
-        "seq": seq,
-        "call_id": id.to_string(),
-        "partner_id": partner,
-        "at": format_ms(at),
-        "event": event.kind(),
-        "state": state.as_str(),
-        "leg": leg.map(Leg::as_str),
-        "cause": event.cause(),
-    });
-    v.to_string().into_bytes()
-}
-
-/// Queues the event for delivery.
-#[allow(clippy::too_many_arguments)]
-pub fn enqueue(
-    conn: &Connection,
-    target: Target,
-    id: CallId,
-    seq: i64,
-    event_id: &str,
-    event: &Event,
-    state: CallState,
-    at: i64,
-) -> rusqlite::Result<()> {
-    let body = native_body(id, target.partner_id, seq, event_id, event, state, at);
     conn.prepare_cached(
-        "INSERT INTO callbacks (call_id, seq, event_id, partner_id, url, format, body, created_at, next_at, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'native', ?6, ?7, ?7, 'pending')",
+        "INSERT INTO callbacks (call_id, seq, event_id, partner_id, url, format, content_type, body, created_at,
+            next_at, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 'pending')",
     )?
-    .execute(params![id.to_string(), seq, event_id, target.partner_id, target.url, body, at])?;
+    .execute(params![
+        n.call_id.to_string(),
+        n.seq,
+        n.event_id,
+        target.partner_id,
+        target.url,
+        format.name(),
+        p.content_type,
+        p.body,
+        n.at
+    ])?;
     Ok(())
 }
 
@@ -72,6 +51,7 @@ pub struct Due {
     pub event_id: String,
     pub partner_id: Option<String>,
     pub url: String,
+    pub content_type: String,
     pub body: Vec<u8>,
     pub attempts: i64,
     pub created_at: i64,
@@ -81,7 +61,7 @@ pub struct Due {
 /// call's events arrive in order.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, call_id, event_id, partner_id, url, body, attempts, created_at FROM callbacks c
+        "SELECT id, call_id, event_id, partner_id, url, content_type, body, attempts, created_at FROM callbacks c
          WHERE state = 'pending' AND next_at <= ?1
            AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.seq < c.seq)
          ORDER BY next_at, id LIMIT ?2",
@@ -93,9 +73,10 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Du
             event_id: r.get(2)?,
             partner_id: r.get(3)?,
             url: r.get(4)?,
-            body: r.get(5)?,
-            attempts: r.get(6)?,
-            created_at: r.get(7)?,
+            content_type: r.get(5)?,
+            body: r.get(6)?,
+            attempts: r.get(7)?,
+            created_at: r.get(8)?,
         })
     })?;
     rows.collect()
@@ -150,7 +131,7 @@ pub fn for_call(conn: &Connection, call_id: &str) -> rusqlite::Result<Option<Vec
     }
     let mut stmt = conn.prepare(
         "SELECT id, seq, event_id, url, format, body, created_at, next_at, attempts, state, last_status, last_error,
-                delivered_at
+                delivered_at, content_type
          FROM callbacks WHERE call_id = ?1 ORDER BY seq",
     )?;
     let mut attempts = conn.prepare(
@@ -167,7 +148,10 @@ pub fn for_call(conn: &Connection, call_id: &str) -> rusqlite::Result<Option<Vec
                     "event_id": r.get::<_, String>(2)?,
                     "url": r.get::<_, String>(3)?,
                     "format": r.get::<_, String>(4)?,
-                    "body": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+                    "content_type": r.get::<_, String>(13)?,
+                    // JSON bodies as JSON; a dialect's other formats as text.
+                    "body": serde_json::from_slice::<Value>(&body)
+                        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
                     "created_at": format_ms(r.get(6)?),
                     "next_at": format_ms(r.get(7)?),
                     "attempts": r.get::<_, i64>(8)?,
@@ -220,21 +204,17 @@ pub fn list(
     state: Option<&str>,
 ) -> rusqlite::Result<Vec<Summary>> {
     let mut stmt = conn.prepare(
-        "SELECT id, call_id, seq, body, state, attempts, last_status, next_at, url FROM callbacks
-         WHERE (?1 IS NULL OR call_id = ?1) AND (?2 IS NULL OR state = ?2)
-         ORDER BY id DESC LIMIT ?3",
+        "SELECT c.id, c.call_id, c.seq, e.kind, c.state, c.attempts, c.last_status, c.next_at, c.url
+         FROM callbacks c JOIN call_events e ON e.call_id = c.call_id AND e.seq = c.seq
+         WHERE (?1 IS NULL OR c.call_id = ?1) AND (?2 IS NULL OR c.state = ?2)
+         ORDER BY c.id DESC LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![call, state, limit as i64], |r| {
-        let body: Vec<u8> = r.get(3)?;
-        let event = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["event"].as_str().map(str::to_string))
-            .unwrap_or_default();
         Ok(Summary {
             id: r.get(0)?,
             call_id: r.get(1)?,
             seq: r.get(2)?,
-            event,
+            event: r.get(3)?,
             state: r.get(4)?,
             attempts: r.get(5)?,
             last_status: r.get(6)?,

@@ -4,8 +4,9 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
-use crate::core::call::{self, CallState, Event};
+use crate::core::call::{self, CallState, Event, Side};
 use crate::core::{format_ms, CallId};
+use crate::dialect::Notice;
 
 use super::{callbacks, legs};
 
@@ -31,6 +32,10 @@ pub struct NewCall {
     pub deadline_at: Option<i64>,
     /// Where the call's events are reported, when its partner wants them.
     pub callback_url: Option<String>,
+    /// What the partner asked to be dialled (`core::plan::CallPlan` as JSON).
+    pub plan: Option<Value>,
+    /// The partner's own reference for the call.
+    pub memo: Option<String>,
 }
 
 #[cfg(test)]
@@ -55,6 +60,8 @@ impl NewCall {
             upstream_request: None,
             deadline_at: Some(deadline_at),
             callback_url: None,
+            plan: None,
+            memo: None,
         }
     }
 }
@@ -80,6 +87,7 @@ pub fn insert(
     answered: Option<Answered>,
 ) -> rusqlite::Result<CallState> {
     let upstream = c.upstream_request.as_ref().map(|v| v.to_string());
+    let plan = c.plan.as_ref().map(|v| v.to_string());
     let mut state = CallState::Requested;
     let mut steps = Vec::with_capacity(events.len());
     for (event, detail) in events {
@@ -98,9 +106,9 @@ pub fn insert(
     conn.prepare_cached(
         "INSERT INTO calls (id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query,
             received_body, a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, state,
-            result_status, result_code, result_body, error, deadline_at, callback_url)
+            result_status, result_code, result_body, error, deadline_at, callback_url, plan, memo)
          VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22)",
+                 ?22, ?23, ?24)",
     )?
     .execute(params![
         c.id.to_string(),
@@ -125,30 +133,91 @@ pub fn insert(
         a.and_then(|a| a.error),
         c.deadline_at,
         c.callback_url,
+        plan,
+        c.memo,
     ])?;
-    let target = c.callback_url.as_deref().map(|url| callbacks::Target {
-        url,
-        partner_id: c.partner_id.as_deref(),
-    });
-    insert_events(conn, c.id, 0, c.at, &steps, target)?;
+    let head = Head {
+        state: CallState::Requested,
+        seq: 0,
+        numbers: [c.a_number.clone(), c.b_number.clone()],
+        callback_url: c.callback_url.clone(),
+        partner_id: c.partner_id.clone(),
+        dialect: c.dialect.to_string(),
+        memo: c.memo.clone(),
+    };
+    insert_events(conn, c.id, &head, c.at, &steps)?;
     Ok(state)
+}
+
+/// What applying events to a stored call needs to know of it.
+struct Head {
+    state: CallState,
+    /// The last event's sequence number.
+    seq: i64,
+    /// A's and B's numbers, for legs that name none of their own.
+    numbers: [Option<String>; 2],
+    callback_url: Option<String>,
+    partner_id: Option<String>,
+    dialect: String,
+    memo: Option<String>,
+}
+
+impl Head {
+    fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<Head>> {
+        conn.prepare_cached(
+            "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1), a_number, b_number,
+                    callback_url, partner_id, dialect, memo
+             FROM calls WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            let state: String = r.get(0)?;
+            Ok(Head {
+                state: CallState::parse(&state).unwrap_or(CallState::Requested),
+                seq: r.get(1)?,
+                numbers: [r.get(2)?, r.get(3)?],
+                callback_url: r.get(4)?,
+                partner_id: r.get(5)?,
+                dialect: r.get(6)?,
+                memo: r.get(7)?,
+            })
+        })
+        .optional()
+    }
+
+    fn target(&self) -> Option<callbacks::Target<'_>> {
+        self.callback_url.as_deref().map(|url| callbacks::Target {
+            url,
+            partner_id: self.partner_id.as_deref(),
+            dialect: &self.dialect,
+            memo: self.memo.as_deref(),
+        })
+    }
+
+    /// The number of `event`'s leg, if it has a leg.
+    fn number<'a>(&'a self, event: &'a Event) -> Option<&'a str> {
+        let leg = event.leg()?;
+        leg.number.as_deref().or(match leg.side {
+            Side::A => self.numbers[0].as_deref(),
+            Side::B => self.numbers[1].as_deref(),
+        })
+    }
 }
 
 fn insert_events(
     conn: &Connection,
     id: CallId,
-    last_seq: i64,
+    head: &Head,
     at: i64,
     steps: &[(&Event, Option<&str>, CallState)],
-    target: Option<callbacks::Target>,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO call_events (call_id, seq, event_id, at, kind, cause, state, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let id_s = id.to_string();
+    let target = head.target();
     for (n, (event, detail, to)) in steps.iter().enumerate() {
-        let seq = last_seq + 1 + n as i64;
+        let seq = head.seq + 1 + n as i64;
         let event_id = CallId::new().to_string();
         stmt.execute(params![
             id_s,
@@ -160,9 +229,24 @@ fn insert_events(
             to.as_str(),
             detail
         ])?;
+        if let Event::Recording(r) = event {
+            conn.prepare_cached("UPDATE calls SET recording = ?2 WHERE id = ?1")?
+                .execute(params![id_s, r])?;
+        }
         // The partner's callback is queued in the event's own transaction.
         if let Some(t) = target {
-            callbacks::enqueue(conn, t, id, seq, &event_id, event, *to, at)?;
+            let notice = Notice {
+                call_id: id,
+                partner_id: t.partner_id,
+                seq,
+                event_id: &event_id,
+                event,
+                state: *to,
+                at,
+                number: head.number(event),
+                memo: t.memo,
+            };
+            callbacks::enqueue(conn, t, &notice)?;
         }
     }
     Ok(())
@@ -179,29 +263,14 @@ pub fn apply(
     at: i64,
 ) -> rusqlite::Result<Vec<CallState>> {
     let id_s = id.to_string();
-    type Head = (
-        String,
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-    );
-    let Some((state_s, seq, a_number, b_number, callback_url, partner_id)): Option<Head> = conn
-        .prepare_cached(
-            "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1), a_number, b_number,
-                    callback_url, partner_id
-             FROM calls WHERE id = ?1",
-        )?
-        .query_row([&id_s], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .optional()?
-    else {
+    let Some(head) = Head::load(conn, &id_s)? else {
         log::warn!("call {id}: events for an unknown call, ignored");
         return Ok(Vec::new());
     };
-    let mut state = CallState::parse(&state_s).unwrap_or(CallState::Requested);
+    let mut state = head.state;
     let mut steps = Vec::with_capacity(events.len());
     let mut cdr_due = None;
+    let [a_number, b_number] = head.numbers.clone();
     let mut legs = legs::Legs::new(id, a_number, b_number);
     for (event, detail) in events {
         let Some(to) = call::next(state, event) else {
@@ -222,11 +291,7 @@ pub fn apply(
         return Ok(Vec::new());
     }
     legs.flush(conn)?;
-    let target = callback_url.as_deref().map(|url| callbacks::Target {
-        url,
-        partner_id: partner_id.as_deref(),
-    });
-    insert_events(conn, id, seq, at, &steps, target)?;
+    insert_events(conn, id, &head, at, &steps)?;
     if let Some(cause) = cdr_due {
         // After the events, so that the CDR sees when the call was bridged.
         legs::write_cdr(conn, &id_s, state, cause, at)?;
@@ -259,7 +324,7 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
         .query_row(
             "SELECT id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query, received_body,
                     a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, result_status, result_code,
-                    result_body, state, error
+                    result_body, state, error, plan, memo, recording
              FROM calls WHERE id = ?1",
             [id],
             |r| {
@@ -288,6 +353,9 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
                     },
                     "state": r.get::<_, String>(19)?,
                     "error": r.get::<_, Option<String>>(20)?,
+                    "plan": r.get::<_, Option<String>>(21)?.and_then(|s| serde_json::from_str::<Value>(&s).ok()),
+                    "reference": r.get::<_, Option<String>>(22)?,
+                    "recording": r.get::<_, Option<String>>(23)?,
                 }))
             },
         )

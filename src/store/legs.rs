@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
-use crate::core::call::{next_leg, CallState, Event, Leg, LegState};
+use crate::core::call::{next_leg, CallState, Event, Leg, LegState, Side};
 use crate::core::{format_ms, CallId};
 
 /// Q.850 normal clearing: a leg closed because its call ended.
@@ -13,7 +13,7 @@ const NORMAL_CLEARING: u16 = 16;
 /// One leg as stored.
 #[derive(Debug, Clone)]
 struct Row {
-    leg: Leg,
+    side: Side,
     attempt: i64,
     number: Option<String>,
     state: LegState,
@@ -55,7 +55,7 @@ impl Legs {
                     let side: String = r.get(0)?;
                     let state: String = r.get(3)?;
                     Ok(Row {
-                        leg: if side == "a" { Leg::A } else { Leg::B },
+                        side: if side == "a" { Side::A } else { Side::B },
                         attempt: r.get(1)?,
                         number: r.get(2)?,
                         state: LegState::parse(&state).unwrap_or(LegState::Created),
@@ -73,17 +73,21 @@ impl Legs {
         Ok(self.rows.get_or_insert_with(Vec::new))
     }
 
-    /// The current attempt on `leg`, created if the call has none yet.
-    fn current(&mut self, conn: &Connection, leg: Leg, at: i64) -> rusqlite::Result<&mut Row> {
-        let number = self.numbers[if leg == Leg::A { 0 } else { 1 }].clone();
+    /// The row of `leg`, created if the call has none yet.
+    fn row(&mut self, conn: &Connection, leg: &Leg, at: i64) -> rusqlite::Result<&mut Row> {
+        let fallback = self.numbers[if leg.side == Side::A { 0 } else { 1 }].clone();
+        let attempt = i64::from(leg.attempt);
         let rows = self.rows(conn)?;
-        let pos = match rows.iter().rposition(|r| r.leg == leg) {
+        let pos = match rows
+            .iter()
+            .position(|r| r.side == leg.side && r.attempt == attempt)
+        {
             Some(p) => p,
             None => {
                 rows.push(Row {
-                    leg,
-                    attempt: 1,
-                    number,
+                    side: leg.side,
+                    attempt,
+                    number: leg.number.clone().or(fallback),
                     state: LegState::Created,
                     cause: None,
                     created_at: at,
@@ -111,13 +115,13 @@ impl Legs {
         at: i64,
     ) -> rusqlite::Result<Option<u16>> {
         let step = match event {
-            Event::Ringing(leg) | Event::Answered(leg) => Some((*leg, None)),
-            Event::Ended { leg, outcome } => Some((*leg, Some(*outcome))),
+            Event::Ringing(leg) | Event::Answered(leg) => Some((leg, None)),
+            Event::Ended { leg, outcome, .. } => Some((leg, Some(*outcome))),
             _ => None,
         };
         if let Some((leg, outcome)) = step {
             let id = self.id.clone();
-            let row = self.current(conn, leg, at)?;
+            let row = self.row(conn, leg, at)?;
             let wanted = match (event, outcome) {
                 (Event::Ringing(_), _) => LegState::Ringing,
                 (_, Some(o)) => row.state.ended(o),
@@ -135,8 +139,9 @@ impl Legs {
                     row.dirty = true;
                 }
                 None => log::warn!(
-                    "call {id}: leg {} illegal transition {} -> {wanted} refused",
-                    leg.as_str(),
+                    "call {id}: leg {}{} illegal transition {} -> {wanted} refused",
+                    leg.side.as_str(),
+                    leg.attempt,
                     row.state
                 ),
             }
@@ -190,7 +195,7 @@ impl Legs {
         for r in rows.iter().filter(|r| r.dirty) {
             stmt.execute(params![
                 self.id,
-                r.leg.as_str(),
+                r.side.as_str(),
                 r.attempt,
                 r.number,
                 r.state.as_str(),
@@ -252,9 +257,9 @@ pub fn write_cdr(
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO cdrs (call_id, partner_id, a_number, b_number, state, cause, started_at, bridged_at,
-            ended_at, duration_ms, billable_s)
+            ended_at, duration_ms, billable_s, recording)
          SELECT id, partner_id, a_number, b_number, ?2, ?3, created_at, b.at, ?4, ?4 - created_at,
-                coalesce((?4 - b.at + 999) / 1000, 0)
+                coalesce((?4 - b.at + 999) / 1000, 0), recording
          FROM calls LEFT JOIN call_events b ON b.call_id = calls.id AND b.kind = 'bridged'
          WHERE calls.id = ?1",
     )?
@@ -266,7 +271,8 @@ pub fn write_cdr(
 pub fn cdr_json(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
     let cdr = conn
         .prepare_cached(
-            "SELECT state, cause, started_at, bridged_at, ended_at, duration_ms, billable_s FROM cdrs WHERE call_id = ?1",
+            "SELECT state, cause, started_at, bridged_at, ended_at, duration_ms, billable_s, recording FROM cdrs
+             WHERE call_id = ?1",
         )?
         .query_row([id], |r| {
             Ok(json!({
@@ -277,6 +283,7 @@ pub fn cdr_json(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> 
                 "ended": format_ms(r.get(4)?),
                 "duration_ms": r.get::<_, i64>(5)?,
                 "billable_s": r.get::<_, i64>(6)?,
+                "recording": r.get::<_, Option<String>>(7)?,
             }))
         })
         .optional()?;
@@ -313,14 +320,15 @@ mod tests {
     fn a_bridged_call_has_two_hung_up_legs_and_a_billable_cdr() {
         let c = db();
         let id = call(&c, 0);
-        apply(&c, id, Event::Ringing(Leg::A), 100);
-        apply(&c, id, Event::Answered(Leg::A), 2_000);
-        apply(&c, id, Event::Ringing(Leg::B), 2_100);
-        apply(&c, id, Event::Answered(Leg::B), 5_000);
+        apply(&c, id, Event::Ringing(Leg::first(Side::A)), 100);
+        apply(&c, id, Event::Answered(Leg::first(Side::A)), 2_000);
+        apply(&c, id, Event::Ringing(Leg::first(Side::B)), 2_100);
+        apply(&c, id, Event::Answered(Leg::first(Side::B)), 5_000);
         apply(&c, id, Event::Bridged, 5_000);
         let end = Event::Ended {
-            leg: Leg::B,
+            leg: Leg::first(Side::B),
             outcome: LegOutcome::Normal,
+            last: true,
         };
         assert_eq!(apply(&c, id, end, 65_500), [CallState::Completed]);
 
@@ -351,12 +359,13 @@ mod tests {
     fn b_busy_fails_the_call_and_closes_a() {
         let c = db();
         let id = call(&c, 0);
-        apply(&c, id, Event::Ringing(Leg::A), 10);
-        apply(&c, id, Event::Answered(Leg::A), 20);
-        apply(&c, id, Event::Ringing(Leg::B), 30);
+        apply(&c, id, Event::Ringing(Leg::first(Side::A)), 10);
+        apply(&c, id, Event::Answered(Leg::first(Side::A)), 20);
+        apply(&c, id, Event::Ringing(Leg::first(Side::B)), 30);
         let busy = Event::Ended {
-            leg: Leg::B,
+            leg: Leg::first(Side::B),
             outcome: LegOutcome::Busy,
+            last: true,
         };
         assert_eq!(apply(&c, id, busy, 40), [CallState::Failed]);
         let legs = legs_json(&c, &id.to_string()).unwrap();
@@ -380,10 +389,11 @@ mod tests {
     fn an_unanswered_a_leg_and_a_refused_leg_step() {
         let c = db();
         let id = call(&c, 0);
-        apply(&c, id, Event::Ringing(Leg::A), 10);
+        apply(&c, id, Event::Ringing(Leg::first(Side::A)), 10);
         let na = Event::Ended {
-            leg: Leg::A,
+            leg: Leg::first(Side::A),
             outcome: LegOutcome::NoAnswer,
+            last: true,
         };
         assert_eq!(apply(&c, id, na, 30_000), [CallState::Failed]);
         let legs = legs_json(&c, &id.to_string()).unwrap();
@@ -393,10 +403,57 @@ mod tests {
             (Some("no_answer"), Some(19))
         );
         // Nothing moves a finished call or its legs.
-        assert!(apply(&c, id, Event::Answered(Leg::A), 31_000).is_empty());
+        assert!(apply(&c, id, Event::Answered(Leg::first(Side::A)), 31_000).is_empty());
         assert_eq!(
             legs_json(&c, &id.to_string()).unwrap()[0]["state"],
             "no_answer"
+        );
+    }
+
+    #[test]
+    fn each_attempt_is_a_leg_of_its_own_with_its_number() {
+        let c = db();
+        let id = call(&c, 0);
+        let leg = |attempt, number: &str| Leg {
+            side: Side::A,
+            attempt,
+            number: Some(number.to_string()),
+        };
+        apply(&c, id, Event::Ringing(leg(1, "+16045550001")), 10);
+        let busy = Event::Ended {
+            leg: leg(1, "+16045550001"),
+            outcome: LegOutcome::Busy,
+            last: false,
+        };
+        assert_eq!(apply(&c, id, busy, 20), [CallState::DialingA]);
+        apply(&c, id, Event::Ringing(leg(2, "+16045550002")), 30);
+        apply(&c, id, Event::Answered(leg(2, "+16045550002")), 40);
+        apply(&c, id, Event::Ringing(Leg::first(Side::B)), 50);
+        let na = Event::Ended {
+            leg: Leg::first(Side::B),
+            outcome: LegOutcome::NoAnswer,
+            last: true,
+        };
+        assert_eq!(apply(&c, id, na, 60), [CallState::Failed]);
+        let legs = legs_json(&c, &id.to_string()).unwrap();
+        let got: Vec<_> = legs
+            .iter()
+            .map(|l| {
+                (
+                    l["side"].as_str().unwrap(),
+                    l["attempt"].as_i64().unwrap(),
+                    l["number"].as_str().unwrap(),
+                    l["state"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a", 1, "+16045550001", "busy"),
+                ("a", 2, "+16045550002", "hung_up"),
+                ("b", 1, "+16045550000", "no_answer"),
+            ]
         );
     }
 }

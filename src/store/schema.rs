@@ -138,6 +138,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (callback_id, n)
     ) STRICT, WITHOUT ROWID;
     "#,
+    r#"
+    -- What the partner asked to be dialled (core::plan::CallPlan as JSON): sides,
+    -- participants, strategies, retries, ring timeouts, time limit, recording.
+    ALTER TABLE calls ADD COLUMN plan TEXT;
+    -- The partner's own reference for the call, returned in its callbacks.
+    ALTER TABLE calls ADD COLUMN memo TEXT;
+    -- Where the call's recording is, once the provider reports one.
+    ALTER TABLE calls ADD COLUMN recording TEXT;
+    ALTER TABLE cdrs ADD COLUMN recording TEXT;
+    -- Formats other than native JSON (a dialect's own) send other media types.
+    ALTER TABLE callbacks ADD COLUMN content_type TEXT NOT NULL DEFAULT 'application/json';
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

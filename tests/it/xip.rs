@@ -497,14 +497,15 @@ fn without_a_token_the_admin_api_is_off() {
 
 #[test]
 fn a_call_whose_provider_goes_silent_is_reconciled_as_lost() {
-    // Time limit 1 s and no grace: the deadline is a second after the request.
+    // Time limit 1 s, ring timeout 1 s and no grace: the deadline is three
+    // seconds after the request (A and B may each ring a second).
     // The clocked logic itself is unit-tested with an injected clock (reconcile.rs);
     // here the daemon's wiring is awaited through its log line.
     let config = sim_config("silent = [\"1555003*\"]")
         .replace("provider = \"sim\"", "provider = \"sim\"\ntime_limit = 1")
         .replace(
             "[[partner]]",
-            "[calls]\ngrace = \"0s\"\nreconcile_every = \"100ms\"\n\n[[partner]]",
+            "[calls]\ngrace = \"0s\"\nring_timeout = \"1s\"\nreconcile_every = \"100ms\"\n\n[[partner]]",
         );
     let mut d = Daemon::start(&config);
     let b = "15550031234";
