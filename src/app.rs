@@ -2,7 +2,7 @@
 //! built from it (swapped whole on SIGHUP), the store, and the counters behind
 //! `/metrics`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -34,6 +34,35 @@ pub struct App {
     pub inflight: Arc<Inflight>,
     /// The calls providers are following now (see [`Following`]).
     pub following: Arc<Following>,
+    /// Where each round-robin pool starts its next call.
+    pub rotation: Rotation,
+}
+
+/// Round robin's memory: for each pool of participants (by their numbers), the
+/// index its next call starts at. Kept in memory: after a restart every pool
+/// starts at its first participant again.
+#[derive(Default)]
+pub struct Rotation {
+    next: Mutex<HashMap<Vec<String>, usize>>,
+}
+
+/// Pools remembered at most; past this the memory starts over.
+const ROTATION_POOLS: usize = 10_000;
+
+impl Rotation {
+    /// The start index for the next call to `pool`; moves the pool on by one.
+    pub fn take(&self, pool: &[String]) -> usize {
+        let Ok(mut next) = self.next.lock() else {
+            return 0;
+        };
+        if next.len() >= ROTATION_POOLS && !next.contains_key(pool) {
+            next.clear();
+        }
+        let slot = next.entry(pool.to_vec()).or_insert(0);
+        let start = *slot;
+        *slot = slot.wrapping_add(1);
+        start
+    }
 }
 
 impl App {
@@ -44,6 +73,7 @@ impl App {
             store,
             metrics: Metrics::default(),
             inflight: Arc::new(Inflight::default()),
+            rotation: Rotation::default(),
         }
     }
 

@@ -131,6 +131,9 @@ enum CallsCommand {
         partner: Option<String>,
         #[arg(long)]
         state: Option<String>,
+        /// A number (E.164, +16045551234) on either side or on any leg.
+        #[arg(long)]
+        number: Option<String>,
         /// JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -352,9 +355,16 @@ fn calls_cmd(db: &Path, cmd: CallsCommand) -> anyhow::Result<()> {
             limit,
             partner,
             state,
+            number,
             json,
         } => {
-            let rows = calls::list(&conn, limit, partner.as_deref(), state.as_deref())?;
+            let filter = calls::Filter {
+                partner,
+                state,
+                number,
+                ..Default::default()
+            };
+            let rows = calls::list(&conn, limit, &filter)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());

@@ -283,12 +283,15 @@ pub struct Admin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Xip,
+    /// c2cd's own JSON API, `POST /v1/calls`, with HTTP Basic auth.
+    Native,
 }
 
 impl Dialect {
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::Xip => "xip",
+            Dialect::Native => "native",
         }
     }
 }
@@ -998,9 +1001,10 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         for d in p.dialects.clone().unwrap_or_else(|| vec!["xip".into()]) {
             match d.as_str() {
                 "xip" => dialects.push(Dialect::Xip),
+                "native" => dialects.push(Dialect::Native),
                 o => v.err(
                     &at("dialects"),
-                    format!("{o:?} is not a dialect this version speaks (xip)"),
+                    format!("{o:?} is not a dialect this version speaks (xip, native)"),
                 ),
             }
         }
@@ -1010,6 +1014,29 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 &at("secret"),
                 "partners using the xip dialect need a secret (the MD5 shared secret)",
             );
+        }
+        if dialects.contains(&Dialect::Native) {
+            match (&p.username, &p.password) {
+                (Some(u), _) if u.is_empty() || u.contains(':') => {
+                    v.err(&at("username"), "must not be empty or contain ':'")
+                }
+                (Some(u), _)
+                    if raw.partner[..i]
+                        .iter()
+                        .any(|q| q.username.as_ref() == Some(u)) =>
+                {
+                    v.err(
+                        &at("username"),
+                        format!("{u:?} is already another partner's username"),
+                    )
+                }
+                (Some(_), Some(pw)) if pw.len() >= 16 => {}
+                (Some(_), Some(_)) => v.err(&at("password"), "must be at least 16 characters"),
+                _ => v.err(
+                    &at("username"),
+                    "partners using the native dialect need a username and a password (HTTP Basic)",
+                ),
+            }
         }
         if !raw.provider.iter().any(|q| q.name == p.provider) {
             v.err(
@@ -1130,6 +1157,29 @@ fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
 }
 
 /// Keys whose values are secrets.
+/// Checks a callback URL: `http://` or `https://`, no `user:password@`, and a
+/// host among `hosts`. The error says what is wrong, for a config error or a
+/// request's problem.
+pub fn check_callback_url(url: &str, hosts: &[String]) -> Result<hyper::Uri, String> {
+    let uri = url
+        .parse::<hyper::Uri>()
+        .map_err(|_| format!("{url:?} is not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(format!("{url:?} is not an http:// or https:// URL"));
+    }
+    let Some(host) = uri.host() else {
+        return Err(format!("{url:?} has no host"));
+    };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("must not carry user:password@".into());
+    }
+    // SECURITY: callbacks only to hosts the operator listed.
+    if !hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return Err(format!("host {host:?} is not in callback_hosts"));
+    }
+    Ok(uri)
+}
+
 const SECRET_KEYS: [&str; 4] = ["secret", "password", "token", "callback_secrets"];
 
 /// Replaces every `quoted` part of a parser message with `***`.

@@ -1,11 +1,805 @@
-//! The native dialect: c2cd's own JSON API under `/v1`, described by
-//! `openapi.yaml`, and the native JSON callback format every other dialect
-//! falls back to.
+//! The native dialect: c2cd's own JSON API, described by `openapi.yaml` at the
+//! top of the repository. `POST /v1/calls` is its front door (HTTP Basic auth with
+//! a partner's `username` and `password`); errors are RFC 9457 problem details
+//! (`application/problem+json`) with a stable `code`. The native JSON callback
+//! format, which dialects without one of their own fall back to, is here too.
 
-use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::{CallbackFormat, Notice, Payload};
-use crate::core::format_ms;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{deadline, CallbackFormat, Notice, Payload, CALL_ID_HEADER};
+use crate::app::App;
+use crate::config::{self, Dialect, Partner};
+use crate::core::call::Event;
+use crate::core::phone::E164;
+use crate::core::plan::{self, CallPlan, Participant, SidePlan, Strategy};
+use crate::core::{ct_eq, format_ms, now_ms, CallId};
+use crate::http::{read_body, BodyError, Resp};
+use crate::provider::{Events, FollowUp, Originate, ProviderError, Reply};
+use crate::store::{calls, partners, StoreError};
+
+/// Why a native request was refused, each with its HTTP status and stable code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NativeError {
+    #[error("send Authorization: Basic with the partner's username and password")]
+    Unauthorized,
+    #[error("the partner may not use the native API, or is disabled")]
+    Forbidden,
+    #[error("the body is not valid JSON for this request: {0}")]
+    Malformed(String),
+    #[error("the request is not valid")]
+    Invalid(Vec<(String, String)>),
+    #[error("send Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("the body is larger than server.max_body_bytes")]
+    TooLarge,
+    #[error("the body did not arrive in time")]
+    Timeout,
+    #[error("{0}")]
+    ProviderRefuses(String),
+    #[error("the click-to-call server could not be reached")]
+    ProviderUnreachable,
+    #[error("the click-to-call server did not answer in time")]
+    ProviderTimeout,
+    #[error("the click-to-call server refused the call")]
+    ProviderFailed,
+    #[error("c2cd is overloaded; retry shortly")]
+    Overloaded,
+    #[error("internal error; see the log")]
+    Internal,
+}
+
+impl NativeError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            NativeError::Unauthorized => StatusCode::UNAUTHORIZED,
+            NativeError::Forbidden => StatusCode::FORBIDDEN,
+            NativeError::Malformed(_) => StatusCode::BAD_REQUEST,
+            NativeError::Invalid(_) | NativeError::ProviderRefuses(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            NativeError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            NativeError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            NativeError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            NativeError::ProviderUnreachable | NativeError::ProviderFailed => {
+                StatusCode::BAD_GATEWAY
+            }
+            NativeError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
+            NativeError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            NativeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code in the problem's `code` and in `calls.result_code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            NativeError::Unauthorized => "unauthorized",
+            NativeError::Forbidden => "forbidden",
+            NativeError::Malformed(_) => "malformed",
+            NativeError::Invalid(_) => "invalid",
+            NativeError::UnsupportedMediaType => "unsupported_media_type",
+            NativeError::TooLarge => "too_large",
+            NativeError::Timeout => "timeout",
+            NativeError::ProviderRefuses(_) => "provider_refuses",
+            NativeError::ProviderUnreachable => "provider_unreachable",
+            NativeError::ProviderTimeout => "provider_timeout",
+            NativeError::ProviderFailed => "provider_failed",
+            NativeError::Overloaded => "overloaded",
+            NativeError::Internal => "internal",
+        }
+    }
+
+    fn from_provider(e: &ProviderError) -> Self {
+        match e {
+            ProviderError::Unreachable(_) | ProviderError::BadResponse(_) => {
+                NativeError::ProviderUnreachable
+            }
+            ProviderError::Timeout(_) => NativeError::ProviderTimeout,
+        }
+    }
+
+    /// The problem document (RFC 9457).
+    pub fn problem(&self, id: CallId) -> Value {
+        let mut v = json!({
+            "type": format!("urn:c2cd:problem:{}", self.code()),
+            "title": self.to_string(),
+            "status": self.status().as_u16(),
+            "code": self.code(),
+            "call_id": id.to_string(),
+        });
+        if let NativeError::Invalid(errors) = self {
+            v["errors"] = errors
+                .iter()
+                .map(|(field, message)| json!({ "field": field, "message": message }))
+                .collect();
+            v["detail"] = errors
+                .iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+                .into();
+        }
+        v
+    }
+
+    /// One line for the log and the call's `error`.
+    fn detail(&self) -> String {
+        match self {
+            NativeError::Invalid(errors) => errors
+                .iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            e => e.to_string(),
+        }
+    }
+}
+
+/// The body of `POST /v1/calls`, as sent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallBody {
+    a: SideBody,
+    b: SideBody,
+    /// Seconds; at most the partner's `time_limit`, which is the default.
+    time_limit: Option<u64>,
+    record: Option<bool>,
+    /// Overrides the partner's `callback_url`; its host must be in `callback_hosts`.
+    callback_url: Option<String>,
+    /// The partner's own reference, returned in callbacks (at most 128 characters).
+    reference: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SideBody {
+    participants: Vec<ParticipantBody>,
+    strategy: Option<String>,
+    caller_id: Option<String>,
+    /// Seconds.
+    ring_timeout: Option<u64>,
+    /// Seconds.
+    retry_delay: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParticipantBody {
+    number: String,
+    caller_id: Option<String>,
+    retries: Option<u8>,
+}
+
+/// The longest `reference` a request may carry.
+const MAX_REFERENCE: usize = 128;
+
+/// A validated request: the plan, where its callbacks go, and its reference.
+struct Validated {
+    plan: CallPlan,
+    callback_url: Option<String>,
+    reference: Option<String>,
+}
+
+/// Collects every problem with a request, each with the field it is about.
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push((field.into(), message.into()));
+    }
+
+    fn number(&mut self, field: String, s: &str) -> Option<E164> {
+        match E164::from_canonical(s) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.add(
+                    field,
+                    format!("must be an E.164 number with a leading + ({e})"),
+                );
+                None
+            }
+        }
+    }
+
+    fn seconds(
+        &mut self,
+        field: String,
+        v: Option<u64>,
+        default: Duration,
+        range: (Duration, Duration),
+    ) -> Duration {
+        let Some(s) = v else { return default };
+        let d = Duration::from_secs(s);
+        if d < range.0 || d > range.1 {
+            self.add(
+                field,
+                format!(
+                    "must be {} to {} seconds",
+                    range.0.as_secs(),
+                    range.1.as_secs()
+                ),
+            );
+            return default;
+        }
+        d
+    }
+
+    fn side(&mut self, name: &str, s: &SideBody, ring_timeout: Duration) -> SidePlan {
+        let strategy = match s.strategy.as_deref() {
+            None => Strategy::Sequential,
+            Some(x) => Strategy::parse(x).unwrap_or_else(|| {
+                self.add(
+                    format!("{name}.strategy"),
+                    format!("{x:?} is not one of sequential, parallel, round_robin"),
+                );
+                Strategy::Sequential
+            }),
+        };
+        if s.participants.is_empty() || s.participants.len() > plan::MAX_PARTICIPANTS {
+            self.add(
+                format!("{name}.participants"),
+                format!("must list 1 to {} participants", plan::MAX_PARTICIPANTS),
+            );
+        }
+        let mut participants = Vec::new();
+        for (i, p) in s
+            .participants
+            .iter()
+            .enumerate()
+            .take(plan::MAX_PARTICIPANTS)
+        {
+            let at = |k: &str| format!("{name}.participants[{i}].{k}");
+            let number = self.number(at("number"), &p.number);
+            let caller_id = p
+                .caller_id
+                .as_deref()
+                .and_then(|c| self.number(at("caller_id"), c))
+                .map(|n| n.as_str().to_string());
+            let retries = p.retries.unwrap_or(0);
+            if retries > plan::MAX_RETRIES {
+                self.add(at("retries"), format!("must be 0 to {}", plan::MAX_RETRIES));
+            }
+            if let Some(number) = number {
+                participants.push(Participant {
+                    number,
+                    caller_id,
+                    retries: retries.min(plan::MAX_RETRIES),
+                });
+            }
+        }
+        let caller_id = s
+            .caller_id
+            .as_deref()
+            .and_then(|c| self.number(format!("{name}.caller_id"), c))
+            .map(|n| n.as_str().to_string());
+        SidePlan {
+            participants,
+            strategy,
+            caller_id,
+            ring_timeout: self.seconds(
+                format!("{name}.ring_timeout"),
+                s.ring_timeout,
+                ring_timeout,
+                plan::RING_TIMEOUT_RANGE,
+            ),
+            retry_delay: self.seconds(
+                format!("{name}.retry_delay"),
+                s.retry_delay,
+                Duration::ZERO,
+                (Duration::ZERO, plan::MAX_RETRY_DELAY),
+            ),
+            start: 0,
+        }
+    }
+}
+
+/// Checks a request against the partner's limits and builds its plan.
+fn validate(
+    body: &CallBody,
+    partner: &Partner,
+    cfg: &config::Config,
+) -> Result<Validated, NativeError> {
+    let mut p = Problems::default();
+    let ring = cfg.calls.ring_timeout;
+    let mut a = p.side("a", &body.a, ring);
+    let mut b = p.side("b", &body.b, ring);
+    // Unless told otherwise, each side is shown the other's first number.
+    if a.caller_id.is_none() {
+        a.caller_id = b.first().map(|x| x.number.as_str().to_string());
+    }
+    if b.caller_id.is_none() {
+        b.caller_id = body
+            .a
+            .participants
+            .first()
+            .and_then(|x| E164::from_canonical(&x.number).ok())
+            .map(|n| n.as_str().to_string());
+    }
+    let cap = u64::from(partner.time_limit);
+    let time_limit = match body.time_limit {
+        None => cap,
+        Some(t) if (1..=cap).contains(&t) => t,
+        Some(_) => {
+            p.add(
+                "time_limit",
+                format!("must be 1 to {cap} seconds (the partner's limit)"),
+            );
+            cap
+        }
+    };
+    if body
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REFERENCE)
+    {
+        p.add(
+            "reference",
+            format!("must be at most {MAX_REFERENCE} characters"),
+        );
+    }
+    let callback_url = match body.callback_url.as_deref() {
+        None => partner.callback_url.as_ref().map(|u| u.to_string()),
+        Some(u) => match config::check_callback_url(u, &partner.callback_hosts) {
+            Err(e) => {
+                p.add("callback_url", e);
+                None
+            }
+            Ok(_)
+                if partner
+                    .callback_secrets
+                    .iter()
+                    .all(|s| s.expose().len() < 16) =>
+            {
+                p.add(
+                    "callback_url",
+                    "the partner has no callback_secrets to sign callbacks with",
+                );
+                None
+            }
+            Ok(uri) => Some(uri.to_string()),
+        },
+    };
+    if !p.0.is_empty() {
+        return Err(NativeError::Invalid(p.0));
+    }
+    Ok(Validated {
+        plan: CallPlan {
+            a,
+            b,
+            time_limit: Duration::from_secs(time_limit),
+            record: body.record.unwrap_or(false),
+        },
+        callback_url,
+        reference: body.reference.clone(),
+    })
+}
+
+/// The partner whose HTTP Basic credentials `header` carries.
+pub fn authenticate<'a>(
+    cfg: &'a config::Config,
+    header: Option<&HeaderValue>,
+) -> Result<&'a Partner, NativeError> {
+    let (user, password) = basic_credentials(header).ok_or(NativeError::Unauthorized)?;
+    let partner = cfg.partners.iter().find(|p| {
+        p.username.as_deref() == Some(user.as_str()) && p.dialects.contains(&Dialect::Native)
+    });
+    let expected = partner
+        .and_then(|p| p.password.as_ref())
+        .map(|s| s.expose())
+        .unwrap_or("\u{0}no partner has this username\u{0}");
+    // SECURITY: constant-time comparison, made for unknown usernames too.
+    let ok = ct_eq(password.as_bytes(), expected.as_bytes());
+    match partner {
+        Some(p) if ok && p.enabled => Ok(p),
+        Some(_) if ok => Err(NativeError::Forbidden),
+        _ => Err(NativeError::Unauthorized),
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`, decoded.
+pub fn basic_credentials(header: Option<&HeaderValue>) -> Option<(String, String)> {
+    let v = header?.to_str().ok()?;
+    let (scheme, b64) = v.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+fn respond(id: CallId, status: StatusCode, content_type: &'static str, body: &Value) -> Resp {
+    let mut bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
+    bytes.push(b'\n');
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        h.insert(CALL_ID_HEADER, v);
+    }
+    r
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn problem(id: CallId, e: &NativeError) -> Resp {
+    let mut r = respond(id, e.status(), PROBLEM_JSON, &e.problem(id));
+    match e {
+        NativeError::Unauthorized => {
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"c2cd\", charset=\"UTF-8\""),
+            );
+        }
+        NativeError::Overloaded => {
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    r
+}
+
+fn store_failure(id: CallId, e: &StoreError) -> Resp {
+    log::error!("call {id}: native request not recorded: {e}");
+    match e {
+        StoreError::Busy => problem(id, &NativeError::Overloaded),
+        _ => problem(id, &NativeError::Internal),
+    }
+}
+
+/// Records a request c2cd refuses itself, then answers it.
+async fn reject(app: &App, mut rec: calls::NewCall, e: NativeError, note: Option<String>) -> Resp {
+    let id = rec.id;
+    let detail = match note {
+        Some(n) => format!("{} ({n})", e.detail()),
+        None => e.detail(),
+    };
+    log::info!(
+        "call {id}: native request refused: {detail} (partner {:?}, from {:?})",
+        rec.partner_id,
+        rec.remote_addr
+    );
+    let body = e.problem(id);
+    let (status, code) = (e.status().as_u16(), e.code());
+    rec.provider = None;
+    rec.upstream_request = None;
+    rec.callback_url = None;
+    let write = app
+        .store
+        .write(move |c| {
+            let bytes = body.to_string().into_bytes();
+            let answered = calls::Answered {
+                status,
+                code: Some(code),
+                body: &bytes,
+                error: Some(&detail),
+            };
+            calls::insert(c, &rec, &[(Event::Rejected, Some(&detail))], Some(answered))
+        })
+        .await;
+    match write {
+        Ok(_) => problem(id, &e),
+        Err(se) => store_failure(id, &se),
+    }
+}
+
+/// `POST /v1/calls`.
+pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Resp {
+    let app = &*app;
+    let rt = app.runtime();
+    let limits = &rt.config.server;
+    let mut rec = calls::NewCall {
+        id: CallId::new(),
+        at: now_ms(),
+        dialect: "native",
+        partner_id: None,
+        remote_addr: Some(remote.to_string()),
+        method: req.method().to_string(),
+        received_query: req.uri().query().unwrap_or("").to_string(),
+        received_body: Vec::new(),
+        a_number: None,
+        b_number: None,
+        a_cid: None,
+        b_cid: None,
+        auth_ok: None,
+        provider: None,
+        upstream_request: None,
+        deadline_at: None,
+        callback_url: None,
+        plan: None,
+        memo: None,
+    };
+    let is_json = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    let auth = req.headers().get(AUTHORIZATION).cloned();
+    match read_body(req, limits.max_body_bytes, limits.body_read_timeout).await {
+        Ok(b) => rec.received_body = b.to_vec(),
+        Err(BodyError::TooLarge) => return reject(app, rec, NativeError::TooLarge, None).await,
+        Err(BodyError::Timeout) => return reject(app, rec, NativeError::Timeout, None).await,
+        Err(BodyError::Io(e)) => {
+            return reject(app, rec, NativeError::Malformed(format!("body: {e}")), None).await
+        }
+    }
+    let partner = match authenticate(&rt.config, auth.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            // Who tried is kept for the operator; the password never is.
+            let user = basic_credentials(auth.as_ref()).map(|(u, _)| format!("username {u:?}"));
+            rec.auth_ok = Some(false);
+            return reject(app, rec, e, user).await;
+        }
+    };
+    rec.partner_id = Some(partner.id.clone());
+    rec.auth_ok = Some(true);
+    if !is_json {
+        return reject(app, rec, NativeError::UnsupportedMediaType, None).await;
+    }
+    let body: CallBody = match serde_json::from_slice(&rec.received_body) {
+        Ok(b) => b,
+        Err(e) => return reject(app, rec, NativeError::Malformed(e.to_string()), None).await,
+    };
+    let mut v = match validate(&body, partner, &rt.config) {
+        Ok(v) => v,
+        Err(e) => return reject(app, rec, e, None).await,
+    };
+    for side in [&mut v.plan.a, &mut v.plan.b] {
+        if side.strategy == Strategy::RoundRobin {
+            let pool: Vec<String> = side
+                .participants
+                .iter()
+                .map(|p| p.number.as_str().to_string())
+                .collect();
+            side.start = app.rotation.take(&pool);
+        }
+    }
+    let plan = Arc::new(v.plan);
+    let (Some(a), Some(b)) = (plan.a.first(), plan.b.first()) else {
+        return reject(
+            app,
+            rec,
+            NativeError::Internal,
+            Some("a side without participants".into()),
+        )
+        .await;
+    };
+    rec.a_number = Some(a.number.as_str().to_string());
+    rec.b_number = Some(b.number.as_str().to_string());
+    rec.a_cid = plan.a.caller_id_for(a).map(str::to_string);
+    rec.b_cid = plan.b.caller_id_for(b).map(str::to_string);
+    rec.plan = serde_json::to_value(&*plan).ok();
+    rec.memo = v.reference;
+    let Some(provider) = rt.providers.get(&partner.provider) else {
+        return reject(
+            app,
+            rec,
+            NativeError::Internal,
+            Some(format!("no provider {:?}", partner.provider)),
+        )
+        .await;
+    };
+    if let Some(why) = provider.refuses(&plan) {
+        return reject(app, rec, NativeError::ProviderRefuses(why), None).await;
+    }
+    let digits = |s: Option<&str>| {
+        s.map(|c| c.trim_start_matches('+').to_string())
+            .unwrap_or_default()
+    };
+    let o = Originate {
+        call_id: rec.id,
+        requestor_phone: a.number.digits().to_string(),
+        requestor_cid: digits(rec.a_cid.as_deref()),
+        destination_phone: b.number.digits().to_string(),
+        destination_cid: digits(rec.b_cid.as_deref()),
+        prompt_set: partner.prompt_set.clone(),
+        time_limit: u32::try_from(plan.time_limit.as_secs()).unwrap_or(u32::MAX),
+        partner_id: partner.id.clone(),
+        source: partner.source.clone(),
+        incoming_auth_ok: true,
+        plan: plan.clone(),
+    };
+    let upstream = provider.params(&o);
+    rec.deadline_at = Some(deadline(rec.at, &plan, rt.config.calls.grace));
+    rec.callback_url = v.callback_url;
+    rec.provider = Some(provider.name().to_string());
+    rec.upstream_request = Some(provider.describe(&upstream));
+
+    // As in XIP: a provider that places real calls is asked only once the
+    // request is durable; the simulator's answer is committed with the request.
+    let id = rec.id;
+    let at = rec.at;
+    let events = Events::new(app.store.clone());
+    let early = match provider.is_local() {
+        true => Some(answer_of(
+            id,
+            provider
+                .originate(&o, upstream.clone(), events.clone())
+                .await,
+        )),
+        false => None,
+    };
+    let pid = partner.id.clone();
+    let early_record = early.as_ref().map(|(a, _)| a.clone());
+    let recorded = app
+        .store
+        .write(move |c| {
+            if !partners::is_enabled_for(c, &pid, "native")? {
+                return Ok(false);
+            }
+            match &early_record {
+                Some(a) => {
+                    let bytes = a.body(id, at).to_string().into_bytes();
+                    let events = [
+                        (Event::Originating, None),
+                        (a.event.clone(), a.detail.as_deref()),
+                    ];
+                    calls::insert(c, &rec, &events, Some(a.answered(&bytes)))?
+                }
+                None => calls::insert(c, &rec, &[(Event::Originating, None)], None)?,
+            };
+            Ok(true)
+        })
+        .await;
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => {
+            log::info!(
+                "call {id}: native partner {:?} is not enabled in the database",
+                partner.id
+            );
+            return problem(id, &NativeError::Forbidden);
+        }
+        Err(e) => return store_failure(id, &e),
+    }
+    let (answer, follow) = match early {
+        Some(done) => done,
+        None => {
+            let (answer, follow) = answer_of(id, provider.originate(&o, upstream, events).await);
+            let a = answer.clone();
+            let w = app
+                .store
+                .write(move |c| {
+                    let now = now_ms();
+                    let bytes = a.body(id, at).to_string().into_bytes();
+                    calls::apply(c, id, &[(a.event.clone(), a.detail.as_deref())], now)?;
+                    calls::set_result(c, id, now, a.answered(&bytes))
+                })
+                .await;
+            if let Err(e) = w {
+                log::error!("call {id}: the provider's answer was not recorded: {e}");
+            }
+            (answer, follow)
+        }
+    };
+    if let Some(f) = follow {
+        let task = tokio::spawn(f);
+        app.following.set_task(id, task.abort_handle());
+    }
+    match &answer.error {
+        None => log::info!(
+            "call {id}: native partner {:?} via {}: {}",
+            partner.id,
+            provider.name(),
+            answer.event.kind()
+        ),
+        Some(e) => log::warn!(
+            "call {id}: native partner {:?} via {}: {}",
+            partner.id,
+            provider.name(),
+            answer.detail.as_deref().unwrap_or(e.code())
+        ),
+    }
+    let mut r = match &answer.error {
+        None => respond(
+            id,
+            StatusCode::CREATED,
+            "application/json",
+            &answer.body(id, at),
+        ),
+        Some(e) => problem(id, e),
+    };
+    if answer.error.is_none() {
+        if let Ok(v) = HeaderValue::from_str(&format!("/v1/calls/{id}")) {
+            r.headers_mut().insert(LOCATION, v);
+        }
+    }
+    r
+}
+
+/// What the provider's answer means for the partner and the call.
+#[derive(Clone)]
+struct Answer {
+    event: Event,
+    /// Set when the call could not be placed.
+    error: Option<NativeError>,
+    /// What the provider said, when it failed the call.
+    detail: Option<String>,
+}
+
+impl Answer {
+    fn body(&self, id: CallId, at: i64) -> Value {
+        match &self.error {
+            Some(e) => e.problem(id),
+            None => json!({
+                "id": id.to_string(),
+                "state": crate::core::call::next(crate::core::call::CallState::Originating, &self.event)
+                    .map(|s| s.as_str()),
+                "created_at": format_ms(at),
+                "href": format!("/v1/calls/{id}"),
+            }),
+        }
+    }
+
+    fn answered<'a>(&'a self, body: &'a [u8]) -> calls::Answered<'a> {
+        calls::Answered {
+            status: self.error.as_ref().map_or(201, |e| e.status().as_u16()),
+            code: self.error.as_ref().map(NativeError::code),
+            body,
+            error: self.detail.as_deref(),
+        }
+    }
+}
+
+fn answer_of(
+    id: CallId,
+    r: Result<(Reply, Option<FollowUp>), ProviderError>,
+) -> (Answer, Option<FollowUp>) {
+    match r {
+        Ok((reply, follow)) if reply.event == Event::Failed => {
+            let said =
+                String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned();
+            log::debug!("call {id}: provider refused: HTTP {}", reply.status);
+            (
+                Answer {
+                    event: Event::Failed,
+                    error: Some(NativeError::ProviderFailed),
+                    detail: Some(format!(
+                        "the provider answered HTTP {}: {said}",
+                        reply.status
+                    )),
+                },
+                follow,
+            )
+        }
+        Ok((reply, follow)) => (
+            Answer {
+                event: reply.event,
+                error: None,
+                detail: None,
+            },
+            follow,
+        ),
+        Err(pe) => (
+            Answer {
+                event: Event::Failed,
+                error: Some(NativeError::from_provider(&pe)),
+                detail: Some(pe.to_string()),
+            },
+            None,
+        ),
+    }
+}
 
 /// Callbacks as JSON: the event's id and sequence number, the call, its state,
 /// the leg and the cause.

@@ -1,5 +1,6 @@
-//! Operator endpoints: `/healthz`, `/metrics` (Prometheus text), and the admin
-//! API under `/v1/` behind the `[admin] token` bearer token.
+//! Operator endpoints: `/healthz`, `/metrics` (Prometheus text), and the reading
+//! side of the `/v1` API: the operator with the `[admin] token` bearer token sees
+//! every call, a partner with its HTTP Basic credentials only its own.
 
 use std::fmt::Write;
 
@@ -11,7 +12,9 @@ use serde_json::json;
 use super::{json, text, Resp};
 use crate::app::{App, Metrics};
 use crate::core::call::{CallState, Event};
+use crate::core::phone::E164;
 use crate::core::{ct_eq, now_ms, CallId};
+use crate::dialect::native;
 use crate::store::{callbacks, calls, partners, StoreError};
 use rusqlite::OptionalExtension;
 
@@ -114,45 +117,143 @@ fn store_error(e: StoreError) -> Resp {
     )
 }
 
-/// Whether the request carries the admin bearer token.
-fn authorized(app: &App, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
+/// Who is asking: the operator (the admin token: every call) or a partner
+/// (HTTP Basic, as for `POST /v1/calls`: its own calls only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Partner(String),
+}
+
+impl Caller {
+    /// Whether this caller may see a call of `owner`.
+    fn may_see(&self, owner: Option<&str>) -> bool {
+        match self {
+            Caller::Admin => true,
+            Caller::Partner(p) => owner == Some(p.as_str()),
+        }
+    }
+}
+
+fn unauthorized(message: &str) -> Resp {
+    let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer, Basic realm=\"c2cd\", charset=\"UTF-8\""),
+    );
+    r
+}
+
+/// The caller the request's credentials name.
+fn authorized(app: &App, req: &Request<Incoming>) -> Result<Caller, Box<Resp>> {
     let rt = app.runtime();
+    let header = req.headers().get(AUTHORIZATION);
+    let (scheme, value) = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .unwrap_or(("", ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return match native::authenticate(&rt.config, header) {
+            Ok(p) => Ok(Caller::Partner(p.id.clone())),
+            Err(native::NativeError::Forbidden) => Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the partner may not use the native API, or is disabled",
+            ))),
+            Err(_) => Err(Box::new(unauthorized(
+                "the partner's username or password is wrong",
+            ))),
+        };
+    }
     let Some(token) = rt.config.admin.token.as_ref() else {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "admin_disabled",
-            "the admin API is off: set [admin] token in the config",
+            "the admin API is off: set [admin] token in the config (partners use HTTP Basic)",
         )));
     };
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .unwrap_or("");
+    let presented = if scheme.eq_ignore_ascii_case("bearer") {
+        value.trim()
+    } else {
+        ""
+    };
     // SECURITY: constant-time comparison of the admin token.
     if ct_eq(presented.as_bytes(), token.expose().as_bytes()) {
-        Ok(())
+        Ok(Caller::Admin)
     } else {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send Authorization: Bearer <[admin] token>",
-        );
-        r.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            hyper::header::HeaderValue::from_static("Bearer"),
-        );
-        Err(Box::new(r))
+        Err(Box::new(unauthorized(
+            "send Authorization: Bearer <[admin] token>, or Basic with a partner's credentials",
+        )))
     }
 }
 
-pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
-    if let Err(r) = authorized(app, &req) {
-        return *r;
+fn not_found() -> Resp {
+    error(StatusCode::NOT_FOUND, "not_found", "no call with that id")
+}
+
+fn bad_query(message: String) -> Resp {
+    error(StatusCode::BAD_REQUEST, "bad_query", &message)
+}
+
+/// The filter of `GET /v1/calls`, from its query; a partner's is its own calls.
+fn filter(caller: &Caller, q: &dyn Fn(&str) -> Option<String>) -> Result<calls::Filter, Box<Resp>> {
+    let time = |k: &str| -> Result<Option<i64>, Box<Resp>> {
+        match q(k) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<jiff::Timestamp>()
+                .map(|t| Some(t.as_millisecond()))
+                .map_err(|_| {
+                    Box::new(bad_query(format!(
+                        "{k}: {v:?} is not an RFC 3339 time (2026-01-31T12:00:00Z)"
+                    )))
+                }),
+        }
+    };
+    let number = match q("number") {
+        None => None,
+        Some(n) => {
+            let digits = n.trim().trim_start_matches('+');
+            match E164::from_digits(digits) {
+                Ok(e) => Some(e.as_str().to_string()),
+                Err(e) => return Err(Box::new(bad_query(format!("number: {e}")))),
+            }
+        }
+    };
+    let state = q("state");
+    if let Some(s) = state.as_deref() {
+        if CallState::parse(s).is_none() {
+            return Err(Box::new(bad_query(format!(
+                "state: {s:?} is not a call state"
+            ))));
+        }
     }
+    let partner = match (caller, q("partner")) {
+        (Caller::Admin, p) => p,
+        (Caller::Partner(me), Some(p)) if &p != me => {
+            return Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a partner sees only its own calls",
+            )))
+        }
+        (Caller::Partner(me), _) => Some(me.clone()),
+    };
+    Ok(calls::Filter {
+        partner,
+        state,
+        since: time("since")?,
+        until: time("until")?,
+        number,
+        before: q("before"),
+    })
+}
+
+pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
+    let caller = match authorized(app, &req) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let path = req.uri().path().trim_end_matches('/').to_string();
     if let Some(id) = path
         .strip_prefix("/v1/calls/")
@@ -165,7 +266,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
                 "POST to hang a call up",
             );
         }
-        return hangup(app, id).await;
+        return hangup(app, &caller, id).await;
     }
     if req.method() != Method::GET {
         return error(
@@ -181,63 +282,106 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     match path.strip_prefix("/v1/calls") {
         Some("") => {
-            let limit = q("limit")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(50usize)
-                .min(1000);
-            let (partner, state) = (q("partner"), q("state"));
-            match app
-                .store
-                .read(move |c| calls::list(c, limit, partner.as_deref(), state.as_deref()))
-                .await
-            {
-                Ok(rows) => json(StatusCode::OK, &json!({ "calls": rows })),
+            let limit = match q("limit").map(|l| l.parse::<usize>()) {
+                None => 50,
+                Some(Ok(l)) if (1..=1000).contains(&l) => l,
+                Some(_) => return bad_query("limit: must be 1 to 1000".into()),
+            };
+            let f = match filter(&caller, &q) {
+                Ok(f) => f,
+                Err(r) => return *r,
+            };
+            match app.store.read(move |c| calls::list(c, limit, &f)).await {
+                Ok(rows) => {
+                    // A full page may have more behind it.
+                    let next = (rows.len() == limit)
+                        .then(|| rows.last().map(|r| r.id.clone()))
+                        .flatten();
+                    json(
+                        StatusCode::OK,
+                        &json!({ "calls": rows, "next_before": next }),
+                    )
+                }
                 Err(e) => store_error(e),
             }
         }
         Some(rest) if rest.starts_with('/') && rest.ends_with("/callbacks") => {
             let id = rest[1..rest.len() - "/callbacks".len()].to_string();
-            match app.store.read(move |c| callbacks::for_call(c, &id)).await {
-                Ok(Some(list)) => json(StatusCode::OK, &json!({ "callbacks": list })),
-                Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no call with that id"),
+            let r = app
+                .store
+                .read(move |c| match calls::owner(c, &id)? {
+                    None => Ok(None),
+                    Some(owner) => Ok(Some((owner, callbacks::for_call(c, &id)?))),
+                })
+                .await;
+            match r {
+                Ok(Some((owner, Some(list)))) if caller.may_see(owner.as_deref()) => {
+                    json(StatusCode::OK, &json!({ "callbacks": list }))
+                }
+                Ok(_) => not_found(),
                 Err(e) => store_error(e),
             }
         }
         Some(rest) if rest.starts_with('/') && !rest[1..].contains('/') => {
             let id = rest[1..].to_string();
             match app.store.read(move |c| calls::get(c, &id)).await {
-                Ok(Some(v)) => json(StatusCode::OK, &v),
-                Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no call with that id"),
+                Ok(Some(v)) if caller.may_see(v["partner_id"].as_str()) => {
+                    json(StatusCode::OK, &view(&caller, v))
+                }
+                Ok(_) => not_found(),
                 Err(e) => store_error(e),
             }
         }
         _ if path == "/v1/partners" => match app.store.read(partners::list).await {
-            Ok(rows) => json(StatusCode::OK, &json!({ "partners": rows })),
+            Ok(rows) => {
+                let rows: Vec<_> = rows
+                    .into_iter()
+                    .filter(|p| caller.may_see(Some(&p.id)))
+                    .collect();
+                json(StatusCode::OK, &json!({ "partners": rows }))
+            }
             Err(e) => store_error(e),
         },
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
     }
 }
 
+/// A call as `caller` may see it: a partner is not shown what c2cd sent its
+/// click-to-call server (it carries the upstream's Auth) nor which server.
+fn view(caller: &Caller, mut call: serde_json::Value) -> serde_json::Value {
+    if let (Caller::Partner(_), Some(o)) = (caller, call.as_object_mut()) {
+        o.remove("upstream_request");
+        o.remove("provider");
+    }
+    call
+}
+
 /// `POST /v1/calls/{id}/hangup`: stops the provider's work on the call and ends
 /// it (a bridged call completes, any other fails; open legs are closed).
-async fn hangup(app: &App, id: &str) -> Resp {
+async fn hangup(app: &App, caller: &Caller, id: &str) -> Resp {
     let Some(call_id) = CallId::parse(id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no call with that id");
+        return not_found();
     };
     let id_s = id.to_string();
     let state = app
         .store
         .read(move |c| {
-            c.query_row("SELECT state FROM calls WHERE id = ?1", [id_s], |r| {
-                r.get::<_, String>(0)
-            })
+            c.query_row(
+                "SELECT state, partner_id FROM calls WHERE id = ?1",
+                [id_s],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
             .optional()
         })
         .await;
+    let state = match state {
+        Ok(Some((s, owner))) if caller.may_see(owner.as_deref()) => Ok(Some(s)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(e),
+    };
     match state {
         Err(e) => return store_error(e),
-        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no call with that id"),
+        Ok(None) => return not_found(),
         Ok(Some(s)) if CallState::parse(&s).is_none_or(CallState::is_terminal) => {
             return error(
                 StatusCode::CONFLICT,
@@ -249,7 +393,10 @@ async fn hangup(app: &App, id: &str) -> Resp {
     }
     // The provider stops first, so that no event of its follows the hang-up.
     app.following.stop(call_id);
-    let detail = "hung up through the admin API";
+    let detail = match caller {
+        Caller::Admin => "hung up by the operator",
+        Caller::Partner(_) => "hung up by the partner",
+    };
     let applied = app
         .store
         .write(move |c| calls::apply(c, call_id, &[(Event::Cancelled, Some(detail))], now_ms()))
@@ -265,8 +412,8 @@ async fn hangup(app: &App, id: &str) -> Resp {
             log::info!("call {call_id}: {detail}");
             let id = call_id.to_string();
             match app.store.read(move |c| calls::get(c, &id)).await {
-                Ok(Some(v)) => json(StatusCode::OK, &v),
-                Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no call with that id"),
+                Ok(Some(v)) => json(StatusCode::OK, &view(caller, v)),
+                Ok(None) => not_found(),
                 Err(e) => store_error(e),
             }
         }

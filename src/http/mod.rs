@@ -139,6 +139,10 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
             "xip",
             detached(&app, dialect::xip::handle(app.clone(), remote, req)).await,
         ),
+        "/v1/calls" | "/v1/calls/" if req.method() == hyper::Method::POST => (
+            "native",
+            detached(&app, dialect::native::handle(app.clone(), remote, req)).await,
+        ),
         "/healthz" => ("healthz", admin::healthz(&app).await),
         "/metrics" => ("metrics", admin::metrics(&app).await),
         p if p == "/v1" || p.starts_with("/v1/") => ("v1", admin::handle(&app, req).await),

@@ -398,31 +398,64 @@ pub struct Summary {
     pub result_status: Option<u16>,
 }
 
-/// The newest `limit` calls, newest first, optionally of one partner or state.
-pub fn list(
-    conn: &Connection,
-    limit: usize,
-    partner: Option<&str>,
-    state: Option<&str>,
-) -> rusqlite::Result<Vec<Summary>> {
-    let mut stmt = conn.prepare(
+/// Which calls a listing shows; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub partner: Option<String>,
+    pub state: Option<String>,
+    /// Created at or after (unix ms).
+    pub since: Option<i64>,
+    /// Created before (unix ms).
+    pub until: Option<i64>,
+    /// A canonical E.164 number on either side, or on any leg.
+    pub number: Option<String>,
+    /// Only calls older than this call id: the cursor of the next page.
+    pub before: Option<String>,
+}
+
+/// The newest `limit` calls that pass `f`, newest first.
+pub fn list(conn: &Connection, limit: usize, f: &Filter) -> rusqlite::Result<Vec<Summary>> {
+    let mut stmt = conn.prepare_cached(
         "SELECT id, created_at, dialect, partner_id, a_number, b_number, state, result_status FROM calls
          WHERE (?1 IS NULL OR partner_id = ?1) AND (?2 IS NULL OR state = ?2)
-         ORDER BY id DESC LIMIT ?3",
+           AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4)
+           AND (?5 IS NULL OR a_number = ?5 OR b_number = ?5
+                OR EXISTS (SELECT 1 FROM legs WHERE legs.call_id = calls.id AND legs.number = ?5))
+           AND (?6 IS NULL OR id < ?6)
+         ORDER BY id DESC LIMIT ?7",
     )?;
-    let rows = stmt.query_map(params![partner, state, limit as i64], |r| {
-        Ok(Summary {
-            id: r.get(0)?,
-            created_at: format_ms(r.get(1)?),
-            dialect: r.get(2)?,
-            partner_id: r.get(3)?,
-            a_number: r.get(4)?,
-            b_number: r.get(5)?,
-            state: r.get(6)?,
-            result_status: r.get(7)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![
+            f.partner,
+            f.state,
+            f.since,
+            f.until,
+            f.number,
+            f.before,
+            limit as i64
+        ],
+        |r| {
+            Ok(Summary {
+                id: r.get(0)?,
+                created_at: format_ms(r.get(1)?),
+                dialect: r.get(2)?,
+                partner_id: r.get(3)?,
+                a_number: r.get(4)?,
+                b_number: r.get(5)?,
+                state: r.get(6)?,
+                result_status: r.get(7)?,
+            })
+        },
+    )?;
     rows.collect()
+}
+
+/// The partner a call belongs to: `None` when there is no such call,
+/// `Some(None)` when the request named no partner.
+pub fn owner(conn: &Connection, id: &str) -> rusqlite::Result<Option<Option<String>>> {
+    conn.prepare_cached("SELECT partner_id FROM calls WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
 }
 
 /// Calls per state, for `/metrics`.

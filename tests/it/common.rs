@@ -537,7 +537,7 @@ impl Upstream {
 
 /// The parts every test config shares: loopback on a free port, the database in
 /// the test's directory, debug logs, the admin token.
-fn base_config(rest: &str) -> String {
+pub fn base_config(rest: &str) -> String {
     format!(
         r#"
 [server]

@@ -5,4 +5,5 @@ mod callbacks;
 mod common;
 mod config;
 mod lifecycle;
+mod native;
 mod xip;
