@@ -1,5 +1,5 @@
-//! The native dialect: c2cd's own JSON API, described by `openapi.yaml` at the
-//! top of the repository. `POST /v1/calls` is its front door (HTTP Basic auth with
+//! The native dialect: c2cd's own JSON API, described by `src/http/openapi.json`
+//! (served at `/v1/openapi.json`; the integration tests check the server against it). `POST /v1/calls` is its front door (HTTP Basic auth with
 //! a partner's `username` and `password`); errors are RFC 9457 problem details
 //! (`application/problem+json`) with a stable `code`. The native JSON callback
 //! format, which dialects without one of their own fall back to, is here too.

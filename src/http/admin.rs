@@ -101,6 +101,19 @@ pub async fn metrics(app: &App) -> Resp {
     r
 }
 
+/// The OpenAPI 3.1 description of the native API, as served at `/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /v1/openapi.json`: the API's description, for anyone (it holds no secret).
+pub fn openapi() -> Resp {
+    let mut r = text(StatusCode::OK, OPENAPI);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 fn error(status: StatusCode, code: &str, message: &str) -> Resp {
     json(
         status,

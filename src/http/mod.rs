@@ -143,6 +143,7 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
             "native",
             detached(&app, dialect::native::handle(app.clone(), remote, req)).await,
         ),
+        "/v1/openapi.json" => ("openapi", admin::openapi()),
         "/healthz" => ("healthz", admin::healthz(&app).await),
         "/metrics" => ("metrics", admin::metrics(&app).await),
         p if p == "/v1" || p.starts_with("/v1/") => ("v1", admin::handle(&app, req).await),

@@ -6,4 +6,5 @@ mod common;
 mod config;
 mod lifecycle;
 mod native;
+mod openapi;
 mod xip;

@@ -6,15 +6,15 @@ use base64::Engine;
 
 use crate::common::*;
 
-const USER: &str = "crm";
-const PASSWORD: &str = "crm-password-0123456789";
+pub const USER: &str = "crm";
+pub const PASSWORD: &str = "crm-password-0123456789";
 const OTHER: &str = "other";
 const OTHER_PASSWORD: &str = "other-password-0123456789";
 const CB_SECRET: &str = "callback-secret-0123456789";
 
 /// Partners `crm` and `other` on the instant simulator (busy 1555000*, no answer
 /// 1555001*), and `crm-xip` on an XIP upstream that is never reached.
-fn config(callback_url: &str) -> String {
+pub fn config(callback_url: &str) -> String {
     base_config(&format!(
         r#"
 [callbacks]
@@ -81,7 +81,7 @@ fn post(d: &Daemon, auth: Option<(&str, &str)>, content_type: &str, body: &str) 
     )
 }
 
-fn place(d: &Daemon, body: &serde_json::Value) -> Response {
+pub fn place(d: &Daemon, body: &serde_json::Value) -> Response {
     post(
         d,
         Some((USER, PASSWORD)),
@@ -90,7 +90,7 @@ fn place(d: &Daemon, body: &serde_json::Value) -> Response {
     )
 }
 
-fn get_as(d: &Daemon, user: &str, password: &str, path: &str) -> Response {
+pub fn get_as(d: &Daemon, user: &str, password: &str, path: &str) -> Response {
     request(
         d.addr,
         &format!(
@@ -161,6 +161,7 @@ fn a_call_with_retries_and_a_parallel_side_is_followed_to_the_end() {
         .iter()
         .map(|r| serde_json::from_str(&r.body).unwrap())
         .collect();
+    got.iter().for_each(crate::openapi::check_callback);
     let seen: Vec<&str> = got.iter().map(|b| b["event"].as_str().unwrap()).collect();
     assert_eq!(seen, kinds);
     let legs: Vec<(String, i64, String)> = got
@@ -190,6 +191,7 @@ fn a_call_with_retries_and_a_parallel_side_is_followed_to_the_end() {
     d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
     let r = get_as(&d, USER, PASSWORD, &format!("/v1/calls/{id}"));
     assert_eq!(r.status, 200, "{}", r.text());
+    crate::openapi::check("get", "/v1/calls/{id}", &r);
     let call = json_of(&r);
     assert_eq!(call["state"], "completed");
     assert_eq!(call["reference"], "crm-42");
@@ -266,6 +268,7 @@ fn a_partner_sees_and_hangs_up_only_its_own_calls() {
     );
     assert_eq!(theirs.status, 201, "{}", theirs.text());
     let theirs = theirs.call_id();
+    d.wait_log(&format!("call {theirs}: b_ended_busy -> failed"));
 
     // Another partner's call is not there for them; the operator sees both.
     assert_eq!(
@@ -388,6 +391,7 @@ fn every_refusal_is_a_problem_with_a_row_an_operator_can_read() {
     ];
     for (r, status, code) in &cases {
         assert_eq!(r.status, *status, "{}", r.text());
+        crate::openapi::check("post", "/v1/calls", r);
         assert_eq!(r.header("content-type"), Some("application/problem+json"));
         let p = json_of(r);
         assert_eq!(
