@@ -10,8 +10,10 @@
 //! - [`daemon`]: wiring and lifecycle (open, serve, reload on HUP, drain on TERM).
 //! - [`http`]: hyper plumbing: connection and body limits, routing, operator
 //!   endpoints (`/healthz`, `/metrics`, the `/v1` admin API).
-//! - [`dialect`]: one module per wire dialect (so far [`dialect::xip`]).
-//! - [`core`]: the domain: call ids, phone numbers, secrets, the call state machine.
+//! - [`dialect`]: one module per wire dialect ([`dialect::xip`], [`dialect::native`]),
+//!   each with its callback format.
+//! - [`core`]: the domain: call ids, phone numbers, secrets, the call's plan
+//!   (sides, participants, strategies), the call state machine.
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
 //! - [`provider`]: the click-to-call servers (simulator, upstream XIP over HTTP).
 //! - [`reconcile`]: a final state for every call, even when no end is heard.

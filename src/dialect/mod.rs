@@ -2,13 +2,14 @@
 //! its wire format, records the request, hands it to the core and a provider, and
 //! answers in its own format with its own error codes.
 //!
-//! | core   | xip (seed 000)                  |
-//! | ------ | ------------------------------- |
-//! | A side | Requestor → RequestorPhone      |
-//! | B side | Fulfillment → DestinationPhone  |
-//! | A sees | RequestorCID (last 10 of B)     |
-//! | B sees | DestinationCID (last 10 of A)   |
-//! | limit  | TimeLimit (s)                   |
+//! | core   | xip (seed 000)                  | native (`/v1/calls`)           |
+//! | ------ | ------------------------------- | ------------------------------ |
+//! | A side | Requestor → RequestorPhone      | `a.participants[]`             |
+//! | B side | Fulfillment → DestinationPhone  | `b.participants[]`             |
+//! | A sees | RequestorCID (last 10 of B)     | `a.caller_id` (B's first)      |
+//! | B sees | DestinationCID (last 10 of A)   | `b.caller_id` (A's first)      |
+//! | limit  | TimeLimit (s)                   | `time_limit` (s)               |
+//! | memo   | —                               | `reference`                    |
 
 pub mod native;
 pub mod xip;
