@@ -16,12 +16,117 @@ pub mod xip;
 
 use std::time::Duration;
 
+use crate::app::App;
 use crate::core::call::{CallState, Event};
 use crate::core::plan::CallPlan;
-use crate::core::CallId;
+use crate::core::{now_ms, CallId};
+use crate::provider::{Events, FollowUp, Originate, Provider, ProviderError, Reply};
+use crate::store::{calls, partners, StoreError};
 
 /// The header every dialect answer carries: the call's id.
 pub const CALL_ID_HEADER: &str = "c2c-call-id";
+
+/// A dialect's answer to its partner, as the call records it.
+pub trait Recorded: Clone + Send + Sync + 'static {
+    /// The event the answer moves the call by (accepted, handed off, failed,
+    /// or rejected for a refusal).
+    fn event(&self) -> Event;
+    /// Why the call was refused or failed, if it was.
+    fn detail(&self) -> Option<&str>;
+    fn answered(&self) -> calls::Answered<'_>;
+}
+
+/// What the provider's answer (or failure) means for a dialect.
+pub type Outcome = Result<(Reply, Option<FollowUp>), ProviderError>;
+
+/// Records the request `rec` and has `provider` place the call `o`, in the order
+/// that loses nothing, and starts following it. Returns the dialect's answer, or
+/// `None` when the partner is not enabled for the dialect in the database (the
+/// request is then recorded as refused with `refusal`).
+///
+/// A provider that places real calls is asked only once the request is durable,
+/// so a crash never leaves a placed call without a row. The simulator places
+/// nothing real and answers at once: its answer is committed with the request,
+/// one commit on the request path instead of two. The partner is checked against
+/// the database in the same transaction that records the request.
+pub async fn place<A: Recorded>(
+    app: &App,
+    rec: calls::NewCall,
+    provider: &Provider,
+    o: &Originate,
+    upstream: Vec<(&'static str, String)>,
+    refusal: A,
+    answer_of: impl Fn(Outcome) -> (A, Option<FollowUp>),
+) -> Result<Option<A>, StoreError> {
+    let id = rec.id;
+    let dialect = rec.dialect;
+    let events = Events::new(app.store.clone());
+    let early = match provider.is_local() {
+        true => Some(answer_of(
+            provider
+                .originate(o, upstream.clone(), events.clone())
+                .await,
+        )),
+        false => None,
+    };
+    let pid = rec.partner_id.clone().unwrap_or_default();
+    let early_record = early.as_ref().map(|(a, _)| a.clone());
+    let recorded = app
+        .store
+        .write(move |c| {
+            if !partners::is_enabled_for(c, &pid, dialect)? {
+                // Nothing goes upstream: the row must not say otherwise.
+                let rec = calls::NewCall {
+                    provider: None,
+                    upstream_request: None,
+                    auth_ok: None,
+                    callback_url: None,
+                    ..rec
+                };
+                let events = [(refusal.event(), refusal.detail())];
+                calls::insert(c, &rec, &events, Some(refusal.answered()))?;
+                return Ok(false);
+            }
+            match &early_record {
+                Some(a) => {
+                    let events = [(Event::Originating, None), (a.event(), a.detail())];
+                    calls::insert(c, &rec, &events, Some(a.answered()))?
+                }
+                None => calls::insert(c, &rec, &[(Event::Originating, None)], None)?,
+            };
+            Ok(true)
+        })
+        .await?;
+    if !recorded {
+        log::info!("call {id}: {dialect} partner is not enabled in the database");
+        return Ok(None);
+    }
+    let (answer, follow) = match early {
+        Some(done) => done,
+        None => {
+            let (answer, follow) = answer_of(provider.originate(o, upstream, events).await);
+            let a = answer.clone();
+            let w = app
+                .store
+                .write(move |c| {
+                    let at = now_ms();
+                    calls::apply(c, id, &[(a.event(), a.detail())], at)?;
+                    calls::set_result(c, id, at, a.answered())
+                })
+                .await;
+            if let Err(e) = w {
+                // The call is placed: answer the partner anyway; the row shows `originating`.
+                log::error!("call {id}: the provider's answer was not recorded: {e}");
+            }
+            (answer, follow)
+        }
+    };
+    if let Some(f) = follow {
+        let task = tokio::spawn(f);
+        app.following.set_task(id, task.abort_handle());
+    }
+    Ok(Some(answer))
+}
 
 /// When a call with no end heard is reconciled (unix ms): the longest it can
 /// take (every round ringing out on both sides, then its time limit) plus grace.

@@ -12,23 +12,21 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{
-    HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{deadline, CallbackFormat, Notice, Payload, CALL_ID_HEADER};
+use super::{deadline, place, CallbackFormat, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER};
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
-use crate::core::call::Event;
+use crate::core::call::{next, CallState, Event};
 use crate::core::phone::E164;
 use crate::core::plan::{self, CallPlan, Participant, SidePlan, Strategy};
-use crate::core::{ct_eq, format_ms, now_ms, CallId};
+use crate::core::{ct_eq, format_ms, CallId};
 use crate::http::{read_body, BodyError, Resp};
-use crate::provider::{Events, FollowUp, Originate, ProviderError, Reply};
-use crate::store::{calls, partners, StoreError};
+use crate::provider::{FollowUp, Originate, ProviderError};
+use crate::store::{calls, StoreError};
 
 /// Why a native request was refused, each with its HTTP status and stable code.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -506,27 +504,12 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     let app = &*app;
     let rt = app.runtime();
     let limits = &rt.config.server;
-    let mut rec = calls::NewCall {
-        id: CallId::new(),
-        at: now_ms(),
-        dialect: "native",
-        partner_id: None,
-        remote_addr: Some(remote.to_string()),
-        method: req.method().to_string(),
-        received_query: req.uri().query().unwrap_or("").to_string(),
-        received_body: Vec::new(),
-        a_number: None,
-        b_number: None,
-        a_cid: None,
-        b_cid: None,
-        auth_ok: None,
-        provider: None,
-        upstream_request: None,
-        deadline_at: None,
-        callback_url: None,
-        plan: None,
-        memo: None,
-    };
+    let mut rec = calls::NewCall::received(
+        "native",
+        remote,
+        req.method().as_str(),
+        req.uri().query().unwrap_or(""),
+    );
     let is_json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -625,77 +608,16 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     rec.provider = Some(provider.name().to_string());
     rec.upstream_request = Some(provider.describe(&upstream));
 
-    // As in XIP: a provider that places real calls is asked only once the
-    // request is durable; the simulator's answer is committed with the request.
-    let id = rec.id;
-    let at = rec.at;
-    let events = Events::new(app.store.clone());
-    let early = match provider.is_local() {
-        true => Some(answer_of(
-            id,
-            provider
-                .originate(&o, upstream.clone(), events.clone())
-                .await,
-        )),
-        false => None,
-    };
-    let pid = partner.id.clone();
-    let early_record = early.as_ref().map(|(a, _)| a.clone());
-    let recorded = app
-        .store
-        .write(move |c| {
-            if !partners::is_enabled_for(c, &pid, "native")? {
-                return Ok(false);
-            }
-            match &early_record {
-                Some(a) => {
-                    let bytes = a.body(id, at).to_string().into_bytes();
-                    let events = [
-                        (Event::Originating, None),
-                        (a.event.clone(), a.detail.as_deref()),
-                    ];
-                    calls::insert(c, &rec, &events, Some(a.answered(&bytes)))?
-                }
-                None => calls::insert(c, &rec, &[(Event::Originating, None)], None)?,
-            };
-            Ok(true)
-        })
-        .await;
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => {
-            log::info!(
-                "call {id}: native partner {:?} is not enabled in the database",
-                partner.id
-            );
-            return problem(id, &NativeError::Forbidden);
-        }
+    let (id, at) = (rec.id, rec.at);
+    let refusal = Answer::refused(id, NativeError::Forbidden);
+    let placed = place(app, rec, &provider, &o, upstream, refusal, |r| {
+        answer_of(id, at, r)
+    });
+    let answer = match placed.await {
+        Ok(Some(a)) => a,
+        Ok(None) => return problem(id, &NativeError::Forbidden),
         Err(e) => return store_failure(id, &e),
-    }
-    let (answer, follow) = match early {
-        Some(done) => done,
-        None => {
-            let (answer, follow) = answer_of(id, provider.originate(&o, upstream, events).await);
-            let a = answer.clone();
-            let w = app
-                .store
-                .write(move |c| {
-                    let now = now_ms();
-                    let bytes = a.body(id, at).to_string().into_bytes();
-                    calls::apply(c, id, &[(a.event.clone(), a.detail.as_deref())], now)?;
-                    calls::set_result(c, id, now, a.answered(&bytes))
-                })
-                .await;
-            if let Err(e) = w {
-                log::error!("call {id}: the provider's answer was not recorded: {e}");
-            }
-            (answer, follow)
-        }
     };
-    if let Some(f) = follow {
-        let task = tokio::spawn(f);
-        app.following.set_task(id, task.abort_handle());
-    }
     match &answer.error {
         None => log::info!(
             "call {id}: native partner {:?} via {}: {}",
@@ -710,94 +632,112 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             answer.detail.as_deref().unwrap_or(e.code())
         ),
     }
-    let mut r = match &answer.error {
-        None => respond(
-            id,
-            StatusCode::CREATED,
-            "application/json",
-            &answer.body(id, at),
-        ),
+    match &answer.error {
         Some(e) => problem(id, e),
-    };
-    if answer.error.is_none() {
-        if let Ok(v) = HeaderValue::from_str(&format!("/v1/calls/{id}")) {
-            r.headers_mut().insert(LOCATION, v);
+        None => {
+            let mut r = Response::new(Full::new(answer.body.clone()));
+            *r.status_mut() = StatusCode::CREATED;
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            for (name, value) in [
+                (CALL_ID_HEADER, id.to_string()),
+                ("location", format!("/v1/calls/{id}")),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(name, v);
+                }
+            }
+            r
         }
     }
-    r
 }
 
-/// What the provider's answer means for the partner and the call.
+/// What the provider's answer means for the partner, and what the call records.
 #[derive(Clone)]
 struct Answer {
     event: Event,
     /// Set when the call could not be placed.
     error: Option<NativeError>,
-    /// What the provider said, when it failed the call.
+    /// Why, in a line: what the provider said or why it could not be asked.
     detail: Option<String>,
+    /// The body answered: the created call, or the problem.
+    body: Bytes,
 }
 
 impl Answer {
-    fn body(&self, id: CallId, at: i64) -> Value {
-        match &self.error {
-            Some(e) => e.problem(id),
-            None => json!({
-                "id": id.to_string(),
-                "state": crate::core::call::next(crate::core::call::CallState::Originating, &self.event)
-                    .map(|s| s.as_str()),
-                "created_at": format_ms(at),
-                "href": format!("/v1/calls/{id}"),
-            }),
+    fn refused(id: CallId, e: NativeError) -> Answer {
+        Answer {
+            event: Event::Rejected,
+            detail: Some(e.detail()),
+            body: Bytes::from(e.problem(id).to_string()),
+            error: Some(e),
         }
     }
 
-    fn answered<'a>(&'a self, body: &'a [u8]) -> calls::Answered<'a> {
+    fn failed(id: CallId, e: NativeError, detail: String) -> Answer {
+        Answer {
+            detail: Some(detail),
+            ..Answer::refused(id, e)
+        }
+        .with_event(Event::Failed)
+    }
+
+    fn with_event(self, event: Event) -> Answer {
+        Answer { event, ..self }
+    }
+}
+
+impl Recorded for Answer {
+    fn event(&self) -> Event {
+        self.event.clone()
+    }
+
+    fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    fn answered(&self) -> calls::Answered<'_> {
         calls::Answered {
             status: self.error.as_ref().map_or(201, |e| e.status().as_u16()),
             code: self.error.as_ref().map(NativeError::code),
-            body,
+            body: &self.body,
             error: self.detail.as_deref(),
         }
     }
 }
 
-fn answer_of(
-    id: CallId,
-    r: Result<(Reply, Option<FollowUp>), ProviderError>,
-) -> (Answer, Option<FollowUp>) {
+fn answer_of(id: CallId, at: i64, r: Outcome) -> (Answer, Option<FollowUp>) {
     match r {
         Ok((reply, follow)) if reply.event == Event::Failed => {
             let said =
                 String::from_utf8_lossy(&reply.body[..reply.body.len().min(200)]).into_owned();
-            log::debug!("call {id}: provider refused: HTTP {}", reply.status);
+            let detail = format!("the provider answered HTTP {}: {said}", reply.status);
             (
-                Answer {
-                    event: Event::Failed,
-                    error: Some(NativeError::ProviderFailed),
-                    detail: Some(format!(
-                        "the provider answered HTTP {}: {said}",
-                        reply.status
-                    )),
-                },
+                Answer::failed(id, NativeError::ProviderFailed, detail),
                 follow,
             )
         }
-        Ok((reply, follow)) => (
-            Answer {
+        Ok((reply, follow)) => {
+            let created = json!({
+                "id": id.to_string(),
+                "state": next(CallState::Originating, &reply.event).map(CallState::as_str),
+                "created_at": format_ms(at),
+                "href": format!("/v1/calls/{id}"),
+            });
+            let mut body = serde_json::to_vec_pretty(&created).unwrap_or_default();
+            body.push(b'\n');
+            let answer = Answer {
                 event: reply.event,
                 error: None,
                 detail: None,
-            },
-            follow,
-        ),
-        Err(pe) => (
-            Answer {
-                event: Event::Failed,
-                error: Some(NativeError::from_provider(&pe)),
-                detail: Some(pe.to_string()),
-            },
-            None,
-        ),
+                body: Bytes::from(body),
+            };
+            (answer, follow)
+        }
+        Err(pe) => {
+            let e = NativeError::from_provider(&pe);
+            (Answer::failed(id, e, pe.to_string()), None)
+        }
     }
 }
 

@@ -24,12 +24,12 @@ use crate::app::App;
 use crate::core::call::Event;
 use crate::core::phone::{last_chars, E164};
 use crate::core::plan::CallPlan;
-use crate::core::{hex_digest_eq, md5_hex, now_ms, CallId};
+use crate::core::{hex_digest_eq, md5_hex, CallId};
 use crate::http::{read_body, BodyError, Resp};
-use crate::provider::{Events, Originate, ProviderError};
-use crate::store::{calls, partners, StoreError};
+use crate::provider::{Originate, ProviderError};
+use crate::store::{calls, StoreError};
 
-use super::{deadline, CALL_ID_HEADER};
+use super::{deadline, Recorded, CALL_ID_HEADER};
 
 /// Why c2cd answered a XIP request itself. Each has a stable result code and
 /// HTTP status; the codes are documented in the README.
@@ -236,27 +236,12 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     let rt = app.runtime();
     let limits = &rt.config.server;
     let method = req.method().clone();
-    let mut rec = calls::NewCall {
-        id: CallId::new(),
-        at: now_ms(),
-        dialect: "xip",
-        partner_id: None,
-        remote_addr: Some(remote.to_string()),
-        method: method.to_string(),
-        received_query: req.uri().query().unwrap_or("").to_string(),
-        received_body: Vec::new(),
-        a_number: None,
-        b_number: None,
-        a_cid: None,
-        b_cid: None,
-        auth_ok: None,
-        provider: None,
-        upstream_request: None,
-        deadline_at: None,
-        callback_url: None,
-        plan: None,
-        memo: None,
-    };
+    let mut rec = calls::NewCall::received(
+        "xip",
+        remote,
+        method.as_str(),
+        req.uri().query().unwrap_or(""),
+    );
     if method != Method::GET && method != Method::POST {
         return reject(app, rec, XipError::MethodNotAllowed).await;
     }
@@ -357,85 +342,20 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     rec.provider = Some(provider.name().to_string());
     rec.upstream_request = Some(provider.describe(&upstream));
 
-    // A provider that places real calls is asked only once the request is
-    // durable, so a crash never leaves a placed call without a row. The simulator
-    // places nothing real and answers at once: its answer is committed with the
-    // request, one commit on the request path instead of two.
     let id = rec.id;
-    let events = Events::new(app.store.clone());
-    let early = match provider.is_local() {
-        true => Some(answer_of(
-            id,
-            provider
-                .originate(&o, upstream.clone(), events.clone())
-                .await,
-        )),
-        false => None,
-    };
-
-    // The partner is validated against the database in the same transaction
-    // that records the request.
-    let pid = partner_id.clone();
     let unknown = XipError::UnknownPartner;
     let refusal = Answer::local(id, &unknown, Event::Rejected);
-    let early_record = early.as_ref().map(|(a, _)| a.clone());
-    let recorded = app
-        .store
-        .write(move |c| {
-            if !partners::is_enabled_for(c, &pid, "xip")? {
-                // Nothing goes upstream: the row must not say otherwise.
-                let rec = calls::NewCall {
-                    provider: None,
-                    upstream_request: None,
-                    auth_ok: None,
-                    callback_url: None,
-                    ..rec
-                };
-                let events = [(Event::Rejected, refusal.detail.as_deref())];
-                calls::insert(c, &rec, &events, Some(refusal.answered()))?;
-                return Ok(false);
-            }
-            match &early_record {
-                Some(a) => {
-                    let events = [
-                        (Event::Originating, None),
-                        (a.event.clone(), a.detail.as_deref()),
-                    ];
-                    calls::insert(c, &rec, &events, Some(a.answered()))?
-                }
-                None => calls::insert(c, &rec, &[(Event::Originating, None)], None)?,
-            };
-            Ok(true)
-        })
-        .await;
-    match recorded {
-        Ok(true) => {}
-        Ok(false) => {
-            log::info!("call {id}: xip partner {partner_id:?} is not enabled in the database");
-            return local_answer(id, &unknown);
-        }
-        Err(e) => return store_failure(id, &e),
-    }
+    let placed = super::place(app, rec, &provider, &o, upstream, refusal, |r| {
+        answer_of(id, r)
+    });
     if !auth_ok {
         log::warn!("call {id}: xip partner {partner_id:?} sent a bad Auth from {remote}; passing BadIncomingAuth upstream");
     }
-
-    let (answer, follow) = match early {
-        Some(done) => done,
-        None => {
-            let (answer, follow) = answer_of(id, provider.originate(&o, upstream, events).await);
-            let a = answer.clone();
-            if let Err(e) = app.store.write(move |c| a.record(c, id)).await {
-                // The call is placed: answer the vendor anyway; the row shows `originating`.
-                log::error!("call {id}: the provider's answer was not recorded: {e}");
-            }
-            (answer, follow)
-        }
+    let answer = match placed.await {
+        Ok(Some(a)) => a,
+        Ok(None) => return local_answer(id, &unknown),
+        Err(e) => return store_failure(id, &e),
     };
-    if let Some(f) = follow {
-        let task = tokio::spawn(f);
-        app.following.set_task(id, task.abort_handle());
-    }
     match &answer.detail {
         None => log::info!(
             "call {id}: xip partner {partner_id:?} via {}: HTTP {}",
@@ -480,6 +400,16 @@ impl Answer {
             detail: Some(e.to_string()),
         }
     }
+}
+
+impl Recorded for Answer {
+    fn event(&self) -> Event {
+        self.event.clone()
+    }
+
+    fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
 
     fn answered(&self) -> calls::Answered<'_> {
         calls::Answered {
@@ -488,13 +418,6 @@ impl Answer {
             body: &self.body,
             error: self.detail.as_deref(),
         }
-    }
-
-    /// Moves the stored call on by the answer's event and stores the answer.
-    fn record(&self, c: &rusqlite::Connection, id: CallId) -> rusqlite::Result<()> {
-        let at = now_ms();
-        calls::apply(c, id, &[(self.event.clone(), self.detail.as_deref())], at)?;
-        calls::set_result(c, id, at, self.answered())
     }
 }
 

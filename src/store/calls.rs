@@ -38,6 +38,38 @@ pub struct NewCall {
     pub memo: Option<String>,
 }
 
+impl NewCall {
+    /// A request as it arrived, before anything about it is known.
+    pub fn received(
+        dialect: &'static str,
+        remote: std::net::SocketAddr,
+        method: &str,
+        query: &str,
+    ) -> NewCall {
+        NewCall {
+            id: CallId::new(),
+            at: crate::core::now_ms(),
+            dialect,
+            partner_id: None,
+            remote_addr: Some(remote.to_string()),
+            method: method.to_string(),
+            received_query: query.to_string(),
+            received_body: Vec::new(),
+            a_number: None,
+            b_number: None,
+            a_cid: None,
+            b_cid: None,
+            auth_ok: None,
+            provider: None,
+            upstream_request: None,
+            deadline_at: None,
+            callback_url: None,
+            plan: None,
+            memo: None,
+        }
+    }
+}
+
 #[cfg(test)]
 impl NewCall {
     /// A sim call of partner `p` from +16045551234 to +16045550000, for tests.
