@@ -442,3 +442,179 @@ fn every_refusal_is_a_problem_with_a_row_an_operator_can_read() {
     assert!(!wrong.to_string().contains("wrong-password"));
     assert_eq!(d.call(&cases[5].0.call_id())["partner_id"], "crm");
 }
+
+/// Every outcome, through the native API with a real callback receiver: the
+/// call's state, each leg's state and cause, the CDR, and the callbacks, all of
+/// them and in order.
+#[test]
+fn every_outcome_gives_the_right_legs_cdr_and_ordered_callbacks() {
+    let rx = Upstream::start(Behaviour::Reply(200, "text/plain", "ok"));
+    // Phones answer at once and would talk for an hour: the 1 s time limit ends
+    // every bridged call. 1555002* fails, 1555003* rings for ever.
+    let config = config(&rx.url())
+        .replace("talk = \"0s\"", "talk = \"1h\"")
+        .replace(
+            "no_answer = [\"1555001*\"]",
+            "no_answer = [\"1555001*\"]\nfail = [\"1555002*\"]\nsilent = [\"1555003*\"]",
+        );
+    let mut d = Daemon::start(&config);
+    const OK_A: &str = "+16045551234";
+    const OK_B: &str = "+16045550000";
+    struct Case {
+        a: &'static str,
+        b: &'static str,
+        state: &'static str,
+        events: &'static [&'static str],
+        legs: &'static [(&'static str, &'static str, i64)],
+        cause: i64,
+    }
+    let head = ["originating", "accepted", "a_ringing"];
+    let cases = [
+        Case {
+            a: OK_A,
+            b: OK_B,
+            state: "completed",
+            events: &[
+                "a_answered",
+                "b_ringing",
+                "b_answered",
+                "bridged",
+                "a_ended_normal",
+            ],
+            legs: &[("a", "hung_up", 16), ("b", "hung_up", 16)],
+            cause: 16,
+        },
+        Case {
+            a: "+15550001111",
+            b: OK_B,
+            state: "failed",
+            events: &["a_ended_busy"],
+            legs: &[("a", "busy", 17)],
+            cause: 17,
+        },
+        Case {
+            a: "+15550011111",
+            b: OK_B,
+            state: "failed",
+            events: &["a_ended_no_answer"],
+            legs: &[("a", "no_answer", 19)],
+            cause: 19,
+        },
+        Case {
+            a: "+15550021111",
+            b: OK_B,
+            state: "failed",
+            events: &["a_ended_failed"],
+            legs: &[("a", "failed", 34)],
+            cause: 34,
+        },
+        Case {
+            a: OK_A,
+            b: "+15550001111",
+            state: "failed",
+            events: &["a_answered", "b_ringing", "b_ended_busy"],
+            legs: &[("a", "hung_up", 16), ("b", "busy", 17)],
+            cause: 17,
+        },
+        Case {
+            a: OK_A,
+            b: "+15550011111",
+            state: "failed",
+            events: &["a_answered", "b_ringing", "b_ended_no_answer"],
+            legs: &[("a", "hung_up", 16), ("b", "no_answer", 19)],
+            cause: 19,
+        },
+        Case {
+            a: "+15550031111",
+            b: OK_B,
+            state: "failed",
+            events: &["cancelled"],
+            legs: &[("a", "cancelled", 16)],
+            cause: 16,
+        },
+    ];
+    for c in &cases {
+        let r = place(
+            &d,
+            &serde_json::json!({
+                "a": side(&[(c.a, 0)], "sequential"),
+                "b": side(&[(c.b, 0)], "sequential"),
+                "time_limit": 1,
+            }),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.call_id();
+        let last = *c.events.last().unwrap();
+        if last == "cancelled" {
+            // It rings for ever: the partner hangs it up.
+            d.wait_log(&format!("call {id}: a_ringing -> dialing_a"));
+            let hang = request(
+                d.addr,
+                &format!(
+                    "POST /v1/calls/{id}/hangup HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    basic(USER, PASSWORD)
+                ),
+            );
+            assert_eq!(hang.status, 200, "{}", hang.text());
+        } else {
+            d.wait_log(&format!("call {id}: {last} -> {}", c.state));
+        }
+        let call = d.call(&id);
+        assert_eq!(call["state"], c.state, "{}: {call}", c.a);
+        let legs: Vec<(&str, &str, i64)> = call["legs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["side"].as_str().unwrap(),
+                    l["state"].as_str().unwrap(),
+                    l["cause"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(legs, c.legs, "{} -> {}", c.a, c.b);
+        assert_eq!(call["cdr"]["state"], c.state);
+        assert_eq!(call["cdr"]["cause"], c.cause);
+        assert_eq!(call["cdr"]["bridged"].is_null(), c.state != "completed");
+        if c.state == "completed" {
+            // Ended by the 1 s time limit, not by the hour of talk.
+            assert!(
+                call["cdr"]["billable_s"].as_i64().unwrap() <= 2,
+                "{}",
+                call["cdr"]
+            );
+        }
+
+        // The callbacks: every event once, in order, the last one final.
+        let want: Vec<&str> = head.iter().chain(c.events).copied().collect();
+        let mine = |rx: &Upstream| -> Vec<serde_json::Value> {
+            rx.requests()
+                .iter()
+                .map(|r| serde_json::from_str::<serde_json::Value>(&r.body).unwrap())
+                .filter(|b| b["call_id"] == id.as_str())
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while mine(&rx).len() < want.len() {
+            // Deliveries of this call land one by one: each is a request the
+            // receiver counts, so wait for the receiver's next one.
+            let n = rx.requests().len();
+            rx.wait_requests(n + 1);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "callbacks of {id} missing"
+            );
+        }
+        let got = mine(&rx);
+        let kinds: Vec<&str> = got.iter().map(|b| b["event"].as_str().unwrap()).collect();
+        assert_eq!(kinds, want, "{} -> {}", c.a, c.b);
+        let seqs: Vec<i64> = got.iter().map(|b| b["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (1..=want.len() as i64).collect::<Vec<_>>());
+        let end = got.last().unwrap();
+        assert_eq!(
+            (end["state"].as_str(), end["cause"].as_i64()),
+            (Some(c.state), Some(c.cause))
+        );
+    }
+}
