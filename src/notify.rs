@@ -21,7 +21,7 @@ use sha2::Sha256;
 use crate::app::App;
 use crate::config::{Callbacks, Config};
 use crate::core::{now_ms, Secret};
-use crate::provider::xip::HttpClient;
+use crate::outbound::{error_chain, HttpClient};
 use crate::store::callbacks::{self, Due, Next};
 use crate::store::StoreError;
 
@@ -112,7 +112,7 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
         let resp = client
             .request(req)
             .await
-            .map_err(|e| format!("unreachable: {e}"))?;
+            .map_err(|e| format!("unreachable: {}", error_chain(&e)))?;
         let status = resp.status().as_u16();
         // Read (a bounded part of) the answer so the connection can be reused.
         let _ = Limited::new(resp.into_body(), limit).collect().await;
@@ -211,9 +211,8 @@ pub async fn deliver_due(app: &App, client: &HttpClient, now: i64) -> Result<usi
 
 /// Delivers the outbox until the process stops.
 pub async fn run(app: Arc<App>) {
-    let client = crate::provider::xip::client();
     loop {
-        match deliver_due(&app, &client, now_ms()).await {
+        match deliver_due(&app, &app.client, now_ms()).await {
             Ok(0) => tokio::time::sleep(TICK).await,
             Ok(_) => {}
             Err(e) => {

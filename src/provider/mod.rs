@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::config::{self, ProviderKind};
 use crate::core::call::Event;
 use crate::core::{md5_hex, now_ms, CallId};
+use crate::outbound::HttpClient;
 use crate::store::{calls, Store, StoreError};
 
 /// The Auth sent upstream when the partner's own Auth did not match, as the XIP
@@ -286,8 +287,11 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn build(cfg: &config::Config, following: &Arc<Following>) -> Providers {
-        let client = xip::client();
+    pub fn build(
+        cfg: &config::Config,
+        following: &Arc<Following>,
+        client: &HttpClient,
+    ) -> Providers {
         let map = cfg
             .providers
             .iter()
