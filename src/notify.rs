@@ -5,7 +5,8 @@
 //! Each callback is POSTed as JSON with `C2C-Event-Id` and `C2C-Signature:
 //! t=<unix seconds>,v1=<hex>[,v1=<hex>…]`: HMAC-SHA256 of `"<t>.<body>"` under
 //! each of the partner's `callback_secrets`, so receivers can verify with any
-//! active secret while a secret is rotated. Callbacks go only to the partner's
+//! active secret while a secret is rotated. Callbacks go over http or https (the
+//! system trust store, see [`crate::outbound`]) only to the partner's
 //! `callback_hosts`; redirects are not followed (a 3xx is a failed attempt).
 
 use std::fmt::Write;
@@ -78,7 +79,7 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
     let host = uri.host().unwrap_or_default();
     // SECURITY: the host is checked against the partner's list at every attempt,
     // so removing a host from the config stops deliveries to it.
-    if uri.scheme_str() != Some("http")
+    if !matches!(uri.scheme_str(), Some("http" | "https"))
         || !partner
             .callback_hosts
             .iter()

@@ -1,6 +1,6 @@
-//! An upstream XIP click-to-call server over HTTP: the nine parameters as a query
-//! string (GET) or a form body (POST); its status and body go back to the partner
-//! verbatim.
+//! An upstream XIP click-to-call server over HTTP or HTTPS: the nine parameters
+//! as a query string (GET) or a form body (POST); its status and body go back to
+//! the partner verbatim.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
