@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::Config;
+use crate::outbound::HttpClient;
 use crate::provider::{Following, Providers};
 use crate::store::Store;
 
@@ -19,9 +20,9 @@ pub struct Runtime {
 
 impl Runtime {
     /// `following` outlives runtimes: calls a provider follows stay followed
-    /// across a reload.
-    pub fn new(config: Config, following: &Arc<Following>) -> Self {
-        let providers = Providers::build(&config, following);
+    /// across a reload. So does `client`, with its pool and its trust roots.
+    pub fn new(config: Config, following: &Arc<Following>, client: &HttpClient) -> Self {
+        let providers = Providers::build(&config, following, client);
         Runtime { config, providers }
     }
 }
@@ -34,6 +35,9 @@ pub struct App {
     pub inflight: Arc<Inflight>,
     /// The calls providers are following now (see [`Following`]).
     pub following: Arc<Following>,
+    /// The outgoing HTTP client of upstreams and callbacks, made once at start
+    /// so the trust store is read once and connections are reused across reloads.
+    pub client: HttpClient,
     /// Where each round-robin pool starts its next call.
     pub rotation: Rotation,
 }
@@ -66,9 +70,15 @@ impl Rotation {
 }
 
 impl App {
-    pub fn new(runtime: Runtime, store: Store, following: Arc<Following>) -> Self {
+    pub fn new(
+        runtime: Runtime,
+        store: Store,
+        following: Arc<Following>,
+        client: HttpClient,
+    ) -> Self {
         App {
             following,
+            client,
             runtime: RwLock::new(Arc::new(runtime)),
             store,
             metrics: Metrics::default(),

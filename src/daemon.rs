@@ -35,11 +35,16 @@ pub async fn run(
     sync_partners(&store, &config)
         .await
         .context("while syncing partners into the database")?;
+    let roots = tokio::task::spawn_blocking(crate::outbound::trust_roots)
+        .await
+        .context("while reading the trust store")?;
+    let client = crate::outbound::client(roots).context("while setting up https")?;
     let following = Arc::new(Following::default());
     let app = Arc::new(App::new(
-        Runtime::new(config, &following),
+        Runtime::new(config, &following, &client),
         store.clone(),
         following,
+        client,
     ));
     tokio::spawn(crate::reconcile::run(app.clone()));
     tokio::spawn(crate::notify::run(app.clone()));
@@ -141,7 +146,7 @@ async fn reload(app: &App) {
         return;
     }
     log::set_max_level(new.log.level);
-    app.replace(Runtime::new(new, &app.following));
+    app.replace(Runtime::new(new, &app.following, &app.client));
     log::info!("config reloaded");
 }
 

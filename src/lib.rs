@@ -16,6 +16,8 @@
 //!   (sides, participants, strategies), the call state machine.
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
 //! - [`provider`]: the click-to-call servers (simulator, upstream XIP over HTTP).
+//! - [`outbound`]: the one outgoing HTTP(S) client, for upstreams and callbacks,
+//!   trusting the system trust store.
 //! - [`reconcile`]: a final state for every call, even when no end is heard.
 //! - [`notify`]: the callback outbox's delivery worker.
 //! - [`app`]: the shared state of a running daemon.
@@ -32,6 +34,7 @@ pub mod dialect;
 pub mod http;
 pub mod logging;
 pub mod notify;
+pub mod outbound;
 pub mod privileges;
 pub mod provider;
 pub mod reconcile;

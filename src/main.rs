@@ -513,6 +513,7 @@ fn man_page() -> String {
         }
     }
     m.push_str(".SH SIGNALS\n.TP\n.B SIGTERM, SIGINT\nStop accepting, let requests under way finish (up to server.drain_timeout), flush the database and exit 0.\n.TP\n.B SIGHUP\nReload the configuration; a file with errors is refused and the running configuration stays.\n");
+    m.push_str(".SH ENVIRONMENT\n.TP\n.B SSL_CERT_FILE, SSL_CERT_DIR\nThe certificates trusted for https callbacks and upstream servers: a PEM bundle, and directories of PEM files. When neither is set, the system trust store (/etc/ssl/certs on Debian). Read once, at start.\n");
     m.push_str(".SH FILES\n.TP\n.I /etc/c2cd/c2cd.toml\nThe configuration.\n.TP\n.I /var/lib/c2cd/c2cd.db\nThe database; before a schema upgrade it is copied to c2cd.db.vN.bak beside it.\n.TP\n.I /var/lib/c2cd/backups/\nThe nightly copies of c2cd\\-backup.timer.\n");
     m.push_str(".SH EXIT STATUS\n0 on success; 64 when the configuration or the command line is wrong (the message names the file, the line and the key); 1 on any other failure.\n");
     m.push_str(".SH SEE ALSO\n.BR c2cd.toml (5),\n.BR systemctl (1)\n");

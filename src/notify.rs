@@ -5,7 +5,8 @@
 //! Each callback is POSTed as JSON with `C2C-Event-Id` and `C2C-Signature:
 //! t=<unix seconds>,v1=<hex>[,v1=<hex>…]`: HMAC-SHA256 of `"<t>.<body>"` under
 //! each of the partner's `callback_secrets`, so receivers can verify with any
-//! active secret while a secret is rotated. Callbacks go only to the partner's
+//! active secret while a secret is rotated. Callbacks go over http or https (the
+//! system trust store, see [`crate::outbound`]) only to the partner's
 //! `callback_hosts`; redirects are not followed (a 3xx is a failed attempt).
 
 use std::fmt::Write;
@@ -21,7 +22,7 @@ use sha2::Sha256;
 use crate::app::App;
 use crate::config::{Callbacks, Config};
 use crate::core::{now_ms, Secret};
-use crate::provider::xip::HttpClient;
+use crate::outbound::{error_chain, HttpClient};
 use crate::store::callbacks::{self, Due, Next};
 use crate::store::StoreError;
 
@@ -78,7 +79,7 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
     let host = uri.host().unwrap_or_default();
     // SECURITY: the host is checked against the partner's list at every attempt,
     // so removing a host from the config stops deliveries to it.
-    if uri.scheme_str() != Some("http")
+    if !matches!(uri.scheme_str(), Some("http" | "https"))
         || !partner
             .callback_hosts
             .iter()
@@ -112,7 +113,7 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
         let resp = client
             .request(req)
             .await
-            .map_err(|e| format!("unreachable: {e}"))?;
+            .map_err(|e| format!("unreachable: {}", error_chain(&e)))?;
         let status = resp.status().as_u16();
         // Read (a bounded part of) the answer so the connection can be reused.
         let _ = Limited::new(resp.into_body(), limit).collect().await;
@@ -211,9 +212,8 @@ pub async fn deliver_due(app: &App, client: &HttpClient, now: i64) -> Result<usi
 
 /// Delivers the outbox until the process stops.
 pub async fn run(app: Arc<App>) {
-    let client = crate::provider::xip::client();
     loop {
-        match deliver_due(&app, &client, now_ms()).await {
+        match deliver_due(&app, &app.client, now_ms()).await {
             Ok(0) => tokio::time::sleep(TICK).await,
             Ok(_) => {}
             Err(e) => {

@@ -76,8 +76,14 @@ mod tests {
         let config = parse(&text, Source::File("t.toml".into())).unwrap();
         let store = Store::open(&config.database).unwrap();
         let following = Arc::new(Following::default());
+        let client = crate::outbound::client(rustls::RootCertStore::empty()).unwrap();
         (
-            App::new(Runtime::new(config, &following), store.clone(), following),
+            App::new(
+                Runtime::new(config, &following, &client),
+                store.clone(),
+                following,
+                client,
+            ),
             store,
         )
     }

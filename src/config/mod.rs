@@ -892,13 +892,12 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                             v.err(&at("url"), "must not carry user:password@; the upstream is authenticated by the Auth parameter");
                             uri
                         }
-                        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => uri,
-                        Ok(uri) if uri.scheme_str() == Some("https") => {
-                            v.err(&at("url"), "https is not supported yet; reach the server through a local TLS proxy (e.g. stunnel) over http");
-                            uri
-                        }
+                        Ok(uri) if is_web(&uri) => uri,
                         _ => {
-                            v.err(&at("url"), format!("{u:?} is not an http:// URL"));
+                            v.err(
+                                &at("url"),
+                                format!("{u:?} is not an http:// or https:// URL"),
+                            );
                             hyper::Uri::from_static("http://127.0.0.1/")
                         }
                     },
@@ -1058,30 +1057,10 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         let callback_hosts = p.callback_hosts.clone().unwrap_or_default();
         let callback_url = match p.callback_url.as_deref() {
             None => None,
-            Some(u) => match u.parse::<hyper::Uri>() {
-                Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
-                    let host = uri.host().unwrap_or_default();
-                    // SECURITY: callbacks only to hosts the operator listed.
-                    if !callback_hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-                        v.err(
-                            &at("callback_url"),
-                            format!("host {host:?} is not in callback_hosts"),
-                        );
-                    }
-                    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-                        v.err(&at("callback_url"), "must not carry user:password@");
-                    }
-                    Some(uri)
-                }
-                Ok(uri) if uri.scheme_str() == Some("https") => {
-                    v.err(
-                        &at("callback_url"),
-                        "https callbacks are not supported yet; use http:// to a local relay",
-                    );
-                    None
-                }
-                _ => {
-                    v.err(&at("callback_url"), format!("{u:?} is not an http:// URL"));
+            Some(u) => match check_callback_url(u, &callback_hosts) {
+                Ok(uri) => Some(uri),
+                Err(e) => {
+                    v.err(&at("callback_url"), e);
                     None
                 }
             },
@@ -1131,6 +1110,11 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         partners,
         providers,
     })
+}
+
+/// An `http://` or `https://` URL with a host: what the outgoing client reaches.
+fn is_web(uri: &hyper::Uri) -> bool {
+    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
 }
 
 /// Turns a serde/TOML error into `FILE:LINE: key: message`.
@@ -1428,6 +1412,61 @@ secret = "up"
         assert!(
             e.starts_with("c.toml:13: provider.url: must not carry user:password@"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn https_is_accepted_and_other_schemes_are_not() {
+        let c = parse(
+            &OK.replace("http://127.0.0.1:9000/c2c", "https://c2c.example/call.php"),
+            Source::File("c.toml".into()),
+        )
+        .unwrap();
+        let ProviderKind::Xip(x) = &c.providers[0].kind else {
+            panic!()
+        };
+        assert_eq!(x.url.scheme_str(), Some("https"));
+        let e = err(&OK.replace("http://127.0.0.1:9000/c2c", "ftp://127.0.0.1/c2c"));
+        assert_eq!(
+            e,
+            "c.toml:13: provider.url: \"ftp://127.0.0.1/c2c\" is not an http:// or https:// URL"
+        );
+        let e = err(&OK.replace("http://127.0.0.1:9000/c2c", "https://u:p@c2c.example/"));
+        assert!(
+            e.starts_with("c.toml:13: provider.url: must not carry user:password@"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_https_callback_url_still_needs_its_host_listed() {
+        let with = |url: &str, hosts: &str| {
+            OK.replace(
+                "provider = \"c2c\"",
+                &format!("provider = \"c2c\"\ncallback_url = \"{url}\"\ncallback_hosts = {hosts}\ncallback_secrets = [\"callback-secret-0123456789\"]"),
+            )
+        };
+        let c = parse(
+            &with("https://hooks.example/c2c", "[\"hooks.example\"]"),
+            Source::File("c.toml".into()),
+        )
+        .unwrap();
+        let url = c.partners[0].callback_url.as_ref().unwrap();
+        assert_eq!(url.to_string(), "https://hooks.example/c2c");
+        let e = err(&with("https://other.example/c2c", "[\"hooks.example\"]"));
+        assert_eq!(
+            e,
+            "c.toml:9: partner.callback_url: host \"other.example\" is not in callback_hosts"
+        );
+        let e = err(&with("https://u:p@hooks.example/", "[\"hooks.example\"]"));
+        assert_eq!(
+            e,
+            "c.toml:9: partner.callback_url: must not carry user:password@"
+        );
+        let e = err(&with("ws://hooks.example/", "[\"hooks.example\"]"));
+        assert_eq!(
+            e,
+            "c.toml:9: partner.callback_url: \"ws://hooks.example/\" is not an http:// or https:// URL"
         );
     }
 

@@ -24,6 +24,7 @@ use crate::config::{self, ProviderKind};
 use crate::core::call::Event;
 use crate::core::plan::CallPlan;
 use crate::core::{md5_hex, now_ms, CallId};
+use crate::outbound::HttpClient;
 use crate::store::{calls, Store, StoreError};
 
 /// The Auth sent upstream when the partner's own Auth did not match, as the XIP
@@ -305,8 +306,11 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn build(cfg: &config::Config, following: &Arc<Following>) -> Providers {
-        let client = xip::client();
+    pub fn build(
+        cfg: &config::Config,
+        following: &Arc<Following>,
+        client: &HttpClient,
+    ) -> Providers {
         let map = cfg
             .providers
             .iter()

@@ -1,33 +1,16 @@
-//! An upstream XIP click-to-call server over HTTP: the nine parameters as a query
-//! string (GET) or a form body (POST); its status and body go back to the partner
-//! verbatim.
-
-use std::time::Duration;
+//! An upstream XIP click-to-call server over HTTP or HTTPS: the nine parameters
+//! as a query string (GET) or a form body (POST); its status and body go back to
+//! the partner verbatim.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use super::{Originate, ProviderError, Reply};
 use crate::config::{HttpMethod, XipConfig};
 use crate::core::call::Event;
-
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// One HTTP client (and connection pool) for all upstream servers.
-pub fn client() -> HttpClient {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    http.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(64)
-        .build(http)
-}
+use crate::outbound::{error_chain, HttpClient};
 
 pub struct Xip {
     pub name: String,
@@ -102,15 +85,11 @@ impl Xip {
         let req = self.request(&params)?;
         let limit = self.cfg.max_response_bytes;
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| {
-                let mut msg = e.to_string();
-                let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
-                ProviderError::Unreachable(msg)
-            })?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| ProviderError::Unreachable(error_chain(&e)))?;
             let status = resp.status().as_u16();
             let content_type = resp
                 .headers()

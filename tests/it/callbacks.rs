@@ -210,3 +210,119 @@ fn the_cli_lists_shows_and_replays_callbacks() {
     let got = rx.requests();
     assert_eq!(got[8].header("c2c-event-id"), got[0].header("c2c-event-id"));
 }
+
+/// [`config`] with the callbacks going to `url` on `localhost`, the name the test
+/// receivers' certificate is for.
+fn localhost_config(url: &str, extra_calls: &str) -> String {
+    config(url, extra_calls).replace("[\"127.0.0.1\"]", "[\"localhost\"]")
+}
+
+#[test]
+fn https_callbacks_trust_the_system_store_and_arrive_signed() {
+    let rx = Upstream::start_tls(Behaviour::FailFirst(0));
+    assert!(rx.url().starts_with("https://localhost:"), "{}", rx.url());
+    // The test CA comes in the way an operator's private CA would: SSL_CERT_FILE.
+    let ca = test_ca();
+    let mut d = Daemon::start_env(
+        &localhost_config(&rx.url(), ""),
+        &[("SSL_CERT_FILE", ca.as_path())],
+    );
+    assert!(
+        d.log_text()
+            .contains("https: 1 trusted root certificates from SSL_CERT_FILE="),
+        "{}",
+        d.log_text()
+    );
+    let id = d
+        .get(&format!("/request/call.php?{}", demo_query()))
+        .call_id();
+    rx.wait_requests(8);
+    for _ in 0..8 {
+        // One log line per delivered callback, each written once it is recorded.
+        d.wait_log(&format!("for call {id}: delivered"));
+    }
+    let got = rx.requests();
+    let seqs: Vec<i64> = got
+        .iter()
+        .map(|r| body(r)["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7, 8]);
+    for r in &got {
+        assert_eq!(body(r)["call_id"], id.as_str());
+        assert!(
+            signed_ok(r),
+            "bad signature: {:?}",
+            r.header("c2c-signature")
+        );
+        assert_eq!(r.header("c2c-event-id"), body(r)["event_id"].as_str());
+        assert_eq!(r.path, "/c2c/call");
+    }
+    let v: serde_json::Value = serde_json::from_slice(
+        &d.admin_get(&format!("/v1/calls/{id}/callbacks"), TOKEN)
+            .body,
+    )
+    .unwrap();
+    let list = v["callbacks"].as_array().unwrap();
+    assert_eq!(list.len(), 8);
+    assert!(
+        list.iter()
+            .all(|c| c["state"] == "delivered" && c["attempts"] == 1),
+        "{v}"
+    );
+}
+
+#[test]
+fn an_https_receiver_the_trust_store_does_not_vouch_for_gets_nothing() {
+    // The daemon runs without the test CA: the receiver's certificate is signed
+    // by no root it trusts.
+    let rx = Upstream::start_tls(Behaviour::FailFirst(0));
+    let mut d = Daemon::start(&localhost_config(&rx.url(), "attempts = 2"));
+    let id = d
+        .get(&format!("/request/call.php?{}", demo_query()))
+        .call_id();
+    d.wait_log(&format!("for call {id}: given up after 2 attempts"));
+    let v: serde_json::Value = serde_json::from_slice(
+        &d.admin_get(&format!("/v1/calls/{id}/callbacks"), TOKEN)
+            .body,
+    )
+    .unwrap();
+    let first = &v["callbacks"][0];
+    assert_eq!(first["state"], "dead", "{first}");
+    assert_eq!(first["attempts"], 2, "{first}");
+    for a in first["attempts_log"].as_array().unwrap() {
+        assert!(a["status"].is_null(), "{a}");
+        assert!(a["error"].as_str().unwrap().contains("certificate"), "{a}");
+    }
+    assert!(
+        rx.requests().is_empty(),
+        "nothing may pass an untrusted TLS handshake"
+    );
+}
+
+#[test]
+fn with_no_trusted_root_c2cd_warns_once_and_http_callbacks_still_arrive() {
+    let empty = tempfile::tempdir().unwrap();
+    let bundle = empty.path().join("none.pem");
+    std::fs::write(&bundle, "").unwrap();
+    let rx = Upstream::start(Behaviour::FailFirst(0));
+    let mut d = Daemon::start_env(
+        &config(&rx.url(), ""),
+        &[("SSL_CERT_FILE", &bundle), ("SSL_CERT_DIR", empty.path())],
+    );
+    let id = d
+        .get(&format!("/request/call.php?{}", demo_query()))
+        .call_id();
+    rx.wait_requests(8);
+    for _ in 0..8 {
+        d.wait_log(&format!("for call {id}: delivered"));
+    }
+    // The store is read at start only: a reload does not warn again.
+    d.signal("-HUP");
+    d.wait_log("config reloaded");
+    let log = d.log_text();
+    assert_eq!(
+        log.matches("no trusted root certificate found").count(),
+        1,
+        "{log}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The fixture: start the real daemon on 127.0.0.1:0 with a config of the test's,
-//! talk HTTP to it, and play an upstream click-to-call server.
+//! talk HTTP to it, and play an upstream click-to-call server (over http, or https
+//! with a certificate for `localhost` from the test CA in `tls/`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -81,15 +82,30 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
 
 impl Daemon {
     pub fn start(config: &str) -> Daemon {
+        Self::start_env(config, &[])
+    }
+
+    /// Starts with these environment variables (see [`Daemon::start_in_env`]).
+    pub fn start_env(config: &str, env: &[(&str, &Path)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(dir.path(), config);
-        Self::start_in(dir, path)
+        Self::start_in_env(dir, path, env)
     }
 
     pub fn start_in(dir: tempfile::TempDir, config: PathBuf) -> Daemon {
+        Self::start_in_env(dir, config, &[])
+    }
+
+    /// Starts with these environment variables set on top of the test's own,
+    /// less the test's SSL_CERT_FILE and SSL_CERT_DIR: what https trusts is the
+    /// system store unless the test says otherwise.
+    pub fn start_in_env(dir: tempfile::TempDir, config: PathBuf, env: &[(&str, &Path)]) -> Daemon {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&config)
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -372,9 +388,39 @@ pub enum Behaviour {
     HangFirst(usize),
 }
 
-/// A real HTTP server on 127.0.0.1:0 playing the XIP click-to-call server.
+/// The test CA (`tls/README.md`): what a daemon is given as `SSL_CERT_FILE` to
+/// trust [`Upstream::start_tls`].
+pub fn test_ca() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls/ca.pem")
+}
+
+/// A TLS acceptor presenting the test CA's certificate for `localhost`.
+fn localhost_tls() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/tls");
+    let chain: Vec<CertificateDer> = CertificateDer::pem_file_iter(dir.join("localhost.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("localhost.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A real HTTP server on 127.0.0.1:0 playing the XIP click-to-call server (or a
+/// partner's callback receiver).
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// Serves https (as `localhost`) rather than http.
+    tls: bool,
     pub received: Arc<Mutex<Vec<Received>>>,
     arrived: Arc<std::sync::Condvar>,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -382,8 +428,19 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(behaviour: Behaviour) -> Upstream {
+        Self::serve(behaviour, None)
+    }
+
+    /// Serves https with a certificate for `localhost` signed by [`test_ca`].
+    pub fn start_tls(behaviour: Behaviour) -> Upstream {
+        Self::serve(behaviour, Some(localhost_tls()))
+    }
+
+    fn serve(behaviour: Behaviour, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         use http_body_util::{BodyExt, Full};
         use hyper::service::service_fn;
+
+        let is_tls = tls.is_some();
 
         let received = Arc::new(Mutex::new(Vec::new()));
         let rec = received.clone();
@@ -405,6 +462,7 @@ impl Upstream {
                         let rec = rec.clone();
                         let arrived = arrived2.clone();
                         let behaviour = behaviour.clone();
+                        let tls = tls.clone();
                         tokio::spawn(async move {
                             let svc =
                                 service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -491,9 +549,21 @@ impl Upstream {
                                         }
                                     }
                                 });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                                .await;
+                            let http = hyper::server::conn::http1::Builder::new();
+                            let _ = match tls {
+                                None => {
+                                    http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                        .await
+                                }
+                                Some(tls) => match tls.accept(stream).await {
+                                    Ok(s) => {
+                                        http.serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                                            .await
+                                    }
+                                    // The client refused the certificate.
+                                    Err(_) => Ok(()),
+                                },
+                            };
                         });
                     }
                 };
@@ -506,14 +576,21 @@ impl Upstream {
         let addr = addr_rx.recv_timeout(WAIT).unwrap();
         Upstream {
             addr,
+            tls: is_tls,
             received,
             arrived,
             _stop: stop,
         }
     }
 
+    /// http://127.0.0.1:PORT/c2c/call, or https://localhost:PORT/c2c/call (the
+    /// name its certificate is for).
     pub fn url(&self) -> String {
-        format!("http://{}/c2c/call", self.addr)
+        if self.tls {
+            format!("https://localhost:{}/c2c/call", self.addr.port())
+        } else {
+            format!("http://{}/c2c/call", self.addr)
+        }
     }
 
     /// Waits until `n` requests have arrived.

@@ -168,6 +168,35 @@ fn an_unreachable_upstream_gets_result_110() {
 }
 
 #[test]
+fn an_https_upstream_is_verified_against_the_trust_store() {
+    let up = Upstream::start_tls(Behaviour::Reply(200, "text/plain", "QUEUED"));
+    let ca = test_ca();
+    let d = Daemon::start_env(
+        &xip_config(&up.url(), ""),
+        &[("SSL_CERT_FILE", ca.as_path())],
+    );
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
+    assert_eq!((r.status, r.text().as_str()), (200, "QUEUED"));
+    assert_eq!(up.requests().len(), 1);
+    assert_eq!(d.call(&r.call_id())["state"], "handed_off");
+
+    // Without the CA the certificate is refused: Result 110, and why is recorded.
+    let d = Daemon::start(&xip_config(&up.url(), ""));
+    let r = d.get(&format!("/request/call.php?{}", demo_query()));
+    assert_eq!((r.status, r.form()["Result"].as_str()), (502, "110"));
+    let call = d.call(&r.call_id());
+    assert!(
+        call["error"].as_str().unwrap().contains("certificate"),
+        "{call}"
+    );
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "nothing passed the refused handshake"
+    );
+}
+
+#[test]
 fn a_slow_upstream_gets_result_111_within_the_timeout() {
     let up = Upstream::start(Behaviour::Hang);
     let d = Daemon::start(&xip_config(&up.url(), ""));
