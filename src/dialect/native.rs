@@ -12,7 +12,9 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -422,10 +424,8 @@ pub fn basic_credentials(header: Option<&HeaderValue>) -> Option<(String, String
     Some((u.to_string(), p.to_string()))
 }
 
-fn respond(id: CallId, status: StatusCode, content_type: &'static str, body: &Value) -> Resp {
-    let mut bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
-    bytes.push(b'\n');
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+fn respond(id: CallId, status: StatusCode, content_type: &'static str, body: Bytes) -> Resp {
+    let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -435,10 +435,17 @@ fn respond(id: CallId, status: StatusCode, content_type: &'static str, body: &Va
     r
 }
 
+/// A JSON body as answered and as recorded: pretty, with a final newline.
+fn json_bytes(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
 const PROBLEM_JSON: &str = "application/problem+json";
 
 fn problem(id: CallId, e: &NativeError) -> Resp {
-    let mut r = respond(id, e.status(), PROBLEM_JSON, &e.problem(id));
+    let mut r = respond(id, e.status(), PROBLEM_JSON, json_bytes(&e.problem(id)));
     match e {
         NativeError::Unauthorized => {
             r.headers_mut().insert(
@@ -466,31 +473,24 @@ fn store_failure(id: CallId, e: &StoreError) -> Resp {
 /// Records a request c2cd refuses itself, then answers it.
 async fn reject(app: &App, mut rec: calls::NewCall, e: NativeError, note: Option<String>) -> Resp {
     let id = rec.id;
-    let detail = match note {
-        Some(n) => format!("{} ({n})", e.detail()),
-        None => e.detail(),
-    };
+    let mut refusal = Answer::refused(id, e.clone());
+    if let Some(n) = note {
+        refusal.detail = Some(format!("{} ({n})", e.detail()));
+    }
     log::info!(
-        "call {id}: native request refused: {detail} (partner {:?}, from {:?})",
+        "call {id}: native request refused: {} (partner {:?}, from {:?})",
+        refusal.detail.as_deref().unwrap_or_default(),
         rec.partner_id,
         rec.remote_addr
     );
-    let body = e.problem(id);
-    let (status, code) = (e.status().as_u16(), e.code());
     rec.provider = None;
     rec.upstream_request = None;
     rec.callback_url = None;
     let write = app
         .store
         .write(move |c| {
-            let bytes = body.to_string().into_bytes();
-            let answered = calls::Answered {
-                status,
-                code: Some(code),
-                body: &bytes,
-                error: Some(&detail),
-            };
-            calls::insert(c, &rec, &[(Event::Rejected, Some(&detail))], Some(answered))
+            let events = [(refusal.event(), refusal.detail())];
+            calls::insert(c, &rec, &events, Some(refusal.answered()))
         })
         .await;
     match write {
@@ -635,17 +635,9 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     match &answer.error {
         Some(e) => problem(id, e),
         None => {
-            let mut r = Response::new(Full::new(answer.body.clone()));
-            *r.status_mut() = StatusCode::CREATED;
-            let h = r.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            for (name, value) in [
-                (CALL_ID_HEADER, id.to_string()),
-                ("location", format!("/v1/calls/{id}")),
-            ] {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    h.insert(name, v);
-                }
+            let mut r = respond(id, StatusCode::CREATED, "application/json", answer.body);
+            if let Ok(v) = HeaderValue::from_str(&format!("/v1/calls/{id}")) {
+                r.headers_mut().insert(LOCATION, v);
             }
             r
         }
@@ -669,7 +661,7 @@ impl Answer {
         Answer {
             event: Event::Rejected,
             detail: Some(e.detail()),
-            body: Bytes::from(e.problem(id).to_string()),
+            body: json_bytes(&e.problem(id)),
             error: Some(e),
         }
     }
@@ -724,13 +716,11 @@ fn answer_of(id: CallId, at: i64, r: Outcome) -> (Answer, Option<FollowUp>) {
                 "created_at": format_ms(at),
                 "href": format!("/v1/calls/{id}"),
             });
-            let mut body = serde_json::to_vec_pretty(&created).unwrap_or_default();
-            body.push(b'\n');
             let answer = Answer {
                 event: reply.event,
                 error: None,
                 detail: None,
-                body: Bytes::from(body),
+                body: json_bytes(&created),
             };
             (answer, follow)
         }

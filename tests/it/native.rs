@@ -430,6 +430,9 @@ fn every_refusal_is_a_problem_with_a_row_an_operator_can_read() {
             (call["dialect"].as_str(), call["state"].as_str()),
             (Some("native"), Some("rejected"))
         );
+        // What was answered is what is recorded, byte for byte.
+        assert_eq!(call["result"]["body"], r.text().as_str());
+        assert_eq!(call["result"]["status"], r.status);
     }
     let wrong = d.call(&cases[1].0.call_id());
     assert!(
