@@ -55,6 +55,8 @@ struct RawConfig {
     #[serde(default)]
     callbacks: RawCallbacks,
     #[serde(default)]
+    spokn: RawSpokn,
+    #[serde(default)]
     partner: Vec<RawPartner>,
     #[serde(default)]
     provider: Vec<RawProvider>,
@@ -122,6 +124,24 @@ struct RawCalls {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawSpokn {
+    /// The number (E.164) shown to a phone when the other party is a local
+    /// extension (a Spokn ID), which a phone cannot be shown. Default none:
+    /// such a phone is shown no caller ID.
+    access_number: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    /// E.164 prefix with `+` (`+1`, `+4420`); `+` alone matches every number.
+    prefix: String,
+    /// US cents per minute.
+    cents_per_minute: f64,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawCallbacks {
     /// Attempts per callback at most. Default 30.
     attempts: Option<usize>,
@@ -168,6 +188,10 @@ struct RawPartner {
     callback_hosts: Option<Vec<String>>,
     /// HMAC-SHA256 keys; each signs every callback, so a receiver may verify with any.
     callback_secrets: Option<Vec<String>>,
+    /// Spokn: may set apartycid, bpartycid and url. Default false.
+    enterprise: Option<bool>,
+    /// Spokn: what calls cost, by destination prefix (longest match wins).
+    rate: Option<Vec<RawRate>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,8 +243,23 @@ pub struct Config {
     pub admin: Admin,
     pub calls: Calls,
     pub callbacks: Callbacks,
+    pub spokn: Spokn,
     pub partners: Vec<Partner>,
     pub providers: Vec<ProviderConfig>,
+}
+
+/// The Spokn dialect's settings.
+#[derive(Debug, Clone, Default)]
+pub struct Spokn {
+    /// Shown to a phone whose other party is a local extension.
+    pub access_number: Option<crate::core::phone::E164>,
+}
+
+/// What calls to numbers starting with `prefix` cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rate {
+    pub prefix: String,
+    pub cents_per_minute: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,6 +324,8 @@ pub enum Dialect {
     Xip,
     /// c2cd's own JSON API, `POST /v1/calls`, with HTTP Basic auth.
     Native,
+    /// Spokn's click-to-call API, `POST /c2c/1.0/call`, with HTTP Basic auth.
+    Spokn,
 }
 
 impl Dialect {
@@ -292,7 +333,13 @@ impl Dialect {
         match self {
             Dialect::Xip => "xip",
             Dialect::Native => "native",
+            Dialect::Spokn => "spokn",
         }
+    }
+
+    /// Whether partners authenticate with HTTP Basic (`username`, `password`).
+    pub fn basic_auth(self) -> bool {
+        !matches!(self, Dialect::Xip)
     }
 }
 
@@ -312,6 +359,25 @@ pub struct Partner {
     pub callback_url: Option<hyper::Uri>,
     pub callback_hosts: Vec<String>,
     pub callback_secrets: Vec<Secret>,
+    /// Spokn: may set apartycid, bpartycid and url.
+    pub enterprise: bool,
+    /// Spokn: the partner's rate table.
+    pub rates: Vec<Rate>,
+}
+
+impl Partner {
+    /// The partner's rate for calls to `number` (US cents a minute): the longest
+    /// matching prefix, else 0. Local extensions cost nothing.
+    pub fn rate_for(&self, number: &str) -> f64 {
+        if !number.starts_with('+') {
+            return 0.0;
+        }
+        self.rates
+            .iter()
+            .filter(|r| number.starts_with(&r.prefix))
+            .max_by_key(|r| r.prefix.len())
+            .map_or(0.0, |r| r.cents_per_minute)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -983,6 +1049,22 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         }
     }
 
+    // [spokn]
+    let spokn = Spokn {
+        access_number: raw.spokn.access_number.as_deref().and_then(|n| {
+            match crate::core::phone::E164::from_canonical(n) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    v.err(
+                        &[K("spokn"), K("access_number")],
+                        format!("must be E.164 with + ({e})"),
+                    );
+                    None
+                }
+            }
+        }),
+    };
+
     // [[partner]]
     let mut partners: Vec<Partner> = Vec::new();
     for (i, p) in raw.partner.iter().enumerate() {
@@ -1001,9 +1083,10 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             match d.as_str() {
                 "xip" => dialects.push(Dialect::Xip),
                 "native" => dialects.push(Dialect::Native),
+                "spokn" => dialects.push(Dialect::Spokn),
                 o => v.err(
                     &at("dialects"),
-                    format!("{o:?} is not a dialect this version speaks (xip, native)"),
+                    format!("{o:?} is not a dialect this version speaks (xip, native, spokn)"),
                 ),
             }
         }
@@ -1014,7 +1097,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 "partners using the xip dialect need a secret (the MD5 shared secret)",
             );
         }
-        if dialects.contains(&Dialect::Native) {
+        if p.username.is_some() || dialects.iter().any(|d| d.basic_auth()) {
             match (&p.username, &p.password) {
                 (Some(u), _) if u.is_empty() || u.contains(':') => {
                     v.err(&at("username"), "must not be empty or contain ':'")
@@ -1031,11 +1114,33 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 }
                 (Some(_), Some(pw)) if pw.len() >= 16 => {}
                 (Some(_), Some(_)) => v.err(&at("password"), "must be at least 16 characters"),
-                _ => v.err(
+                (Some(_), None) => v.err(&at("password"), "a username needs a password"),
+                (None, _) => v.err(
                     &at("username"),
-                    "partners using the native dialect need a username and a password (HTTP Basic)",
+                    "partners using the native or spokn dialect need a username and a password (HTTP Basic)",
                 ),
             }
+        }
+        let mut rates = Vec::new();
+        for (j, r) in p.rate.iter().flatten().enumerate() {
+            let at = |k: &'static str| [K("partner"), I(i), K("rate"), I(j), K(k)];
+            let digits = r.prefix.strip_prefix('+');
+            if !digits.is_some_and(|d| d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit())) {
+                v.err(
+                    &at("prefix"),
+                    "must be + and up to 15 digits (+ alone matches every number)",
+                );
+            }
+            if !(r.cents_per_minute.is_finite() && r.cents_per_minute >= 0.0) {
+                v.err(
+                    &at("cents_per_minute"),
+                    "must be a number of cents, 0 or more",
+                );
+            }
+            rates.push(Rate {
+                prefix: r.prefix.clone(),
+                cents_per_minute: r.cents_per_minute,
+            });
         }
         if !raw.provider.iter().any(|q| q.name == p.provider) {
             v.err(
@@ -1093,6 +1198,8 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             username: p.username.clone(),
             password: p.password.clone().map(Secret::new),
             enabled: p.enabled.unwrap_or(true),
+            enterprise: p.enterprise.unwrap_or(false),
+            rates,
         });
     }
 
@@ -1107,6 +1214,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         admin,
         calls,
         callbacks,
+        spokn,
         partners,
         providers,
     })
@@ -1506,7 +1614,13 @@ secret = "up"
             ("admin", "[admin]", ""),
             ("calls", "[calls]", ""),
             ("callbacks", "[callbacks]", ""),
+            ("spokn", "[spokn]", ""),
             ("partner", "[[partner]]", "id = \"x\"\nprovider = \"p\"\n"),
+            (
+                "partner.rate",
+                "[[partner]]\nid = \"x\"\nprovider = \"p\"\n[[partner.rate]]",
+                "prefix = \"+\"\ncents_per_minute = 1.0\n",
+            ),
             ("provider", "[[provider]]", "name = \"p\"\nkind = \"sim\"\n"),
         ];
         for (table, header, required) in tables {

@@ -76,6 +76,81 @@ impl fmt::Debug for E164 {
     }
 }
 
+/// Who a leg rings: a phone number, or a local address on the box (an extension,
+/// which Spokn calls a "Spokn ID"): digits without `+`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    Phone(E164),
+    Local(String),
+}
+
+/// The longest local address (extension) accepted.
+pub const MAX_LOCAL_DIGITS: usize = 15;
+
+impl Address {
+    /// `+` and E.164 digits is a phone number; digits alone (1 to 15) a local
+    /// address.
+    pub fn parse(s: &str) -> Result<Address, NumberError> {
+        if s.starts_with('+') {
+            return E164::from_canonical(s).map(Address::Phone);
+        }
+        if s.is_empty() {
+            return Err(NumberError::Empty);
+        }
+        if !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(NumberError::NotDigits);
+        }
+        if s.len() > MAX_LOCAL_DIGITS {
+            return Err(NumberError::Length);
+        }
+        Ok(Address::Local(s.to_string()))
+    }
+
+    /// As stored: `+16045551234`, or the local digits.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Address::Phone(n) => n.as_str(),
+            Address::Local(d) => d,
+        }
+    }
+
+    /// The digits without `+`.
+    pub fn digits(&self) -> &str {
+        match self {
+            Address::Phone(n) => n.digits(),
+            Address::Local(d) => d,
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Address::Local(_))
+    }
+}
+
+impl From<E164> for Address {
+    fn from(n: E164) -> Address {
+        Address::Phone(n)
+    }
+}
+
+impl serde::Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The last `n` characters of `s` (all of it when shorter): the XIP caller-ID rule.
 pub fn last_chars(s: &str, n: usize) -> &str {
     let count = s.chars().count();
@@ -150,6 +225,21 @@ mod tests {
             Err(NumberError::LeadingZero)
         );
         assert_eq!(E164::from_digits("١٢٣٤٥٦٧٨"), Err(NumberError::NotDigits));
+    }
+
+    #[test]
+    fn a_plus_makes_a_phone_number_and_digits_a_local_address() {
+        assert_eq!(
+            Address::parse("+18474255380").unwrap(),
+            Address::Phone(E164::from_digits("18474255380").unwrap())
+        );
+        let ext = Address::parse("1234567").unwrap();
+        assert!(ext.is_local());
+        assert_eq!((ext.as_str(), ext.digits()), ("1234567", "1234567"));
+        assert_eq!(Address::parse("+0123"), Err(NumberError::Length));
+        assert_eq!(Address::parse("12a4"), Err(NumberError::NotDigits));
+        assert_eq!(Address::parse(""), Err(NumberError::Empty));
+        assert_eq!(Address::parse(&"1".repeat(16)), Err(NumberError::Length));
     }
 
     #[test]

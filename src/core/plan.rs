@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::phone::E164;
+use super::phone::Address;
 
 /// Retries per participant at most (Airtel's and Spokn's limit).
 pub const MAX_RETRIES: u8 = 3;
@@ -51,7 +51,7 @@ impl Strategy {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Participant {
-    pub number: E164,
+    pub number: Address,
     /// What this participant is shown; the side's caller ID when `None`.
     pub caller_id: Option<String>,
     /// Rung again this many times when it does not answer (at most 3).
@@ -59,9 +59,9 @@ pub struct Participant {
 }
 
 impl Participant {
-    pub fn new(number: E164) -> Participant {
+    pub fn new(number: impl Into<Address>) -> Participant {
         Participant {
-            number,
+            number: number.into(),
             caller_id: None,
             retries: 0,
         }
@@ -92,7 +92,7 @@ pub struct Try<'a> {
 
 impl SidePlan {
     /// One participant, rung once, shown `caller_id`.
-    pub fn single(number: E164, caller_id: Option<String>) -> SidePlan {
+    pub fn single(number: impl Into<Address>, caller_id: Option<String>) -> SidePlan {
         SidePlan {
             participants: vec![Participant::new(number)],
             strategy: Strategy::Sequential,
@@ -181,9 +181,9 @@ pub struct CallPlan {
 impl CallPlan {
     /// The plan of a one-number dialect: A then B, each rung once.
     pub fn simple(
-        a: E164,
+        a: impl Into<Address>,
         a_cid: Option<String>,
-        b: E164,
+        b: impl Into<Address>,
         b_cid: Option<String>,
         time_limit: Duration,
     ) -> CallPlan {
@@ -200,6 +200,13 @@ impl CallPlan {
     /// with no end heard is reconciled.
     pub fn longest(&self) -> Duration {
         self.a.longest_setup() + self.b.longest_setup() + self.time_limit
+    }
+
+    /// Whether any participant is a local address (an extension).
+    pub fn has_local(&self) -> bool {
+        [&self.a, &self.b]
+            .iter()
+            .any(|s| s.participants.iter().any(|p| p.number.is_local()))
     }
 
     /// Whether the plan is one number per side, rung once: all a one-number
@@ -222,10 +229,11 @@ mod secs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::phone::E164;
 
     fn p(n: &str, retries: u8) -> Participant {
         Participant {
-            number: E164::from_digits(n).unwrap(),
+            number: E164::from_digits(n).unwrap().into(),
             caller_id: None,
             retries,
         }

@@ -16,15 +16,73 @@ pub mod xip;
 
 use std::time::Duration;
 
+use base64::Engine;
+use hyper::header::HeaderValue;
+
 use crate::app::App;
+use crate::config::{Config, Dialect, Partner};
 use crate::core::call::{CallState, Event};
 use crate::core::plan::CallPlan;
-use crate::core::{now_ms, CallId};
+use crate::core::{ct_eq, now_ms, CallId};
 use crate::provider::{Events, FollowUp, Originate, Provider, ProviderError, Reply};
 use crate::store::{calls, partners, StoreError};
 
 /// The header every dialect answer carries: the call's id.
 pub const CALL_ID_HEADER: &str = "c2c-call-id";
+
+/// Why HTTP Basic credentials were not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasicError {
+    /// None sent, malformed, or wrong.
+    Unauthorized,
+    /// Right, but the partner is disabled or may not use this front door.
+    Forbidden,
+}
+
+/// The partner whose HTTP Basic credentials `header` carries, if it may use
+/// `dialect` (any Basic-auth dialect when `None`).
+pub fn basic_partner<'a>(
+    cfg: &'a Config,
+    header: Option<&HeaderValue>,
+    dialect: impl Into<Option<Dialect>>,
+) -> Result<&'a Partner, BasicError> {
+    let dialect = dialect.into();
+    let (user, password) = basic_credentials(header).ok_or(BasicError::Unauthorized)?;
+    let partner = cfg
+        .partners
+        .iter()
+        .find(|p| p.username.as_deref() == Some(user.as_str()));
+    let expected = partner
+        .and_then(|p| p.password.as_ref())
+        .map(|s| s.expose())
+        .unwrap_or("\u{0}no partner has this username\u{0}");
+    // SECURITY: constant-time comparison, made for unknown usernames too.
+    let ok = ct_eq(password.as_bytes(), expected.as_bytes());
+    let allowed = |p: &Partner| match dialect {
+        Some(d) => p.dialects.contains(&d),
+        None => p.dialects.iter().any(|d| d.basic_auth()),
+    };
+    match partner {
+        Some(p) if ok && p.enabled && allowed(p) => Ok(p),
+        Some(_) if ok => Err(BasicError::Forbidden),
+        _ => Err(BasicError::Unauthorized),
+    }
+}
+
+/// `Authorization: Basic base64(user:password)`, decoded.
+pub fn basic_credentials(header: Option<&HeaderValue>) -> Option<(String, String)> {
+    let v = header?.to_str().ok()?;
+    let (scheme, b64) = v.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
 
 /// A dialect's answer to its partner, as the call records it.
 pub trait Recorded: Clone + Send + Sync + 'static {

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -19,13 +18,16 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{deadline, place, CallbackFormat, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER};
+use super::{
+    basic_credentials, basic_partner, deadline, place, BasicError, CallbackFormat, Notice, Outcome,
+    Payload, Recorded, CALL_ID_HEADER,
+};
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
 use crate::core::call::{next, CallState, Event};
-use crate::core::phone::E164;
+use crate::core::phone::Address;
 use crate::core::plan::{self, CallPlan, Participant, SidePlan, Strategy};
-use crate::core::{ct_eq, format_ms, CallId};
+use crate::core::{format_ms, CallId};
 use crate::http::{read_body, BodyError, Resp};
 use crate::provider::{FollowUp, Originate, ProviderError};
 use crate::store::{calls, StoreError};
@@ -201,13 +203,16 @@ impl Problems {
         self.0.push((field.into(), message.into()));
     }
 
-    fn number(&mut self, field: String, s: &str) -> Option<E164> {
-        match E164::from_canonical(s) {
+    /// A phone number (E.164 with `+`) or a local extension (digits alone).
+    fn number(&mut self, field: String, s: &str) -> Option<Address> {
+        match Address::parse(s) {
             Ok(n) => Some(n),
             Err(e) => {
                 self.add(
                     field,
-                    format!("must be an E.164 number with a leading + ({e})"),
+                    format!(
+                        "must be an E.164 number with a leading +, or an extension of digits ({e})"
+                    ),
                 );
                 None
             }
@@ -325,7 +330,7 @@ fn validate(
             .a
             .participants
             .first()
-            .and_then(|x| E164::from_canonical(&x.number).ok())
+            .and_then(|x| Address::parse(&x.number).ok())
             .map(|n| n.as_str().to_string());
     }
     let cap = u64::from(partner.time_limit);
@@ -385,43 +390,6 @@ fn validate(
         callback_url,
         reference: body.reference.clone(),
     })
-}
-
-/// The partner whose HTTP Basic credentials `header` carries.
-pub fn authenticate<'a>(
-    cfg: &'a config::Config,
-    header: Option<&HeaderValue>,
-) -> Result<&'a Partner, NativeError> {
-    let (user, password) = basic_credentials(header).ok_or(NativeError::Unauthorized)?;
-    let partner = cfg.partners.iter().find(|p| {
-        p.username.as_deref() == Some(user.as_str()) && p.dialects.contains(&Dialect::Native)
-    });
-    let expected = partner
-        .and_then(|p| p.password.as_ref())
-        .map(|s| s.expose())
-        .unwrap_or("\u{0}no partner has this username\u{0}");
-    // SECURITY: constant-time comparison, made for unknown usernames too.
-    let ok = ct_eq(password.as_bytes(), expected.as_bytes());
-    match partner {
-        Some(p) if ok && p.enabled => Ok(p),
-        Some(_) if ok => Err(NativeError::Forbidden),
-        _ => Err(NativeError::Unauthorized),
-    }
-}
-
-/// `Authorization: Basic base64(user:password)`, decoded.
-pub fn basic_credentials(header: Option<&HeaderValue>) -> Option<(String, String)> {
-    let v = header?.to_str().ok()?;
-    let (scheme, b64) = v.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (u, p) = text.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
 }
 
 fn respond(id: CallId, status: StatusCode, content_type: &'static str, body: Bytes) -> Resp {
@@ -525,9 +493,13 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             return reject(app, rec, NativeError::Malformed(format!("body: {e}")), None).await
         }
     }
-    let partner = match authenticate(&rt.config, auth.as_ref()) {
+    let partner = match basic_partner(&rt.config, auth.as_ref(), Dialect::Native) {
         Ok(p) => p,
         Err(e) => {
+            let e = match e {
+                BasicError::Unauthorized => NativeError::Unauthorized,
+                BasicError::Forbidden => NativeError::Forbidden,
+            };
             // Who tried is kept for the operator; the password never is.
             let user = basic_credentials(auth.as_ref()).map(|(u, _)| format!("username {u:?}"));
             rec.auth_ok = Some(false);

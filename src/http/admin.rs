@@ -14,7 +14,7 @@ use crate::app::{App, Metrics};
 use crate::core::call::{CallState, Event};
 use crate::core::phone::E164;
 use crate::core::{ct_eq, now_ms, CallId};
-use crate::dialect::native;
+use crate::dialect;
 use crate::store::{callbacks, calls, partners, StoreError};
 use rusqlite::OptionalExtension;
 
@@ -166,12 +166,12 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<Caller, Box<Resp>> {
         .and_then(|v| v.trim().split_once(' '))
         .unwrap_or(("", ""));
     if scheme.eq_ignore_ascii_case("basic") {
-        return match native::authenticate(&rt.config, header) {
+        return match dialect::basic_partner(&rt.config, header, None) {
             Ok(p) => Ok(Caller::Partner(p.id.clone())),
-            Err(native::NativeError::Forbidden) => Err(Box::new(error(
+            Err(dialect::BasicError::Forbidden) => Err(Box::new(error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "the partner may not use the native API, or is disabled",
+                "the partner is disabled",
             ))),
             Err(_) => Err(Box::new(unauthorized(
                 "the partner's username or password is wrong",

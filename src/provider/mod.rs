@@ -195,6 +195,10 @@ impl Provider {
             Provider::Xip(x) if plan.record => {
                 Some(format!("provider {} (xip) cannot record calls", x.name))
             }
+            Provider::Xip(x) if plan.has_local() => Some(format!(
+                "provider {} (xip) dials phone numbers, not local extensions",
+                x.name
+            )),
             Provider::Xip(_) => None,
         }
     }

@@ -16,7 +16,7 @@ use super::{Events, FollowGuard, FollowUp, Following, Originate, Reply, BAD_INCO
 use crate::config::SimConfig;
 use crate::core::call::{Event, Leg, LegOutcome, Side};
 use crate::core::phone::matches_pattern;
-use crate::core::phone::E164;
+use crate::core::phone::Address;
 use crate::core::plan::{CallPlan, SidePlan};
 use crate::core::{hex_digest_eq, md5_hex, CallId};
 use crate::dialect::xip::result_body;
@@ -154,7 +154,7 @@ struct Script {
 }
 
 impl Script {
-    fn behaviour(&self, number: &E164) -> Option<Plan> {
+    fn behaviour(&self, number: &Address) -> Option<Plan> {
         self.behaviour
             .iter()
             .find(|(n, _)| n == number.as_str())
@@ -278,6 +278,7 @@ impl Play {
 mod tests {
     use super::*;
     use crate::core::call::{self, CallState};
+    use crate::core::phone::E164;
     use crate::core::plan::{Participant, Strategy};
 
     const RING: Duration = Duration::from_secs(2);
@@ -333,7 +334,7 @@ mod tests {
 
     fn p(num: &str, retries: u8) -> Participant {
         Participant {
-            number: n(num),
+            number: n(num).into(),
             caller_id: None,
             retries,
         }

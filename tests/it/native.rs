@@ -364,7 +364,7 @@ fn every_refusal_is_a_problem_with_a_row_an_operator_can_read() {
                 Some((USER, PASSWORD)),
                 "application/json",
                 &serde_json::json!({
-                    "a": side(&[("16045551234", 9)], "sequential"),
+                    "a": side(&[("+1604-555", 9)], "sequential"),
                     "b": side(&[], "zigzag"),
                     "time_limit": 601,
                     "callback_url": "http://evil.example/cb",
