@@ -2,16 +2,17 @@
 //! its wire format, records the request, hands it to the core and a provider, and
 //! answers in its own format with its own error codes.
 //!
-//! | core   | xip (seed 000)                  | native (`/v1/calls`)           |
-//! | ------ | ------------------------------- | ------------------------------ |
-//! | A side | Requestor → RequestorPhone      | `a.participants[]`             |
-//! | B side | Fulfillment → DestinationPhone  | `b.participants[]`             |
-//! | A sees | RequestorCID (last 10 of B)     | `a.caller_id` (B's first)      |
-//! | B sees | DestinationCID (last 10 of A)   | `b.caller_id` (A's first)      |
-//! | limit  | TimeLimit (s)                   | `time_limit` (s)               |
-//! | memo   | —                               | `reference`                    |
+//! | core   | xip (seed 000)                 | native (`/v1/calls`)      | spokn (seed 002)        |
+//! | ------ | ------------------------------ | ------------------------- | ----------------------- |
+//! | A side | Requestor → RequestorPhone     | `a.participants[]`        | aparty (+ maxretries)   |
+//! | B side | Fulfillment → DestinationPhone | `b.participants[]`        | bparty                  |
+//! | A sees | RequestorCID (last 10 of B)    | `a.caller_id` (B's first) | apartycid (bparty)      |
+//! | B sees | DestinationCID (last 10 of A)  | `b.caller_id` (A's first) | bpartycid (aparty, or the access number) |
+//! | limit  | TimeLimit (s)                  | `time_limit` (s)          | duration (min)          |
+//! | memo   | —                              | `reference`               | token                   |
 
 pub mod native;
+pub mod spokn;
 pub mod xip;
 
 use std::time::Duration;
@@ -21,7 +22,7 @@ use hyper::header::HeaderValue;
 
 use crate::app::App;
 use crate::config::{Config, Dialect, Partner};
-use crate::core::call::{CallState, Event};
+use crate::core::call::{CallState, Event, LegState, Side};
 use crate::core::plan::CallPlan;
 use crate::core::{ct_eq, now_ms, CallId};
 use crate::provider::{Events, FollowUp, Originate, Provider, ProviderError, Reply};
@@ -212,6 +213,28 @@ pub struct Notice<'a> {
     pub number: Option<&'a str>,
     /// The partner's memo for the call (its reference, token or name).
     pub memo: Option<&'a str>,
+    /// With the event that ends the call, its legs, final; empty with any other.
+    pub legs: &'a [LegView],
+    /// The call's A and B numbers as requested (E.164 with `+`, or extensions).
+    pub numbers: [Option<&'a str>; 2],
+    /// What the call's dialect stored with it for its callbacks
+    /// (`calls.dialect_data`), e.g. Spokn's `userid`.
+    pub data: Option<&'a serde_json::Value>,
+}
+
+/// One leg of a call, as a callback formatter sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegView {
+    pub side: Side,
+    pub attempt: u16,
+    pub number: Option<String>,
+    pub state: LegState,
+    /// Q.850.
+    pub cause: Option<u16>,
+    /// When it started ringing (or was created), unix ms.
+    pub created_at: i64,
+    pub answered_at: Option<i64>,
+    pub ended_at: Option<i64>,
 }
 
 /// A callback ready to send: what goes in the body, and as what.
@@ -227,13 +250,14 @@ pub trait CallbackFormat: Sync {
     /// The name stored with each callback (`callbacks.format`).
     fn name(&self) -> &'static str;
 
-    /// The callback for `n`, or `None` when the dialect does not report this
-    /// kind of event.
-    fn format(&self, n: &Notice) -> Option<Payload>;
+    /// The callbacks for `n`, in the order they are to be delivered: none when
+    /// the dialect does not report this kind of event, several when it reports
+    /// one event in several requests (Spokn: one per leg).
+    fn format(&self, n: &Notice) -> Vec<Payload>;
 }
 
 /// The callback formats, each named after its dialect.
-static FORMATS: &[&dyn CallbackFormat] = &[&native::NativeFormat];
+static FORMATS: &[&dyn CallbackFormat] = &[&native::NativeFormat, &spokn::SpoknFormat];
 
 /// The callback format of calls that came in through `dialect`. Dialects with no
 /// callback format of their own (XIP) report in the native JSON format.

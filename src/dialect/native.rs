@@ -712,7 +712,7 @@ impl CallbackFormat for NativeFormat {
         "native"
     }
 
-    fn format(&self, n: &Notice) -> Option<Payload> {
+    fn format(&self, n: &Notice) -> Vec<Payload> {
         let leg = n.event.leg().map(|l| {
             json!({
                 "side": l.side.as_str(),
@@ -741,9 +741,9 @@ impl CallbackFormat for NativeFormat {
         if let Some(r) = recording {
             v["recording"] = r.into();
         }
-        Some(Payload {
+        vec![Payload {
             content_type: "application/json",
             body: v.to_string().into_bytes(),
-        })
+        }]
     }
 }

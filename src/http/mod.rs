@@ -143,6 +143,11 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
             "native",
             detached(&app, dialect::native::handle(app.clone(), remote, req)).await,
         ),
+        dialect::spokn::PATH => (
+            "spokn",
+            detached(&app, dialect::spokn::handle(app.clone(), remote, req)).await,
+        ),
+        p if p.starts_with("/c2c/") => ("spokn", dialect::spokn::not_found()),
         "/v1/openapi.json" => ("openapi", admin::openapi()),
         "/healthz" => ("healthz", admin::healthz(&app).await),
         "/metrics" => ("metrics", admin::metrics(&app).await),

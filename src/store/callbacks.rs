@@ -17,29 +17,28 @@ pub struct Target<'a> {
     pub memo: Option<&'a str>,
 }
 
-/// Queues the callback of one event, formatted as the call's dialect reports
-/// it; an event its format does not report queues nothing.
+/// Queues the callbacks of one event, formatted as the call's dialect reports
+/// it: none when its format does not report the event, one or more in order.
 pub fn enqueue(conn: &Connection, target: Target, n: &Notice) -> rusqlite::Result<()> {
     let format = dialect::callback_format(target.dialect);
-    let Some(p) = format.format(n) else {
-        return Ok(());
-    };
-    conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(
         "INSERT INTO callbacks (call_id, seq, event_id, partner_id, url, format, content_type, body, created_at,
             next_at, state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 'pending')",
-    )?
-    .execute(params![
-        n.call_id.to_string(),
-        n.seq,
-        n.event_id,
-        target.partner_id,
-        target.url,
-        format.name(),
-        p.content_type,
-        p.body,
-        n.at
-    ])?;
+    )?;
+    for p in format.format(n) {
+        stmt.execute(params![
+            n.call_id.to_string(),
+            n.seq,
+            n.event_id,
+            target.partner_id,
+            target.url,
+            format.name(),
+            p.content_type,
+            p.body,
+            n.at
+        ])?;
+    }
     Ok(())
 }
 
@@ -57,13 +56,14 @@ pub struct Due {
     pub created_at: i64,
 }
 
-/// Callbacks due at `now`: for each call only its earliest pending one, so that a
-/// call's events arrive in order.
+/// Callbacks due at `now`: for each call only its earliest pending one (by
+/// creation, which is event order and, within an event, the format's order),
+/// so that a call's callbacks arrive in order.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, call_id, event_id, partner_id, url, content_type, body, attempts, created_at FROM callbacks c
          WHERE state = 'pending' AND next_at <= ?1
-           AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.seq < c.seq)
+           AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.id < c.id)
          ORDER BY next_at, id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |r| {
@@ -132,7 +132,7 @@ pub fn for_call(conn: &Connection, call_id: &str) -> rusqlite::Result<Option<Vec
     let mut stmt = conn.prepare(
         "SELECT id, seq, event_id, url, format, body, created_at, next_at, attempts, state, last_status, last_error,
                 delivered_at, content_type
-         FROM callbacks WHERE call_id = ?1 ORDER BY seq",
+         FROM callbacks WHERE call_id = ?1 ORDER BY id",
     )?;
     let mut attempts = conn.prepare(
         "SELECT n, at, status, latency_ms, error FROM callback_attempts WHERE callback_id = ?1 ORDER BY n",

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::core::call::{self, CallState, Event, Side};
 use crate::core::{format_ms, CallId};
-use crate::dialect::Notice;
+use crate::dialect::{LegView, Notice};
 
 use super::{callbacks, legs};
 
@@ -36,6 +36,8 @@ pub struct NewCall {
     pub plan: Option<Value>,
     /// The partner's own reference for the call.
     pub memo: Option<String>,
+    /// What the dialect keeps with the call for its callbacks.
+    pub dialect_data: Option<Value>,
 }
 
 impl NewCall {
@@ -66,6 +68,7 @@ impl NewCall {
             callback_url: None,
             plan: None,
             memo: None,
+            dialect_data: None,
         }
     }
 }
@@ -94,6 +97,7 @@ impl NewCall {
             callback_url: None,
             plan: None,
             memo: None,
+            dialect_data: None,
         }
     }
 }
@@ -138,9 +142,9 @@ pub fn insert(
     conn.prepare_cached(
         "INSERT INTO calls (id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query,
             received_body, a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, state,
-            result_status, result_code, result_body, error, deadline_at, callback_url, plan, memo)
+            result_status, result_code, result_body, error, deadline_at, callback_url, plan, memo, dialect_data)
          VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-                 ?22, ?23, ?24)",
+                 ?22, ?23, ?24, ?25)",
     )?
     .execute(params![
         c.id.to_string(),
@@ -167,6 +171,7 @@ pub fn insert(
         c.callback_url,
         plan,
         c.memo,
+        c.dialect_data.as_ref().map(|v| v.to_string()),
     ])?;
     let head = Head {
         state: CallState::Requested,
@@ -176,8 +181,9 @@ pub fn insert(
         partner_id: c.partner_id.clone(),
         dialect: c.dialect.to_string(),
         memo: c.memo.clone(),
+        data: c.dialect_data.clone(),
     };
-    insert_events(conn, c.id, &head, c.at, &steps)?;
+    insert_events(conn, c.id, &head, c.at, &steps, &[])?;
     Ok(state)
 }
 
@@ -192,13 +198,16 @@ struct Head {
     partner_id: Option<String>,
     dialect: String,
     memo: Option<String>,
+    /// `calls.dialect_data`, read only for calls that have callbacks.
+    data: Option<Value>,
 }
 
 impl Head {
     fn load(conn: &Connection, id: &str) -> rusqlite::Result<Option<Head>> {
         conn.prepare_cached(
             "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1), a_number, b_number,
-                    callback_url, partner_id, dialect, memo
+                    callback_url, partner_id, dialect, memo,
+                    CASE WHEN callback_url IS NULL THEN NULL ELSE dialect_data END
              FROM calls WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -211,6 +220,9 @@ impl Head {
                 partner_id: r.get(5)?,
                 dialect: r.get(6)?,
                 memo: r.get(7)?,
+                data: r
+                    .get::<_, Option<String>>(8)?
+                    .and_then(|d| serde_json::from_str(&d).ok()),
             })
         })
         .optional()
@@ -241,6 +253,7 @@ fn insert_events(
     head: &Head,
     at: i64,
     steps: &[(&Event, Option<&str>, CallState)],
+    legs: &[LegView],
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO call_events (call_id, seq, event_id, at, kind, cause, state, detail)
@@ -277,6 +290,9 @@ fn insert_events(
                 at,
                 number: head.number(event),
                 memo: t.memo,
+                legs: if to.is_terminal() { legs } else { &[] },
+                numbers: [head.numbers[0].as_deref(), head.numbers[1].as_deref()],
+                data: head.data.as_ref(),
             };
             callbacks::enqueue(conn, t, &notice)?;
         }
@@ -323,7 +339,12 @@ pub fn apply(
         return Ok(Vec::new());
     }
     legs.flush(conn)?;
-    insert_events(conn, id, &head, at, &steps)?;
+    // A call that ended shows its final legs to its callback format.
+    let views = match (head.callback_url.is_some(), state.is_terminal()) {
+        (true, true) => legs.views(conn)?,
+        _ => Vec::new(),
+    };
+    insert_events(conn, id, &head, at, &steps, &views)?;
     if let Some(cause) = cdr_due {
         // After the events, so that the CDR sees when the call was bridged.
         legs::write_cdr(conn, &id_s, state, cause, at)?;

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::core::call::{next_leg, CallState, Event, Leg, LegState, Side};
 use crate::core::{format_ms, CallId};
+use crate::dialect::LegView;
 
 /// Q.850 normal clearing: a leg closed because its call ended.
 const NORMAL_CLEARING: u16 = 16;
@@ -179,6 +180,24 @@ impl Legs {
                 | CallState::Bridged
         );
         Ok(placed.then(|| event.cause().unwrap_or(NORMAL_CLEARING)))
+    }
+
+    /// The legs as callback formats see them.
+    pub fn views(&mut self, conn: &Connection) -> rusqlite::Result<Vec<LegView>> {
+        Ok(self
+            .rows(conn)?
+            .iter()
+            .map(|r| LegView {
+                side: r.side,
+                attempt: u16::try_from(r.attempt).unwrap_or(u16::MAX),
+                number: r.number.clone(),
+                state: r.state,
+                cause: r.cause,
+                created_at: r.created_at,
+                answered_at: r.answered_at,
+                ended_at: r.ended_at,
+            })
+            .collect())
     }
 
     /// Writes back the legs that changed.

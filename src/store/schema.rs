@@ -150,6 +150,11 @@ const MIGRATIONS: &[&str] = &[
     -- Formats other than native JSON (a dialect's own) send other media types.
     ALTER TABLE callbacks ADD COLUMN content_type TEXT NOT NULL DEFAULT 'application/json';
     "#,
+    r#"
+    -- What a dialect keeps with a call for its callbacks (JSON): Spokn's userid,
+    -- Airtel's callback URLs with their event types, methods and headers.
+    ALTER TABLE calls ADD COLUMN dialect_data TEXT;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

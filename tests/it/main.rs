@@ -7,4 +7,5 @@ mod config;
 mod lifecycle;
 mod native;
 mod openapi;
+mod spokn;
 mod xip;
