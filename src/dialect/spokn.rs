@@ -16,6 +16,8 @@
 //!   `url`) are refused with 102 for the others, rather than silently ignored.
 //! - Unknown parameters are ignored; a parameter given twice with different
 //!   values is 102.
+//! - A number's `+` sent without percent-encoding arrives as a space; a leading
+//!   space before digits is read as the `+` it was.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -180,9 +182,23 @@ struct Params {
     url: Option<String>,
 }
 
+/// A party or caller ID as sent. A `+` that was not percent-encoded arrives as
+/// a space (form encoding); numbers never start with one, so it is read back as
+/// the `+` it was.
+fn party(v: &str) -> String {
+    match v.strip_prefix(' ') {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => format!("+{rest}"),
+        _ => v.to_string(),
+    }
+}
+
 fn parse_params(body: &[u8]) -> Result<Params, SpoknError> {
     let mut p = Params::default();
     for (k, v) in form_urlencoded::parse(body) {
+        let v = match k.as_ref() {
+            "aparty" | "bparty" | "apartycid" | "bpartycid" => party(&v).into(),
+            _ => v,
+        };
         let slot = match k.as_ref() {
             "aparty" => &mut p.aparty,
             "apartycid" => &mut p.apartycid,

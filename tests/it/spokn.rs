@@ -190,6 +190,17 @@ fn an_answered_call_gets_the_seeds_xml_and_one_callback_per_leg() {
         ("2.25", "2.25")
     );
 
+    // A + that was not percent-encoded arrives as a space, and is read as the +.
+    let raw = format!("aparty={APARTY}&bparty={BPARTY}");
+    let r = call(
+        &d,
+        Some((USER, PASSWORD)),
+        "application/x-www-form-urlencoded",
+        &raw,
+    );
+    assert_eq!(r.text(), xml(200, "Request Successful"));
+    assert_eq!(d.call(&r.call_id())["b"]["number"], BPARTY);
+
     // Caller IDs: each party sees the other; the call ends in time.
     let c = d.call(&id);
     assert_eq!(
