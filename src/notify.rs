@@ -49,6 +49,23 @@ pub fn signature(secrets: &[Secret], t: i64, body: &[u8]) -> String {
     out
 }
 
+/// Headers a partner may not set on its callbacks: c2cd's own, and those that
+/// frame the request.
+pub fn reserved_header(name: &str) -> bool {
+    const RESERVED: [&str; 9] = [
+        "host",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+        "c2c-event-id",
+        "c2c-signature",
+        "te",
+    ];
+    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
 /// The delay before attempt `n + 1` after `n` failed ones: `backoff * 2^(n-1)`,
 /// capped, plus up to 50% jitter so that receivers coming back are not stampeded.
 pub fn backoff(cfg: &Callbacks, n: i64) -> Duration {
@@ -90,9 +107,16 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
         ));
     }
     let t = now_ms() / 1000;
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(uri)
+    let method = match d.method.as_str() {
+        "PUT" => Method::PUT,
+        _ => Method::POST,
+    };
+    let mut req = Request::builder().method(method).uri(uri);
+    // SECURITY: the partner's own headers never replace those c2cd sets.
+    for (name, value) in d.headers.iter().filter(|(n, _)| !reserved_header(n)) {
+        req = req.header(name.as_str(), value.as_str());
+    }
+    let req = req
         .header(hyper::header::CONTENT_TYPE, d.content_type.as_str())
         .header(
             hyper::header::USER_AGENT,

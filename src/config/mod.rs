@@ -57,6 +57,8 @@ struct RawConfig {
     #[serde(default)]
     spokn: RawSpokn,
     #[serde(default)]
+    airtel: RawAirtel,
+    #[serde(default)]
     partner: Vec<RawPartner>,
     #[serde(default)]
     provider: Vec<RawProvider>,
@@ -131,6 +133,22 @@ struct RawSpokn {
     access_number: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAirtel {
+    /// The country code of Airtel's 10-digit numbers. Default "91".
+    country_code: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgentPool {
+    /// What an addParticipant component names in `agentPoolId`.
+    id: String,
+    /// The agents' 10-digit numbers, in the order round robin takes them.
+    agents: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRate {
@@ -192,6 +210,15 @@ struct RawPartner {
     enterprise: Option<bool>,
     /// Spokn: what calls cost, by destination prefix (longest match wins).
     rate: Option<Vec<RawRate>>,
+    /// Airtel: the customerId the partner sends.
+    customer_id: Option<String>,
+    /// Airtel: the callFlowIds the partner may start.
+    call_flow_ids: Option<Vec<String>>,
+    /// Airtel: the 10-digit virtual numbers the partner may show as callerId.
+    /// Default: any.
+    caller_ids: Option<Vec<String>>,
+    /// Airtel: the agent pools ROUND ROBIN takes agents from.
+    agent_pool: Option<Vec<RawAgentPool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +271,7 @@ pub struct Config {
     pub calls: Calls,
     pub callbacks: Callbacks,
     pub spokn: Spokn,
+    pub airtel: Airtel,
     pub partners: Vec<Partner>,
     pub providers: Vec<ProviderConfig>,
 }
@@ -253,6 +281,20 @@ pub struct Config {
 pub struct Spokn {
     /// Shown to a phone whose other party is a local extension.
     pub access_number: Option<crate::core::phone::E164>,
+}
+
+/// The Airtel dialect's settings.
+#[derive(Debug, Clone)]
+pub struct Airtel {
+    /// Prefixed to a 10-digit number to make it E.164 (`91`).
+    pub country_code: String,
+}
+
+/// An Airtel agent pool: the agents ROUND ROBIN rotates through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPool {
+    pub id: String,
+    pub agents: Vec<String>,
 }
 
 /// What calls to numbers starting with `prefix` cost.
@@ -326,6 +368,8 @@ pub enum Dialect {
     Native,
     /// Spokn's click-to-call API, `POST /c2c/1.0/call`, with HTTP Basic auth.
     Spokn,
+    /// Airtel's click-to-call workflow, `POST /v2/execute/workflow`, HTTP Basic.
+    Airtel,
 }
 
 impl Dialect {
@@ -334,6 +378,7 @@ impl Dialect {
             Dialect::Xip => "xip",
             Dialect::Native => "native",
             Dialect::Spokn => "spokn",
+            Dialect::Airtel => "airtel",
         }
     }
 
@@ -363,6 +408,11 @@ pub struct Partner {
     pub enterprise: bool,
     /// Spokn: the partner's rate table.
     pub rates: Vec<Rate>,
+    /// Airtel: the customerId, callFlowIds, callerIds and agent pools.
+    pub customer_id: Option<String>,
+    pub call_flow_ids: Vec<String>,
+    pub caller_ids: Vec<String>,
+    pub agent_pools: Vec<AgentPool>,
 }
 
 impl Partner {
@@ -1065,6 +1115,24 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         }),
     };
 
+    // [airtel]
+    let country_code = raw
+        .airtel
+        .country_code
+        .clone()
+        .unwrap_or_else(|| "91".into());
+    if country_code.is_empty()
+        || country_code.len() > 3
+        || !country_code.bytes().all(|b| b.is_ascii_digit())
+        || country_code.starts_with('0')
+    {
+        v.err(
+            &[K("airtel"), K("country_code")],
+            "must be 1 to 3 digits, not starting with 0",
+        );
+    }
+    let airtel = Airtel { country_code };
+
     // [[partner]]
     let mut partners: Vec<Partner> = Vec::new();
     for (i, p) in raw.partner.iter().enumerate() {
@@ -1084,9 +1152,12 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 "xip" => dialects.push(Dialect::Xip),
                 "native" => dialects.push(Dialect::Native),
                 "spokn" => dialects.push(Dialect::Spokn),
+                "airtel" => dialects.push(Dialect::Airtel),
                 o => v.err(
                     &at("dialects"),
-                    format!("{o:?} is not a dialect this version speaks (xip, native, spokn)"),
+                    format!(
+                        "{o:?} is not a dialect this version speaks (xip, native, spokn, airtel)"
+                    ),
                 ),
             }
         }
@@ -1117,9 +1188,55 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 (Some(_), None) => v.err(&at("password"), "a username needs a password"),
                 (None, _) => v.err(
                     &at("username"),
-                    "partners using the native or spokn dialect need a username and a password (HTTP Basic)",
+                    "partners using the native, spokn or airtel dialect need a username and a password (HTTP Basic)",
                 ),
             }
+        }
+        let ten =
+            |s: &str| s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit()) && !s.starts_with('0');
+        if dialects.contains(&Dialect::Airtel) {
+            if p.customer_id.as_deref().is_none_or(str::is_empty) {
+                v.err(
+                    &at("customer_id"),
+                    "partners using the airtel dialect need the customerId they send",
+                );
+            }
+            if p.call_flow_ids.as_ref().is_none_or(Vec::is_empty) {
+                v.err(
+                    &at("call_flow_ids"),
+                    "partners using the airtel dialect need at least one callFlowId",
+                );
+            }
+        }
+        for c in p.caller_ids.iter().flatten() {
+            if !ten(c) {
+                v.err(&at("caller_ids"), format!("{c:?} is not a 10-digit number"));
+            }
+        }
+        let mut agent_pools = Vec::new();
+        for (j, pool) in p.agent_pool.iter().flatten().enumerate() {
+            let at = |k: &'static str| [K("partner"), I(i), K("agent_pool"), I(j), K(k)];
+            if pool.id.is_empty() || agent_pools.iter().any(|q: &AgentPool| q.id == pool.id) {
+                v.err(&at("id"), "must be non-empty and unique within the partner");
+            }
+            if pool.agents.is_empty() || pool.agents.len() > crate::core::plan::MAX_PARTICIPANTS {
+                v.err(
+                    &at("agents"),
+                    format!(
+                        "must list 1 to {} agents",
+                        crate::core::plan::MAX_PARTICIPANTS
+                    ),
+                );
+            }
+            for a in &pool.agents {
+                if !ten(a) {
+                    v.err(&at("agents"), format!("{a:?} is not a 10-digit number"));
+                }
+            }
+            agent_pools.push(AgentPool {
+                id: pool.id.clone(),
+                agents: pool.agents.clone(),
+            });
         }
         let mut rates = Vec::new();
         for (j, r) in p.rate.iter().flatten().enumerate() {
@@ -1200,6 +1317,10 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             enabled: p.enabled.unwrap_or(true),
             enterprise: p.enterprise.unwrap_or(false),
             rates,
+            customer_id: p.customer_id.clone(),
+            call_flow_ids: p.call_flow_ids.clone().unwrap_or_default(),
+            caller_ids: p.caller_ids.clone().unwrap_or_default(),
+            agent_pools,
         });
     }
 
@@ -1215,6 +1336,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         calls,
         callbacks,
         spokn,
+        airtel,
         partners,
         providers,
     })
@@ -1615,11 +1737,17 @@ secret = "up"
             ("calls", "[calls]", ""),
             ("callbacks", "[callbacks]", ""),
             ("spokn", "[spokn]", ""),
+            ("airtel", "[airtel]", ""),
             ("partner", "[[partner]]", "id = \"x\"\nprovider = \"p\"\n"),
             (
                 "partner.rate",
                 "[[partner]]\nid = \"x\"\nprovider = \"p\"\n[[partner.rate]]",
                 "prefix = \"+\"\ncents_per_minute = 1.0\n",
+            ),
+            (
+                "partner.agent_pool",
+                "[[partner]]\nid = \"x\"\nprovider = \"p\"\n[[partner.agent_pool]]",
+                "id = \"a\"\nagents = []\n",
             ),
             ("provider", "[[provider]]", "name = \"p\"\nkind = \"sim\"\n"),
         ];

@@ -237,11 +237,32 @@ pub struct LegView {
     pub ended_at: Option<i64>,
 }
 
-/// A callback ready to send: what goes in the body, and as what.
+/// A callback ready to send: what goes in the body, and as what; where to and
+/// how, when the call's dialect says (Airtel's callBackURLs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload {
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// The URL, when not the call's callback URL. Its host is checked against the
+    /// partner's `callback_hosts` at every attempt like any other.
+    pub url: Option<String>,
+    /// `POST` unless said.
+    pub method: Option<String>,
+    /// Extra request headers the partner asked for.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Payload {
+    /// A body POSTed to the call's callback URL.
+    pub fn new(content_type: &'static str, body: Vec<u8>) -> Payload {
+        Payload {
+            content_type,
+            body,
+            url: None,
+            method: None,
+            headers: Vec::new(),
+        }
+    }
 }
 
 /// How a dialect tells its partners what happened to their calls. The outbox,

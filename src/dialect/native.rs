@@ -741,9 +741,6 @@ impl CallbackFormat for NativeFormat {
         if let Some(r) = recording {
             v["recording"] = r.into();
         }
-        vec![Payload {
-            content_type: "application/json",
-            body: v.to_string().into_bytes(),
-        }]
+        vec![Payload::new("application/json", v.to_string().into_bytes())]
     }
 }

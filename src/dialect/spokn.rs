@@ -732,10 +732,10 @@ impl CallbackFormat for SpoknFormat {
                 .append_pair("cost", &cents(rate * minutes))
                 .append_pair("status", &status(leg).to_string())
                 .finish();
-            out.push(Payload {
-                content_type: "application/x-www-form-urlencoded",
-                body: body.into_bytes(),
-            });
+            out.push(Payload::new(
+                "application/x-www-form-urlencoded",
+                body.into_bytes(),
+            ));
         }
         out
     }

@@ -23,20 +23,24 @@ pub fn enqueue(conn: &Connection, target: Target, n: &Notice) -> rusqlite::Resul
     let format = dialect::callback_format(target.dialect);
     let mut stmt = conn.prepare_cached(
         "INSERT INTO callbacks (call_id, seq, event_id, partner_id, url, format, content_type, body, created_at,
-            next_at, state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 'pending')",
+            next_at, state, method, headers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 'pending', ?10, ?11)",
     )?;
     for p in format.format(n) {
+        let headers =
+            (!p.headers.is_empty()).then(|| serde_json::to_string(&p.headers).unwrap_or_default());
         stmt.execute(params![
             n.call_id.to_string(),
             n.seq,
             n.event_id,
             target.partner_id,
-            target.url,
+            p.url.as_deref().unwrap_or(target.url),
             format.name(),
             p.content_type,
             p.body,
-            n.at
+            n.at,
+            p.method.as_deref().unwrap_or("POST"),
+            headers,
         ])?;
     }
     Ok(())
@@ -54,6 +58,8 @@ pub struct Due {
     pub body: Vec<u8>,
     pub attempts: i64,
     pub created_at: i64,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
 }
 
 /// Callbacks due at `now`: for each call only its earliest pending one (by
@@ -61,7 +67,8 @@ pub struct Due {
 /// so that a call's callbacks arrive in order.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, call_id, event_id, partner_id, url, content_type, body, attempts, created_at FROM callbacks c
+        "SELECT id, call_id, event_id, partner_id, url, content_type, body, attempts, created_at, method, headers
+         FROM callbacks c
          WHERE state = 'pending' AND next_at <= ?1
            AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.id < c.id)
          ORDER BY next_at, id LIMIT ?2",
@@ -77,6 +84,11 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Du
             body: r.get(6)?,
             attempts: r.get(7)?,
             created_at: r.get(8)?,
+            method: r.get(9)?,
+            headers: r
+                .get::<_, Option<String>>(10)?
+                .and_then(|h| serde_json::from_str(&h).ok())
+                .unwrap_or_default(),
         })
     })?;
     rows.collect()

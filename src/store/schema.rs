@@ -154,6 +154,10 @@ const MIGRATIONS: &[&str] = &[
     -- What a dialect keeps with a call for its callbacks (JSON): Spokn's userid,
     -- Airtel's callback URLs with their event types, methods and headers.
     ALTER TABLE calls ADD COLUMN dialect_data TEXT;
+    -- How a callback is sent, when its dialect says: Airtel's callBackURLs each
+    -- have a method and headers.
+    ALTER TABLE callbacks ADD COLUMN method TEXT NOT NULL DEFAULT 'POST';
+    ALTER TABLE callbacks ADD COLUMN headers TEXT;        -- JSON [[name, value], …]
     "#,
 ];
 
