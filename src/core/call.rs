@@ -159,6 +159,46 @@ impl fmt::Display for CallState {
 /// Q.850 102, recovery on timer expiry: the cause of a call closed as lost.
 pub const Q850_TIMER_EXPIRY: u16 = 102;
 
+/// The ITU-T Q.850 name of a cause, for dialects that report it in words.
+pub fn q850_text(cause: u16) -> &'static str {
+    match cause {
+        1 => "Unallocated (unassigned) number",
+        16 => "Normal call clearing",
+        17 => "User busy",
+        18 => "No user responding",
+        19 => "No answer from user (user alerted)",
+        21 => "Call rejected",
+        28 => "Invalid number format (address incomplete)",
+        31 => "Normal, unspecified",
+        34 => "No circuit/channel available",
+        38 => "Network out of order",
+        41 => "Temporary failure",
+        42 => "Switching equipment congestion",
+        102 => "Recovery on timer expiry",
+        127 => "Interworking, unspecified",
+        _ => "Unspecified",
+    }
+}
+
+/// The SIP status that goes with a leg's end, where the provider gave none
+/// (RFC 3398's mapping, read backwards): `answered` legs that hang up normally
+/// ended a 200 dialog; one cancelled before answer is 487.
+pub fn sip_for(cause: u16, answered: bool) -> u16 {
+    match (cause, answered) {
+        (16, true) => 200,
+        (16, false) => 487,
+        (1, _) => 404,
+        (17, _) => 486,
+        (18, _) => 408,
+        (19, _) => 480,
+        (21, _) => 603,
+        (28, _) => 484,
+        (34 | 38 | 41 | 42, _) => 503,
+        (102, _) => 408,
+        _ => 500,
+    }
+}
+
 /// What happened to a call, as reported by c2cd itself or by its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

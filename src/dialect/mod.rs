@@ -11,6 +11,7 @@
 //! | limit  | TimeLimit (s)                  | `time_limit` (s)          | duration (min)          |
 //! | memo   | —                              | `reference`               | token                   |
 
+pub mod airtel;
 pub mod native;
 pub mod spokn;
 pub mod xip;
@@ -220,6 +221,11 @@ pub struct Notice<'a> {
     /// What the call's dialect stored with it for its callbacks
     /// (`calls.dialect_data`), e.g. Spokn's `userid`.
     pub data: Option<&'a serde_json::Value>,
+    /// The call's recording, once reported.
+    pub recording: Option<&'a str>,
+    /// When the call was requested and, if it was, bridged (unix ms).
+    pub created_at: i64,
+    pub bridged_at: Option<i64>,
 }
 
 /// One leg of a call, as a callback formatter sees it.
@@ -278,7 +284,11 @@ pub trait CallbackFormat: Sync {
 }
 
 /// The callback formats, each named after its dialect.
-static FORMATS: &[&dyn CallbackFormat] = &[&native::NativeFormat, &spokn::SpoknFormat];
+static FORMATS: &[&dyn CallbackFormat] = &[
+    &native::NativeFormat,
+    &spokn::SpoknFormat,
+    &airtel::AirtelFormat,
+];
 
 /// The callback format of calls that came in through `dialect`. Dialects with no
 /// callback format of their own (XIP) report in the native JSON format.

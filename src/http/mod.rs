@@ -148,6 +148,11 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
             detached(&app, dialect::spokn::handle(app.clone(), remote, req)).await,
         ),
         p if p.starts_with("/c2c/") => ("spokn", dialect::spokn::not_found()),
+        dialect::airtel::PATH => (
+            "airtel",
+            detached(&app, dialect::airtel::handle(app.clone(), remote, req)).await,
+        ),
+        p if p.starts_with("/v2/") => ("airtel", dialect::airtel::not_found(false)),
         "/v1/openapi.json" => ("openapi", admin::openapi()),
         "/healthz" => ("healthz", admin::healthz(&app).await),
         "/metrics" => ("metrics", admin::metrics(&app).await),

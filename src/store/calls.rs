@@ -182,6 +182,9 @@ pub fn insert(
         dialect: c.dialect.to_string(),
         memo: c.memo.clone(),
         data: c.dialect_data.clone(),
+        recording: None,
+        created_at: c.at,
+        bridged_at: None,
     };
     insert_events(conn, c.id, &head, c.at, &steps, &[])?;
     Ok(state)
@@ -200,6 +203,9 @@ struct Head {
     memo: Option<String>,
     /// `calls.dialect_data`, read only for calls that have callbacks.
     data: Option<Value>,
+    recording: Option<String>,
+    created_at: i64,
+    bridged_at: Option<i64>,
 }
 
 impl Head {
@@ -207,7 +213,8 @@ impl Head {
         conn.prepare_cached(
             "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1), a_number, b_number,
                     callback_url, partner_id, dialect, memo,
-                    CASE WHEN callback_url IS NULL THEN NULL ELSE dialect_data END
+                    CASE WHEN callback_url IS NULL THEN NULL ELSE dialect_data END, recording, created_at,
+                    (SELECT at FROM call_events WHERE call_id = ?1 AND kind = 'bridged')
              FROM calls WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -223,6 +230,9 @@ impl Head {
                 data: r
                     .get::<_, Option<String>>(8)?
                     .and_then(|d| serde_json::from_str(&d).ok()),
+                recording: r.get(9)?,
+                created_at: r.get(10)?,
+                bridged_at: r.get(11)?,
             })
         })
         .optional()
@@ -261,6 +271,8 @@ fn insert_events(
     )?;
     let id_s = id.to_string();
     let target = head.target();
+    let mut recording = head.recording.clone();
+    let mut bridged_at = head.bridged_at;
     for (n, (event, detail, to)) in steps.iter().enumerate() {
         let seq = head.seq + 1 + n as i64;
         let event_id = CallId::new().to_string();
@@ -274,9 +286,14 @@ fn insert_events(
             to.as_str(),
             detail
         ])?;
-        if let Event::Recording(r) = event {
-            conn.prepare_cached("UPDATE calls SET recording = ?2 WHERE id = ?1")?
-                .execute(params![id_s, r])?;
+        match event {
+            Event::Recording(r) => {
+                conn.prepare_cached("UPDATE calls SET recording = ?2 WHERE id = ?1")?
+                    .execute(params![id_s, r])?;
+                recording = Some(r.clone());
+            }
+            Event::Bridged => bridged_at = Some(at),
+            _ => {}
         }
         // The partner's callback is queued in the event's own transaction.
         if let Some(t) = target {
@@ -293,6 +310,9 @@ fn insert_events(
                 legs: if to.is_terminal() { legs } else { &[] },
                 numbers: [head.numbers[0].as_deref(), head.numbers[1].as_deref()],
                 data: head.data.as_ref(),
+                recording: recording.as_deref(),
+                created_at: head.created_at,
+                bridged_at,
             };
             callbacks::enqueue(conn, t, &notice)?;
         }
