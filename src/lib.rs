@@ -11,7 +11,7 @@
 //! - [`http`]: hyper plumbing: connection and body limits, routing, operator
 //!   endpoints (`/healthz`, `/metrics`, the `/v1` admin API).
 //! - [`dialect`]: one module per wire dialect ([`dialect::xip`], [`dialect::native`],
-//!   [`dialect::spokn`]),
+//!   [`dialect::spokn`], [`dialect::airtel`]),
 //!   each with its callback format.
 //! - [`core`]: the domain: call ids, phone numbers, secrets, the call's plan
 //!   (sides, participants, strategies), the call state machine.

@@ -265,7 +265,7 @@ fn announce(cfg: &Config) {
     let listen: Vec<String> = cfg.server.listen.iter().map(|a| a.to_string()).collect();
     match &cfg.source {
         Source::Embedded => log::warn!(
-            "c2cd {v}: running on the embedded demo default (simulator provider, demo partners 102821 (xip), crm (native) and acme (spokn), database {}, {}, loopback only); for a real install write {} or pass --config FILE",
+            "c2cd {v}: running on the embedded demo default (simulator provider, demo partners 102821 (xip), crm (native), acme (spokn) and airtel (airtel), database {}, {}, loopback only); for a real install write {} or pass --config FILE",
             cfg.database.path.display(),
             listen.join(", "),
             config::DEFAULT_PATH

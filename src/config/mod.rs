@@ -81,6 +81,9 @@ struct RawServer {
     body_read_timeout: Option<String>,
     /// On SIGTERM, time in-flight requests have to finish. Default "30s".
     drain_timeout: Option<String>,
+    /// The URL partners reach c2cd at, for links c2cd hands out (recordings).
+    /// Default none: links are paths.
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -313,6 +316,8 @@ pub struct Server {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub drain_timeout: Duration,
+    /// Prefixed to the links c2cd hands out; empty: links are paths.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -780,6 +785,25 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             Duration::from_secs(30),
             Duration::from_secs(3600),
         ),
+        public_url: match s.public_url.as_deref() {
+            None => String::new(),
+            Some(u) => match u.parse::<hyper::Uri>() {
+                Ok(uri)
+                    if is_web(&uri)
+                        && uri.query().is_none()
+                        && !uri.authority().is_some_and(|a| a.as_str().contains('@')) =>
+                {
+                    u.trim_end_matches('/').to_string()
+                }
+                _ => {
+                    v.err(
+                        &[K("server"), K("public_url")],
+                        format!("{u:?} is not an http:// or https:// URL without user:password@ or query"),
+                    );
+                    String::new()
+                }
+            },
+        },
     };
     if server.header_read_timeout.is_zero() {
         v.err(

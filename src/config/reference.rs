@@ -70,6 +70,7 @@ pub const KEYS: &[Key] = &[
     Key { table: "server", name: "header_read_timeout", default: "\"10s\"", doc: "Time a client has to send a request head; a slower one has its connection closed." },
     Key { table: "server", name: "body_read_timeout", default: "\"10s\"", doc: "Time a client has to send a request body; a slower one is answered 408 (XIP Result 108)." },
     Key { table: "server", name: "drain_timeout", default: "\"30s\"", doc: "On SIGTERM, time the requests under way get to finish. Must exceed every provider timeout." },
+    Key { table: "server", name: "public_url", default: "none", doc: "The URL partners reach c2cd at (https://pbx.example.com:8443), prefixed to links c2cd hands out, such as Airtel's recordingUrl. Without one, links are paths." },
     Key { table: "database", name: "path", default: "\"/var/lib/c2cd/c2cd.db\"", doc: "The SQLite file (WAL mode, synchronous=FULL). The embedded demo default uses \"c2cd.db\" in the working directory." },
     Key { table: "database", name: "queue", default: "10000", doc: "Writes waiting for the writer at most; beyond, requests are answered as overloaded (XIP Result 120, HTTP 503)." },
     Key { table: "database", name: "batch", default: "1024", doc: "Writes committed in one transaction (group commit) at most." },

@@ -914,6 +914,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     };
     rec.callback_url = callbacks.first().map(|c| c.url.clone());
     rec.dialect_data = Some(json!({
+        "links": rt.config.server.public_url,
         "callFlowId": v.call_flow_id,
         "customerId": v.customer_id,
         "names": v.names.iter().map(|(n, name)| json!([n, name])).collect::<Vec<_>>(),
@@ -1060,6 +1061,12 @@ pub fn airtel_time(ms: i64) -> String {
     }
 }
 
+/// Where the partner fetches the call's recording from c2cd.
+fn recording_url(n: &Notice, data: &Value) -> String {
+    let base = data["links"].as_str().unwrap_or_default();
+    format!("{base}/v1/calls/{}/recording", n.call_id)
+}
+
 /// Airtel's real-time events and CDR, to each callback URL whose event type
 /// asks for them.
 pub struct AirtelFormat;
@@ -1140,7 +1147,7 @@ impl AirtelFormat {
             "endTime": airtel_time(n.at),
             "duration": ((n.at - n.created_at).max(0) + 999) / 1000,
             "billableDuration": billable,
-            "recordingUrl": n.recording.map(|_| format!("/v1/calls/{}/recording", n.call_id)),
+            "recordingUrl": n.recording.map(|_| recording_url(n, data)),
             "causeCode": cause.to_string(),
             "causeCodeDescription": q850_text(cause),
             "participants": participants,
@@ -1176,8 +1183,8 @@ impl AirtelFormat {
                 "causeCodeDescription": q850_text(cause),
             });
         }
-        if let (Event::Recording(_), true) = (n.event, n.recording.is_some()) {
-            v["metaData"] = json!({ "recordingUrl": format!("/v1/calls/{}/recording", n.call_id) });
+        if let (Event::Recording(_), Some(data)) = (n.event, n.data) {
+            v["metaData"] = json!({ "recordingUrl": recording_url(n, data) });
         }
         v
     }

@@ -2,14 +2,14 @@
 //! its wire format, records the request, hands it to the core and a provider, and
 //! answers in its own format with its own error codes.
 //!
-//! | core   | xip (seed 000)                 | native (`/v1/calls`)      | spokn (seed 002)        |
-//! | ------ | ------------------------------ | ------------------------- | ----------------------- |
-//! | A side | Requestor → RequestorPhone     | `a.participants[]`        | aparty (+ maxretries)   |
-//! | B side | Fulfillment → DestinationPhone | `b.participants[]`        | bparty                  |
-//! | A sees | RequestorCID (last 10 of B)    | `a.caller_id` (B's first) | apartycid (bparty)      |
-//! | B sees | DestinationCID (last 10 of A)  | `b.caller_id` (A's first) | bpartycid (aparty, or the access number) |
-//! | limit  | TimeLimit (s)                  | `time_limit` (s)          | duration (min)          |
-//! | memo   | —                              | `reference`               | token                   |
+//! | core   | xip (seed 000)                 | native (`/v1/calls`)      | spokn (seed 002)        | airtel (seed 001)                |
+//! | ------ | ------------------------------ | ------------------------- | ----------------------- | -------------------------------- |
+//! | A side | Requestor → RequestorPhone     | `a.participants[]`        | aparty (+ maxretries)   | `initiateCall_*` participants    |
+//! | B side | Fulfillment → DestinationPhone | `b.participants[]`        | bparty                  | `addParticipant_*` participants  |
+//! | A sees | RequestorCID (last 10 of B)    | `a.caller_id` (B's first) | apartycid (bparty)      | participant/component `callerId` |
+//! | B sees | DestinationCID (last 10 of A)  | `b.caller_id` (A's first) | bpartycid (aparty, or the access number) | participant/component `callerId` |
+//! | limit  | TimeLimit (s)                  | `time_limit` (s)          | duration (min)          | component `maxTime` (s)          |
+//! | memo   | —                              | `reference`               | token                   | participantName                  |
 
 pub mod airtel;
 pub mod native;

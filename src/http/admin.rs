@@ -15,6 +15,7 @@ use crate::core::call::{CallState, Event};
 use crate::core::phone::E164;
 use crate::core::{ct_eq, now_ms, CallId};
 use crate::dialect;
+use crate::provider::recordings;
 use crate::store::{callbacks, calls, partners, StoreError};
 use rusqlite::OptionalExtension;
 
@@ -318,6 +319,10 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
                 Err(e) => store_error(e),
             }
         }
+        Some(rest) if rest.starts_with('/') && rest.ends_with("/recording") => {
+            let id = rest[1..rest.len() - "/recording".len()].to_string();
+            recording(app, &caller, id).await
+        }
         Some(rest) if rest.starts_with('/') && rest.ends_with("/callbacks") => {
             let id = rest[1..rest.len() - "/callbacks".len()].to_string();
             let r = app
@@ -356,6 +361,58 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
             Err(e) => store_error(e),
         },
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+    }
+}
+
+/// `GET /v1/calls/{id}/recording`: the call's recording, to the operator or the
+/// partner that owns the call.
+async fn recording(app: &App, caller: &Caller, id: String) -> Resp {
+    let row = app
+        .store
+        .read(move |c| {
+            c.query_row(
+                "SELECT partner_id, recording, (SELECT billable_s FROM cdrs WHERE call_id = calls.id)
+                 FROM calls WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )
+            .optional()
+        })
+        .await;
+    let (reference, billable) = match row {
+        Err(e) => return store_error(e),
+        Ok(Some((owner, reference, billable))) if caller.may_see(owner.as_deref()) => {
+            (reference, billable)
+        }
+        Ok(_) => return not_found(),
+    };
+    let Some(reference) = reference else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_recording",
+            "the call has no recording",
+        );
+    };
+    match recordings::audio(&reference, billable.unwrap_or(0)) {
+        Some(wav) => {
+            let mut r = super::text(StatusCode::OK, wav);
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("audio/wav"),
+            );
+            r
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no_recording",
+            &format!("recording {reference:?} is not held by c2cd"),
+        ),
     }
 }
 

@@ -16,7 +16,7 @@ const CID: &str = "8000000001";
 /// `acme` on the simulator (busy 919000*, no answer 919100*), and `upstream` on
 /// an XIP server that cannot be reached.
 fn config() -> String {
-    base_config(&format!(
+    let base = base_config(&format!(
         r#"
 [callbacks]
 backoff = "20ms"
@@ -62,7 +62,11 @@ url = "http://127.0.0.1:9/c2c"
 secret = "upstream-secret"
 timeout = "500ms"
 "#
-    ))
+    ));
+    base.replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\npublic_url = \"https://pbx.example.com:8443/\"",
+    )
 }
 
 /// The seed's sample request, its placeholders filled in.
@@ -210,10 +214,9 @@ fn the_seeds_sample_connects_and_each_url_gets_its_event_types() {
         (cdr["callFlowId"].as_str(), cdr["customerId"].as_str()),
         (Some("FLOW-1"), Some("CUST-1"))
     );
-    assert_eq!(
-        cdr["recordingUrl"],
-        format!("/v1/calls/{id}/recording").as_str()
-    );
+    let link = format!("https://pbx.example.com:8443/v1/calls/{id}/recording");
+    assert_eq!(cdr["recordingUrl"], link.as_str());
+    assert_eq!(events[6]["metaData"]["recordingUrl"], link.as_str());
     let parts: Vec<(&str, &str, &str)> = cdr["participants"]
         .as_array()
         .unwrap()
@@ -240,6 +243,26 @@ fn the_seeds_sample_connects_and_each_url_gets_its_event_types() {
         (Some("+919810000001"), Some("+918000000001"))
     );
     assert_eq!(call["plan"]["record"], true);
+
+    // The recording is served to the partner that owns the call, and no one else.
+    let get = |user: &str, password: &str| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        request(
+            d.addr,
+            &format!("GET /v1/calls/{id}/recording HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {b64}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    let wav = get(USER, PASSWORD);
+    assert_eq!(
+        (wav.status, wav.header("content-type")),
+        (200, Some("audio/wav"))
+    );
+    assert_eq!(
+        (&wav.body[..4], &wav.body[8..12]),
+        (&b"RIFF"[..], &b"WAVE"[..])
+    );
+    assert!(wav.body.len() >= 58 + 8000, "a second of audio at least");
+    assert_eq!(get("upstream", "upstream-password-0123456789").status, 404);
 }
 
 #[test]
