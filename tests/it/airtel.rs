@@ -297,7 +297,17 @@ fn retries_parallel_and_round_robin_are_played_and_reported() {
     );
     let id2 = r.call_id();
     d.wait_log(&format!("call {id2}: a_ended_normal -> completed"));
-    rx.wait_requests(2);
+    // An A that does not answer, tried twice: the call fails with 19.
+    let r = post(
+        &d,
+        &with(&|v| {
+            v["callFlowConfiguration"]["initiateCall_1"]["participants"][0]["participantAddress"] =
+                json!("9100000009")
+        }),
+    );
+    let id3 = r.call_id();
+    d.wait_log(&format!("call {id3}: a_ended_no_answer -> failed"));
+    rx.wait_requests(3);
     let cdrs = bodies(&rx);
     let cdr = |id: &str| {
         cdrs.iter()
@@ -322,6 +332,16 @@ fn retries_parallel_and_round_robin_are_played_and_reported() {
         .collect();
     assert_eq!(statuses, ["BUSY", "BUSY"]);
     assert_eq!(busy["participants"][0]["sipCode"], "486");
+    let unanswered = cdr(&id3);
+    assert_eq!(
+        (
+            unanswered["callStatus"].as_str(),
+            unanswered["causeCode"].as_str(),
+            unanswered["participants"][1]["status"].as_str(),
+            unanswered["participants"][1]["sipCode"].as_str()
+        ),
+        (Some("FAILED"), Some("19"), Some("NO_ANSWER"), Some("480"))
+    );
     let par = cdr(&id2);
     let statuses: Vec<(&str, &str)> = par["participants"]
         .as_array()
