@@ -54,6 +54,20 @@ pub struct Rotation {
 const ROTATION_POOLS: usize = 10_000;
 
 impl Rotation {
+    /// Sets where each round-robin side of `plan` starts, moving its pool on.
+    pub fn assign(&self, plan: &mut crate::core::plan::CallPlan) {
+        for side in [&mut plan.a, &mut plan.b] {
+            if side.strategy == crate::core::plan::Strategy::RoundRobin {
+                let pool: Vec<String> = side
+                    .participants
+                    .iter()
+                    .map(|p| p.number.as_str().to_string())
+                    .collect();
+                side.start = self.take(&pool);
+            }
+        }
+    }
+
     /// The start index for the next call to `pool`; moves the pool on by one.
     pub fn take(&self, pool: &[String]) -> usize {
         let Ok(mut next) = self.next.lock() else {

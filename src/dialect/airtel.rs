@@ -30,8 +30,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{
-    basic_credentials, basic_partner, deadline, place, BasicError, CallbackFormat, LegView, Notice,
-    Outcome, Payload, Recorded, CALL_ID_HEADER,
+    basic_credentials, basic_partner, content_type_is, deadline, place, record_refusal, BasicError,
+    CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -755,30 +755,14 @@ fn validate(body: &[u8], partner: &Partner, cfg: &config::Config) -> Result<Vali
 }
 
 /// Records a request c2cd refuses itself, then answers it.
-async fn reject(app: &App, mut rec: calls::NewCall, f: Failure, note: Option<String>) -> Resp {
+async fn reject(app: &App, rec: calls::NewCall, f: Failure, note: Option<String>) -> Resp {
     let id = rec.id;
-    let mut answer = Answer::failed(Event::Rejected, f.clone());
+    let mut refusal = Answer::failed(Event::Rejected, f.clone());
     if let Some(n) = note {
-        answer.detail = Some(format!("{} ({n})", f.detail()));
+        refusal.detail = Some(format!("{} ({n})", f.detail()));
     }
-    log::info!(
-        "call {id}: airtel request refused: {} (partner {:?}, from {:?})",
-        answer.detail.as_deref().unwrap_or_default(),
-        rec.partner_id,
-        rec.remote_addr
-    );
-    rec.provider = None;
-    rec.upstream_request = None;
-    rec.callback_url = None;
-    let write = app
-        .store
-        .write(move |c| {
-            let events = [(answer.event(), answer.detail())];
-            calls::insert(c, &rec, &events, Some(answer.answered()))
-        })
-        .await;
-    match write {
-        Ok(_) => failure_response(id, &f),
+    match record_refusal(app, rec, refusal).await {
+        Ok(()) => failure_response(id, &f),
         Err(se) => store_failure(id, &se),
     }
 }
@@ -802,12 +786,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         req.method().as_str(),
         req.uri().query().unwrap_or(""),
     );
-    let is_json = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    let is_json = content_type_is(&req, "application/json");
     let auth = req.headers().get(AUTHORIZATION).cloned();
     let limit_refusal = |status, code: &'static str, message: &str| {
         Failure::Refused(Refusal {
@@ -877,31 +856,13 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         Ok(v) => v,
         Err(r) => return reject(app, rec, Failure::Refused(r), None).await,
     };
-    for side in [&mut v.plan.a, &mut v.plan.b] {
-        if side.strategy == Strategy::RoundRobin {
-            let pool: Vec<String> = side
-                .participants
-                .iter()
-                .map(|p| p.number.as_str().to_string())
-                .collect();
-            side.start = app.rotation.take(&pool);
-        }
-    }
+    app.rotation.assign(&mut v.plan);
     let plan = Arc::new(v.plan);
-    let (Some(a), Some(b)) = (plan.a.first(), plan.b.first()) else {
-        return reject(
-            app,
-            rec,
-            Failure::Internal("a side without participants".into()),
-            None,
-        )
-        .await;
+    let Some(o) = Originate::for_plan(rec.id, plan.clone(), partner) else {
+        let e = Failure::Internal("a side without participants".into());
+        return reject(app, rec, e, None).await;
     };
-    rec.a_number = Some(a.number.as_str().to_string());
-    rec.b_number = Some(b.number.as_str().to_string());
-    rec.a_cid = plan.a.caller_id_for(a).map(str::to_string);
-    rec.b_cid = plan.b.caller_id_for(b).map(str::to_string);
-    rec.plan = serde_json::to_value(&*plan).ok();
+    rec.set_plan(&plan);
     // Without callBackURLs, the partner's callback_url gets every event.
     let callbacks = match (v.callbacks.is_empty(), &partner.callback_url) {
         (true, Some(u)) => vec![CallbackUrl {
@@ -934,23 +895,6 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     if let Some(why) = provider.refuses(&plan) {
         return reject(app, rec, Failure::Refused(bad(codes::FLOW, &why)), None).await;
     }
-    let digits = |s: Option<&str>| {
-        s.map(|c| c.trim_start_matches('+').to_string())
-            .unwrap_or_default()
-    };
-    let o = Originate {
-        call_id: rec.id,
-        requestor_phone: a.number.digits().to_string(),
-        requestor_cid: digits(rec.a_cid.as_deref()),
-        destination_phone: b.number.digits().to_string(),
-        destination_cid: digits(rec.b_cid.as_deref()),
-        prompt_set: partner.prompt_set.clone(),
-        time_limit: u32::try_from(plan.time_limit.as_secs()).unwrap_or(u32::MAX),
-        partner_id: partner.id.clone(),
-        source: partner.source.clone(),
-        incoming_auth_ok: true,
-        plan: plan.clone(),
-    };
     let upstream = provider.params(&o);
     rec.deadline_at = Some(deadline(rec.at, &plan, rt.config.calls.grace));
     rec.provider = Some(provider.name().to_string());

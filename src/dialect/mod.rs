@@ -96,6 +96,41 @@ pub trait Recorded: Clone + Send + Sync + 'static {
     fn answered(&self) -> calls::Answered<'_>;
 }
 
+/// Records a request the dialect refused itself, as rejected with `refusal`:
+/// its row says nothing went to a provider. The caller then answers.
+pub async fn record_refusal<A: Recorded>(
+    app: &App,
+    mut rec: calls::NewCall,
+    refusal: A,
+) -> Result<(), StoreError> {
+    log::info!(
+        "call {}: {} request refused: {} (partner {:?}, from {:?})",
+        rec.id,
+        rec.dialect,
+        refusal.detail().unwrap_or_default(),
+        rec.partner_id,
+        rec.remote_addr
+    );
+    rec.provider = None;
+    rec.upstream_request = None;
+    rec.callback_url = None;
+    app.store
+        .write(move |c| {
+            let events = [(refusal.event(), refusal.detail())];
+            calls::insert(c, &rec, &events, Some(refusal.answered())).map(|_| ())
+        })
+        .await
+}
+
+/// Whether a request's `Content-Type` is `mime` (parameters aside).
+pub fn content_type_is(req: &hyper::Request<hyper::body::Incoming>, mime: &str) -> bool {
+    req.headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(mime))
+}
+
 /// What the provider's answer (or failure) means for a dialect.
 pub type Outcome = Result<(Reply, Option<FollowUp>), ProviderError>;
 

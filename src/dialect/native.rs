@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    basic_credentials, basic_partner, deadline, place, BasicError, CallbackFormat, Notice, Outcome,
-    Payload, Recorded, CALL_ID_HEADER,
+    basic_credentials, basic_partner, content_type_is, deadline, place, record_refusal, BasicError,
+    CallbackFormat, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -439,30 +439,14 @@ fn store_failure(id: CallId, e: &StoreError) -> Resp {
 }
 
 /// Records a request c2cd refuses itself, then answers it.
-async fn reject(app: &App, mut rec: calls::NewCall, e: NativeError, note: Option<String>) -> Resp {
+async fn reject(app: &App, rec: calls::NewCall, e: NativeError, note: Option<String>) -> Resp {
     let id = rec.id;
     let mut refusal = Answer::refused(id, e.clone());
     if let Some(n) = note {
         refusal.detail = Some(format!("{} ({n})", e.detail()));
     }
-    log::info!(
-        "call {id}: native request refused: {} (partner {:?}, from {:?})",
-        refusal.detail.as_deref().unwrap_or_default(),
-        rec.partner_id,
-        rec.remote_addr
-    );
-    rec.provider = None;
-    rec.upstream_request = None;
-    rec.callback_url = None;
-    let write = app
-        .store
-        .write(move |c| {
-            let events = [(refusal.event(), refusal.detail())];
-            calls::insert(c, &rec, &events, Some(refusal.answered()))
-        })
-        .await;
-    match write {
-        Ok(_) => problem(id, &e),
+    match record_refusal(app, rec, refusal).await {
+        Ok(()) => problem(id, &e),
         Err(se) => store_failure(id, &se),
     }
 }
@@ -478,12 +462,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         req.method().as_str(),
         req.uri().query().unwrap_or(""),
     );
-    let is_json = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    let is_json = content_type_is(&req, "application/json");
     let auth = req.headers().get(AUTHORIZATION).cloned();
     match read_body(req, limits.max_body_bytes, limits.body_read_timeout).await {
         Ok(b) => rec.received_body = b.to_vec(),
@@ -519,31 +498,13 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         Ok(v) => v,
         Err(e) => return reject(app, rec, e, None).await,
     };
-    for side in [&mut v.plan.a, &mut v.plan.b] {
-        if side.strategy == Strategy::RoundRobin {
-            let pool: Vec<String> = side
-                .participants
-                .iter()
-                .map(|p| p.number.as_str().to_string())
-                .collect();
-            side.start = app.rotation.take(&pool);
-        }
-    }
+    app.rotation.assign(&mut v.plan);
     let plan = Arc::new(v.plan);
-    let (Some(a), Some(b)) = (plan.a.first(), plan.b.first()) else {
-        return reject(
-            app,
-            rec,
-            NativeError::Internal,
-            Some("a side without participants".into()),
-        )
-        .await;
+    let Some(o) = Originate::for_plan(rec.id, plan.clone(), partner) else {
+        let e = NativeError::Internal;
+        return reject(app, rec, e, Some("a side without participants".into())).await;
     };
-    rec.a_number = Some(a.number.as_str().to_string());
-    rec.b_number = Some(b.number.as_str().to_string());
-    rec.a_cid = plan.a.caller_id_for(a).map(str::to_string);
-    rec.b_cid = plan.b.caller_id_for(b).map(str::to_string);
-    rec.plan = serde_json::to_value(&*plan).ok();
+    rec.set_plan(&plan);
     rec.memo = v.reference;
     let Some(provider) = rt.providers.get(&partner.provider) else {
         return reject(
@@ -557,23 +518,6 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     if let Some(why) = provider.refuses(&plan) {
         return reject(app, rec, NativeError::ProviderRefuses(why), None).await;
     }
-    let digits = |s: Option<&str>| {
-        s.map(|c| c.trim_start_matches('+').to_string())
-            .unwrap_or_default()
-    };
-    let o = Originate {
-        call_id: rec.id,
-        requestor_phone: a.number.digits().to_string(),
-        requestor_cid: digits(rec.a_cid.as_deref()),
-        destination_phone: b.number.digits().to_string(),
-        destination_cid: digits(rec.b_cid.as_deref()),
-        prompt_set: partner.prompt_set.clone(),
-        time_limit: u32::try_from(plan.time_limit.as_secs()).unwrap_or(u32::MAX),
-        partner_id: partner.id.clone(),
-        source: partner.source.clone(),
-        incoming_auth_ok: true,
-        plan: plan.clone(),
-    };
     let upstream = provider.params(&o);
     rec.deadline_at = Some(deadline(rec.at, &plan, rt.config.calls.grace));
     rec.callback_url = v.callback_url;

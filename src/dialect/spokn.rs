@@ -31,8 +31,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::{
-    basic_credentials, basic_partner, deadline, place, BasicError, CallbackFormat, LegView, Notice,
-    Outcome, Payload, Recorded, CALL_ID_HEADER,
+    basic_credentials, basic_partner, content_type_is, deadline, place, record_refusal, BasicError,
+    CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -360,35 +360,14 @@ async fn reject(app: &App, rec: calls::NewCall, e: SpoknError) -> Resp {
 
 /// Records a refusal, with what the log and the row say beyond the error, then
 /// answers it.
-async fn reject_with(
-    app: &App,
-    mut rec: calls::NewCall,
-    e: SpoknError,
-    note: Option<String>,
-) -> Resp {
+async fn reject_with(app: &App, rec: calls::NewCall, e: SpoknError, note: Option<String>) -> Resp {
     let id = rec.id;
-    let mut answer = Answer::refused(&e);
+    let mut refusal = Answer::refused(&e);
     if let Some(n) = note {
-        answer.detail = Some(format!("{e}: {n}"));
+        refusal.detail = Some(format!("{e}: {n}"));
     }
-    log::info!(
-        "call {id}: spokn request refused: {} (partner {:?}, from {:?})",
-        answer.detail.as_deref().unwrap_or_default(),
-        rec.partner_id,
-        rec.remote_addr
-    );
-    rec.provider = None;
-    rec.upstream_request = None;
-    rec.callback_url = None;
-    let write = app
-        .store
-        .write(move |c| {
-            let events = [(answer.event(), answer.detail())];
-            calls::insert(c, &rec, &events, Some(answer.answered()))
-        })
-        .await;
-    match write {
-        Ok(_) => error_response(id, &e),
+    match record_refusal(app, rec, refusal).await {
+        Ok(()) => error_response(id, &e),
         Err(se) => store_failure(id, &se),
     }
 }
@@ -424,15 +403,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         req.method().as_str(),
         req.uri().query().unwrap_or(""),
     );
-    let is_form = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|ct| ct.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
+    let is_form = content_type_is(&req, "application/x-www-form-urlencoded");
     let auth = req.headers().get(AUTHORIZATION).cloned();
     match read_body(req, limits.max_body_bytes, limits.body_read_timeout).await {
         Ok(b) => rec.received_body = b.to_vec(),
@@ -484,23 +455,17 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         Err(e) => return reject(app, rec, e).await,
     };
     let plan = Arc::new(v.plan);
-    let (Some(a), Some(b)) = (plan.a.first(), plan.b.first()) else {
-        return reject(
-            app,
-            rec,
-            SpoknError::Internal("a side without participants".into()),
-        )
-        .await;
+    let Some(o) = Originate::for_plan(rec.id, plan.clone(), partner) else {
+        let e = SpoknError::Internal("a side without participants".into());
+        return reject(app, rec, e).await;
     };
-    rec.a_number = Some(a.number.as_str().to_string());
-    rec.b_number = Some(b.number.as_str().to_string());
-    rec.a_cid = plan.a.caller_id_for(a).map(str::to_string);
-    rec.b_cid = plan.b.caller_id_for(b).map(str::to_string);
-    rec.plan = serde_json::to_value(&*plan).ok();
+    rec.set_plan(&plan);
     rec.memo = v.token;
+    let rates =
+        [&rec.a_number, &rec.b_number].map(|n| partner.rate_for(n.as_deref().unwrap_or_default()));
     rec.dialect_data = Some(json!({
         "userid": partner.username,
-        "rate": [partner.rate_for(a.number.as_str()), partner.rate_for(b.number.as_str())],
+        "rate": rates,
     }));
     let Some(provider) = rt.providers.get(&partner.provider) else {
         return reject(
@@ -511,30 +476,14 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         .await;
     };
     if let Some(why) = provider.refuses(&plan) {
-        let e = match (a.number.is_local(), b.number.is_local()) {
+        let local = |s: &SidePlan| s.participants.iter().any(|p| p.number.is_local());
+        let e = match (local(&plan.a), local(&plan.b)) {
             (true, _) => SpoknError::AUnsupported(why),
             (_, true) => SpoknError::BUnsupported(why),
             _ => SpoknError::Invalid(why),
         };
         return reject(app, rec, e).await;
     }
-    let digits = |s: Option<&str>| {
-        s.map(|c| c.trim_start_matches('+').to_string())
-            .unwrap_or_default()
-    };
-    let o = Originate {
-        call_id: rec.id,
-        requestor_phone: a.number.digits().to_string(),
-        requestor_cid: digits(rec.a_cid.as_deref()),
-        destination_phone: b.number.digits().to_string(),
-        destination_cid: digits(rec.b_cid.as_deref()),
-        prompt_set: partner.prompt_set.clone(),
-        time_limit: u32::try_from(plan.time_limit.as_secs()).unwrap_or(u32::MAX),
-        partner_id: partner.id.clone(),
-        source: partner.source.clone(),
-        incoming_auth_ok: true,
-        plan: plan.clone(),
-    };
     let upstream = provider.params(&o);
     rec.deadline_at = Some(deadline(rec.at, &plan, rt.config.calls.grace));
     rec.callback_url = v.callback_url;

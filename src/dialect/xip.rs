@@ -29,7 +29,7 @@ use crate::http::{read_body, BodyError, Resp};
 use crate::provider::{Originate, ProviderError};
 use crate::store::{calls, StoreError};
 
-use super::{deadline, Recorded, CALL_ID_HEADER};
+use super::{deadline, record_refusal, Recorded, CALL_ID_HEADER};
 
 /// Why c2cd answered a XIP request itself. Each has a stable result code and
 /// HTTP status; the codes are documented in the README.
@@ -212,21 +212,8 @@ fn store_failure(id: CallId, e: &StoreError) -> Resp {
 /// Records a request c2cd refuses itself, then answers it.
 async fn reject(app: &App, rec: calls::NewCall, e: XipError) -> Resp {
     let id = rec.id;
-    log::info!(
-        "call {id}: xip request refused: {e} (partner {:?}, from {:?})",
-        rec.partner_id,
-        rec.remote_addr
-    );
-    let answer = Answer::local(id, &e, Event::Rejected);
-    let write = app
-        .store
-        .write(move |c| {
-            let events = [(Event::Rejected, answer.detail.as_deref())];
-            calls::insert(c, &rec, &events, Some(answer.answered()))
-        })
-        .await;
-    match write {
-        Ok(_) => local_answer(id, &e),
+    match record_refusal(app, rec, Answer::local(id, &e, Event::Rejected)).await {
+        Ok(()) => local_answer(id, &e),
         Err(se) => store_failure(id, &se),
     }
 }

@@ -53,6 +53,33 @@ pub struct Originate {
 }
 
 impl Originate {
+    /// The request to place `plan` for `partner`, the XIP fields taken from each
+    /// side's first participant; `None` when a side has none.
+    pub fn for_plan(
+        call_id: CallId,
+        plan: Arc<CallPlan>,
+        partner: &config::Partner,
+    ) -> Option<Originate> {
+        let (a, b) = (plan.a.first()?, plan.b.first()?);
+        let digits = |s: Option<&str>| {
+            s.map(|c| c.trim_start_matches('+').to_string())
+                .unwrap_or_default()
+        };
+        Some(Originate {
+            call_id,
+            requestor_phone: a.number.digits().to_string(),
+            requestor_cid: digits(plan.a.caller_id_for(a)),
+            destination_phone: b.number.digits().to_string(),
+            destination_cid: digits(plan.b.caller_id_for(b)),
+            prompt_set: partner.prompt_set.clone(),
+            time_limit: u32::try_from(plan.time_limit.as_secs()).unwrap_or(u32::MAX),
+            partner_id: partner.id.clone(),
+            source: partner.source.clone(),
+            incoming_auth_ok: true,
+            plan,
+        })
+    }
+
     fn field(&self, name: &str) -> String {
         match name {
             "RequestorPhone" => self.requestor_phone.clone(),

@@ -41,6 +41,20 @@ pub struct NewCall {
 }
 
 impl NewCall {
+    /// Records what is to be dialled: each side's first number and what it is
+    /// shown, and the whole plan.
+    pub fn set_plan(&mut self, plan: &crate::core::plan::CallPlan) {
+        if let Some(a) = plan.a.first() {
+            self.a_number = Some(a.number.as_str().to_string());
+            self.a_cid = plan.a.caller_id_for(a).map(str::to_string);
+        }
+        if let Some(b) = plan.b.first() {
+            self.b_number = Some(b.number.as_str().to_string());
+            self.b_cid = plan.b.caller_id_for(b).map(str::to_string);
+        }
+        self.plan = serde_json::to_value(plan).ok();
+    }
+
     /// A request as it arrived, before anything about it is known.
     pub fn received(
         dialect: &'static str,
