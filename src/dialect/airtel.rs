@@ -30,7 +30,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, deadline, place, record_refusal, BasicError,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, BasicError,
     CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
@@ -895,15 +895,9 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     if let Some(why) = provider.refuses(&plan) {
         return reject(app, rec, Failure::Refused(bad(codes::FLOW, &why)), None).await;
     }
-    let upstream = provider.params(&o);
-    rec.deadline_at = Some(deadline(rec.at, &plan, rt.config.calls.grace));
-    rec.provider = Some(provider.name().to_string());
-    rec.upstream_request = Some(provider.describe(&upstream));
     let id = rec.id;
     let refusal = Answer::failed(Event::Rejected, Failure::Forbidden);
-    let placed = place(app, rec, &provider, &o, upstream, refusal, |r| {
-        answer_of(id, r)
-    });
+    let placed = place(app, rec, &provider, &o, refusal, |r| answer_of(id, r));
     let answer = match placed.await {
         Ok(Some(a)) => a,
         Ok(None) => return failure_response(id, &Failure::Forbidden),

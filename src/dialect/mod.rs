@@ -134,7 +134,8 @@ pub fn content_type_is(req: &hyper::Request<hyper::body::Incoming>, mime: &str) 
 /// What the provider's answer (or failure) means for a dialect.
 pub type Outcome = Result<(Reply, Option<FollowUp>), ProviderError>;
 
-/// Records the request `rec` and has `provider` place the call `o`, in the order
+/// Records the request `rec` (with what is sent upstream and its deadline) and
+/// has `provider` place the call `o`, in the order
 /// that loses nothing, and starts following it. Returns the dialect's answer, or
 /// `None` when the partner is not enabled for the dialect in the database (the
 /// request is then recorded as refused with `refusal`).
@@ -146,13 +147,18 @@ pub type Outcome = Result<(Reply, Option<FollowUp>), ProviderError>;
 /// the database in the same transaction that records the request.
 pub async fn place<A: Recorded>(
     app: &App,
-    rec: calls::NewCall,
+    mut rec: calls::NewCall,
     provider: &Provider,
     o: &Originate,
-    upstream: Vec<(&'static str, String)>,
     refusal: A,
     answer_of: impl Fn(Outcome) -> (A, Option<FollowUp>),
 ) -> Result<Option<A>, StoreError> {
+    // What goes upstream is recorded before it is sent; a call not ended by its
+    // deadline is reconciled.
+    let upstream = provider.params(o);
+    rec.provider = Some(provider.name().to_string());
+    rec.upstream_request = Some(provider.describe(&upstream));
+    rec.deadline_at = Some(deadline(rec.at, &o.plan, app.runtime().config.calls.grace));
     let id = rec.id;
     let dialect = rec.dialect;
     let events = Events::new(app.store.clone());

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, deadline, place, record_refusal, BasicError,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, BasicError,
     CallbackFormat, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
@@ -518,17 +518,11 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     if let Some(why) = provider.refuses(&plan) {
         return reject(app, rec, NativeError::ProviderRefuses(why), None).await;
     }
-    let upstream = provider.params(&o);
-    rec.deadline_at = Some(deadline(rec.at, &plan, rt.config.calls.grace));
     rec.callback_url = v.callback_url;
-    rec.provider = Some(provider.name().to_string());
-    rec.upstream_request = Some(provider.describe(&upstream));
 
     let (id, at) = (rec.id, rec.at);
     let refusal = Answer::refused(id, NativeError::Forbidden);
-    let placed = place(app, rec, &provider, &o, upstream, refusal, |r| {
-        answer_of(id, at, r)
-    });
+    let placed = place(app, rec, &provider, &o, refusal, |r| answer_of(id, at, r));
     let answer = match placed.await {
         Ok(Some(a)) => a,
         Ok(None) => return problem(id, &NativeError::Forbidden),

@@ -31,7 +31,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, deadline, place, record_refusal, BasicError,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, BasicError,
     CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
@@ -484,16 +484,10 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         };
         return reject(app, rec, e).await;
     }
-    let upstream = provider.params(&o);
-    rec.deadline_at = Some(deadline(rec.at, &plan, rt.config.calls.grace));
     rec.callback_url = v.callback_url;
-    rec.provider = Some(provider.name().to_string());
-    rec.upstream_request = Some(provider.describe(&upstream));
     let id = rec.id;
     let refusal = Answer::refused(&SpoknError::Unauthorized);
-    let placed = place(app, rec, &provider, &o, upstream, refusal, |r| {
-        answer_of(id, r)
-    });
+    let placed = place(app, rec, &provider, &o, refusal, |r| answer_of(id, r));
     let answer = match placed.await {
         Ok(Some(a)) => a,
         Ok(None) => return error_response(id, &SpoknError::Unauthorized),

@@ -29,7 +29,7 @@ use crate::http::{read_body, BodyError, Resp};
 use crate::provider::{Originate, ProviderError};
 use crate::store::{calls, StoreError};
 
-use super::{deadline, record_refusal, Recorded, CALL_ID_HEADER};
+use super::{record_refusal, Recorded, CALL_ID_HEADER};
 
 /// Why c2cd answered a XIP request itself. Each has a stable result code and
 /// HTTP status; the codes are documented in the README.
@@ -322,19 +322,13 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         source: partner.source.clone(),
         incoming_auth_ok: auth_ok,
     };
-    let upstream = provider.params(&o);
-    rec.deadline_at = Some(deadline(rec.at, &o.plan, rt.config.calls.grace));
     rec.plan = serde_json::to_value(&*o.plan).ok();
     rec.callback_url = partner.callback_url.as_ref().map(|u| u.to_string());
-    rec.provider = Some(provider.name().to_string());
-    rec.upstream_request = Some(provider.describe(&upstream));
 
     let id = rec.id;
     let unknown = XipError::UnknownPartner;
     let refusal = Answer::local(id, &unknown, Event::Rejected);
-    let placed = super::place(app, rec, &provider, &o, upstream, refusal, |r| {
-        answer_of(id, r)
-    });
+    let placed = super::place(app, rec, &provider, &o, refusal, |r| answer_of(id, r));
     if !auth_ok {
         log::warn!("call {id}: xip partner {partner_id:?} sent a bad Auth from {remote}; passing BadIncomingAuth upstream");
     }
