@@ -9,6 +9,7 @@
 //! partner, and may return a follow-up task that reports the call's progress as
 //! [`Event`]s through [`Events`].
 
+pub mod ami;
 pub mod recordings;
 pub mod sim;
 pub mod xip;
