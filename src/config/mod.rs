@@ -244,6 +244,14 @@ struct RawProvider {
     no_answer: Option<Vec<String>>,
     fail: Option<Vec<String>>,
     silent: Option<Vec<String>>,
+    // ami
+    address: Option<String>,
+    username: Option<String>,
+    channel: Option<String>,
+    context: Option<String>,
+    exten: Option<String>,
+    dial: Option<String>,
+    variables: Option<Vec<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -445,6 +453,33 @@ pub struct ProviderConfig {
 pub enum ProviderKind {
     Sim(SimConfig),
     Xip(XipConfig),
+    Ami(AmiConfig),
+}
+
+/// How an AMI provider reaches B once A has answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bridge {
+    /// A continues in the dialplan at `context`, extension `exten` (a template
+    /// of B's number), priority 1: the operator's dialplan dials B.
+    Dialplan { context: String, exten: String },
+    /// `Application: Dial` with this dial string template for B: no dialplan of
+    /// c2cd's is needed.
+    Dial(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct AmiConfig {
+    /// The manager, `host:port`.
+    pub address: String,
+    pub username: String,
+    pub secret: Secret,
+    /// Leg A's channel, a template of its number: `PJSIP/{number}@trunk`.
+    pub channel: String,
+    pub bridge: Bridge,
+    /// Channel variables set on every call, `NAME=value`.
+    pub variables: Vec<(String, String)>,
+    /// The time a manager reply may take.
+    pub timeout: Duration,
 }
 
 impl ProviderKind {
@@ -452,6 +487,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Sim(_) => "sim",
             ProviderKind::Xip(_) => "xip",
+            ProviderKind::Ami(_) => "ami",
         }
     }
 }
@@ -979,7 +1015,123 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 v.err(&at(key), format!("is not used by kind {kind:?}"));
             }
         };
+        let ami_keys = [
+            (p.address.is_some(), "address"),
+            (p.username.is_some(), "username"),
+            (p.channel.is_some(), "channel"),
+            (p.context.is_some(), "context"),
+            (p.exten.is_some(), "exten"),
+            (p.dial.is_some(), "dial"),
+            (p.variables.is_some(), "variables"),
+        ];
+        if p.kind != "ami" {
+            for (present, key) in ami_keys {
+                not_for(&mut v, present, key, &p.kind);
+            }
+        }
         let kind = match p.kind.as_str() {
+            "ami" => {
+                for (present, key) in [
+                    (p.url.is_some(), "url"),
+                    (p.method.is_some(), "method"),
+                    (p.auth_fields.is_some(), "auth_fields"),
+                    (p.max_response_bytes.is_some(), "max_response_bytes"),
+                    (p.ring.is_some(), "ring"),
+                    (p.talk.is_some(), "talk"),
+                    (p.busy.is_some(), "busy"),
+                    (p.no_answer.is_some(), "no_answer"),
+                    (p.fail.is_some(), "fail"),
+                    (p.silent.is_some(), "silent"),
+                ] {
+                    not_for(&mut v, present, key, "ami");
+                }
+                let need =
+                    |v: &mut Validator, key: &'static str, value: &Option<String>, what: &str| {
+                        match value.as_deref().map(str::trim) {
+                            Some(s) if !s.is_empty() => s.to_string(),
+                            _ => {
+                                v.err(&at("kind"), format!("kind \"ami\" needs {key}, {what}"));
+                                String::new()
+                            }
+                        }
+                    };
+                let address = need(
+                    &mut v,
+                    "address",
+                    &p.address,
+                    "the manager's host:port (127.0.0.1:5038)",
+                );
+                let username = need(&mut v, "username", &p.username, "the manager.conf user");
+                let secret = need(
+                    &mut v,
+                    "secret",
+                    &p.secret,
+                    "the manager.conf user's secret",
+                );
+                let channel = need(
+                    &mut v,
+                    "channel",
+                    &p.channel,
+                    "leg A's channel (PJSIP/{number}@trunk)",
+                );
+                let templated = channel.contains("{number}") && channel.contains('/');
+                if !channel.is_empty() && !templated {
+                    v.err(
+                        &at("channel"),
+                        "must be a channel with {number} in it, e.g. PJSIP/{number}@trunk",
+                    );
+                }
+                let bridge = match (&p.context, &p.dial) {
+                    (Some(c), None) if !c.trim().is_empty() => Bridge::Dialplan {
+                        context: c.trim().to_string(),
+                        exten: p.exten.clone().unwrap_or_else(|| "{number}".into()),
+                    },
+                    (None, Some(d)) if d.contains("{number}") && d.contains('/') => {
+                        not_for(&mut v, p.exten.is_some(), "exten", "ami with dial");
+                        Bridge::Dial(d.trim().to_string())
+                    }
+                    (None, Some(_)) => {
+                        v.err(
+                            &at("dial"),
+                            "must be a dial string with {number} in it, e.g. PJSIP/{number}@trunk",
+                        );
+                        Bridge::Dial(String::new())
+                    }
+                    _ => {
+                        v.err(&at("kind"), "kind \"ami\" needs either context (the dialplan dials B) or dial (B's dial string), not both");
+                        Bridge::Dial(String::new())
+                    }
+                };
+                let mut variables = Vec::new();
+                for var in p.variables.iter().flatten() {
+                    match var.split_once('=') {
+                        Some((name, value))
+                            if !name.is_empty()
+                                && name
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b"_()".contains(&b))
+                                && !value.contains(['\r', '\n']) =>
+                        {
+                            variables.push((name.to_string(), value.to_string()))
+                        }
+                        _ => v.err(&at("variables"), format!("{var:?} is not NAME=value")),
+                    }
+                }
+                ProviderKind::Ami(AmiConfig {
+                    address,
+                    username,
+                    secret: Secret::new(secret),
+                    channel,
+                    bridge,
+                    variables,
+                    timeout: v.duration(
+                        &at("timeout"),
+                        &p.timeout,
+                        Duration::from_secs(5),
+                        Duration::from_secs(60),
+                    ),
+                })
+            }
             "sim" => {
                 not_for(&mut v, p.url.is_some(), "url", "sim");
                 not_for(&mut v, p.method.is_some(), "method", "sim");
@@ -1099,7 +1251,10 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 })
             }
             o => {
-                v.err(&at("kind"), format!("{o:?} is not one of \"sim\", \"xip\""));
+                v.err(
+                    &at("kind"),
+                    format!("{o:?} is not one of \"sim\", \"xip\", \"ami\""),
+                );
                 continue;
             }
         };
@@ -1624,7 +1779,7 @@ secret = "up"
         let e = err(&OK.replace("kind = \"xip\"", "kind = \"sip\""));
         assert_eq!(
             e,
-            "c.toml:12: provider.kind: \"sip\" is not one of \"sim\", \"xip\""
+            "c.toml:12: provider.kind: \"sip\" is not one of \"sim\", \"xip\", \"ami\""
         );
     }
 

@@ -437,15 +437,25 @@ async fn hangup(app: &App, caller: &Caller, id: &str) -> Resp {
         .store
         .read(move |c| {
             c.query_row(
-                "SELECT state, partner_id FROM calls WHERE id = ?1",
+                "SELECT state, partner_id, provider FROM calls WHERE id = ?1",
                 [id_s],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
             )
             .optional()
         })
         .await;
+    let mut provider = None;
     let state = match state {
-        Ok(Some((s, owner))) if caller.may_see(owner.as_deref()) => Ok(Some(s)),
+        Ok(Some((s, owner, p))) if caller.may_see(owner.as_deref()) => {
+            provider = p;
+            Ok(Some(s))
+        }
         Ok(_) => Ok(None),
         Err(e) => Err(e),
     };
@@ -461,7 +471,11 @@ async fn hangup(app: &App, caller: &Caller, id: &str) -> Resp {
         }
         Ok(Some(_)) => {}
     }
-    // The provider stops first, so that no event of its follows the hang-up.
+    // The provider stops first, so that no event of its follows the hang-up:
+    // its channels are hung up (AMI), then its task is stopped.
+    if let Some(p) = provider.and_then(|p| app.runtime().providers.get(&p)) {
+        p.hang_up(call_id).await;
+    }
     app.following.stop(call_id);
     let detail = match caller {
         Caller::Admin => "hung up by the operator",

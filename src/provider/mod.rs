@@ -188,6 +188,7 @@ impl Events {
 pub enum Provider {
     Sim(sim::Sim),
     Xip(xip::Xip),
+    Ami(ami::call::Ami),
 }
 
 impl Provider {
@@ -195,6 +196,7 @@ impl Provider {
         match self {
             Provider::Sim(s) => &s.name,
             Provider::Xip(x) => &x.name,
+            Provider::Ami(a) => &a.name,
         }
     }
 
@@ -210,6 +212,7 @@ impl Provider {
         match self {
             Provider::Sim(s) => s.is_following(id),
             Provider::Xip(_) => false,
+            Provider::Ami(a) => a.is_following(id),
         }
     }
 
@@ -229,6 +232,7 @@ impl Provider {
                 x.name
             )),
             Provider::Xip(_) => None,
+            Provider::Ami(a) => a.refuses(plan),
         }
     }
 
@@ -237,6 +241,7 @@ impl Provider {
         match self {
             Provider::Sim(s) => s.params(o),
             Provider::Xip(x) => x.params(o),
+            Provider::Ami(a) => a.params(o),
         }
     }
 
@@ -251,6 +256,7 @@ impl Provider {
             Provider::Xip(x) => json!({
                 "provider": x.name, "kind": "xip", "url": x.url_string(), "method": x.method_str(), "params": map,
             }),
+            Provider::Ami(a) => json!({ "provider": a.name, "kind": "ami", "originate": map }),
         }
     }
 
@@ -264,6 +270,15 @@ impl Provider {
         match self {
             Provider::Sim(s) => Ok(s.originate(o, &params, events)),
             Provider::Xip(x) => x.originate(params).await.map(|r| (r, None)),
+            Provider::Ami(a) => a.originate(o, events).await,
+        }
+    }
+
+    /// Ends call `id` at the click-to-call server, where it can (AMI hangs up
+    /// the call's channels); the caller then stops following it.
+    pub async fn hang_up(&self, id: CallId) {
+        if let Provider::Ami(a) = self {
+            a.hang_up(id).await;
         }
     }
 }
@@ -354,6 +369,9 @@ impl Providers {
                     }
                     ProviderKind::Xip(c) => {
                         Provider::Xip(xip::Xip::new(&p.name, c.clone(), client.clone()))
+                    }
+                    ProviderKind::Ami(c) => {
+                        Provider::Ami(ami::call::Ami::new(&p.name, c.clone(), following.clone()))
                     }
                 };
                 (p.name.clone(), Arc::new(provider))

@@ -2,6 +2,7 @@
 //! on loopback playing the partners' click-to-call servers. One test binary.
 
 mod airtel;
+mod ami;
 mod callbacks;
 mod common;
 mod config;

@@ -9,6 +9,7 @@
 //! ActionID and their reply; events go to every subscriber. When the connection
 //! drops, every action waiting for a reply fails, and subscribers are told.
 
+pub mod call;
 pub mod codec;
 
 use std::collections::HashMap;
