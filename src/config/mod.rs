@@ -125,6 +125,27 @@ struct RawCalls {
     /// How long a participant rings before it counts as not answering, when the
     /// request does not say. Default "30s".
     ring_timeout: Option<String>,
+    /// Failures in a row that open a provider's circuit breaker. Default 3.
+    breaker_failures: Option<usize>,
+    /// How long an open breaker keeps calls away before a probe. Default "30s".
+    breaker_cooldown: Option<String>,
+}
+
+/// A string, or a list of them.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn list(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -189,8 +210,8 @@ struct RawPartner {
     secret: Option<String>,
     /// The front doors this partner may use. Default ["xip"].
     dialects: Option<Vec<String>>,
-    /// The provider its calls go to.
-    provider: String,
+    /// The provider its calls go to, or a route: providers tried in order.
+    provider: OneOrMany,
     /// XIP PromptSet sent upstream. Default "XIP1".
     prompt_set: Option<String>,
     /// XIP Source sent upstream. Default "XIP1".
@@ -366,6 +387,8 @@ pub struct Calls {
     pub reconcile_every: Duration,
     /// The ring timeout of requests that name none (all one-number dialects).
     pub ring_timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -407,7 +430,11 @@ pub struct Partner {
     pub name: String,
     pub secret: Option<Secret>,
     pub dialects: Vec<Dialect>,
+    /// The first provider of its route.
     pub provider: String,
+    /// The providers its calls go to, tried in order: one that is down, whose
+    /// breaker is open, or that cannot place a call passes it to the next.
+    pub route: Vec<String>,
     pub prompt_set: String,
     pub source: String,
     pub time_limit: u32,
@@ -986,6 +1013,20 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             crate::core::plan::DEFAULT_RING_TIMEOUT,
             crate::core::plan::RING_TIMEOUT_RANGE.1,
         ),
+        breaker_failures: u32::try_from(v.range(
+            &[K("calls"), K("breaker_failures")],
+            raw.calls.breaker_failures,
+            3,
+            1,
+            1000,
+        ))
+        .unwrap_or(3),
+        breaker_cooldown: v.duration(
+            &[K("calls"), K("breaker_cooldown")],
+            &raw.calls.breaker_cooldown,
+            Duration::from_secs(30),
+            Duration::from_secs(3600),
+        ),
     };
     if calls.ring_timeout < Duration::from_secs(1) {
         v.err(&[K("calls"), K("ring_timeout")], "must be at least 1s");
@@ -1438,11 +1479,20 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 cents_per_minute: r.cents_per_minute,
             });
         }
-        if !raw.provider.iter().any(|q| q.name == p.provider) {
-            v.err(
-                &at("provider"),
-                format!("no [[provider]] is named {:?}", p.provider),
-            );
+        let route = p.provider.list();
+        if route.is_empty() {
+            v.err(&at("provider"), "names no provider");
+        }
+        for (j, name) in route.iter().enumerate() {
+            if !raw.provider.iter().any(|q| &q.name == name) {
+                v.err(
+                    &at("provider"),
+                    format!("no [[provider]] is named {name:?}"),
+                );
+            }
+            if route[..j].contains(name) {
+                v.err(&at("provider"), format!("{name:?} is in the route twice"));
+            }
         }
         let time_limit = match p.time_limit {
             None => 7200,
@@ -1487,7 +1537,8 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             name: p.name.clone().unwrap_or_else(|| p.id.clone()),
             secret,
             dialects,
-            provider: p.provider.clone(),
+            provider: route.first().cloned().unwrap_or_default(),
+            route,
             prompt_set: v.token(&at("prompt_set"), &p.prompt_set, "XIP1"),
             source: v.token(&at("source"), &p.source, "XIP1"),
             time_limit,

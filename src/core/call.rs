@@ -206,6 +206,9 @@ pub enum Event {
     Rejected,
     /// The provider is being asked to originate.
     Originating,
+    /// The provider asked could not place the call; the next of the route is
+    /// asked.
+    Failover,
     /// The provider took the call and will report its progress.
     Accepted,
     /// The provider took the call and reports nothing further.
@@ -241,6 +244,7 @@ impl Event {
             Event::Rejected => "rejected".into(),
             Event::Originating => "originating".into(),
             Event::Accepted => "accepted".into(),
+            Event::Failover => "failover".into(),
             Event::HandedOff => "handed_off".into(),
             Event::Failed => "failed".into(),
             Event::Lost => "lost".into(),
@@ -368,6 +372,7 @@ pub fn next(state: CallState, event: &Event) -> Option<CallState> {
         (S::Requested, E::Rejected) => S::Rejected,
         (S::Requested, E::Originating) => S::Originating,
         (S::Originating, E::Accepted) => S::Accepted,
+        (S::Originating, E::Failover) => S::Originating,
         (S::Originating, E::HandedOff) => S::HandedOff,
         (S::Originating, E::Failed) => S::Failed,
         (S::Accepted | S::DialingA, E::Ringing(l)) if l.side == Side::A => S::DialingA,

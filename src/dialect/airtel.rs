@@ -30,7 +30,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, place, record_refusal, BasicError,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, usable, BasicError,
     CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
@@ -883,21 +883,15 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             "eventType": c.event_type, "url": c.url, "method": c.method, "headers": c.headers,
         })).collect::<Vec<_>>(),
     }));
-    let Some(provider) = rt.providers.get(&partner.provider) else {
-        return reject(
-            app,
-            rec,
-            Failure::Internal(format!("no provider {:?}", partner.provider)),
-            None,
-        )
-        .await;
+    let route = match usable(&rt.providers.route(&partner.route), &plan) {
+        Ok(r) => r,
+        Err(why) => {
+            return reject(app, rec, Failure::Refused(bad(codes::FLOW, &why)), None).await;
+        }
     };
-    if let Some(why) = provider.refuses(&plan) {
-        return reject(app, rec, Failure::Refused(bad(codes::FLOW, &why)), None).await;
-    }
     let id = rec.id;
     let refusal = Answer::failed(Event::Rejected, Failure::Forbidden);
-    let placed = place(app, rec, &provider, &o, refusal, |r| answer_of(id, r));
+    let placed = place(app, rec, &route, &o, refusal, |r| answer_of(id, r));
     let answer = match placed.await {
         Ok(Some(a)) => a,
         Ok(None) => return failure_response(id, &Failure::Forbidden),
@@ -905,17 +899,11 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     };
     match &answer.failure {
         None => log::info!(
-            "call {id}: airtel partner {:?} via {}: {}",
+            "call {id}: airtel partner {:?}: {}",
             partner.id,
-            provider.name(),
             answer.event.kind()
         ),
-        Some(f) => log::warn!(
-            "call {id}: airtel partner {:?} via {}: {}",
-            partner.id,
-            provider.name(),
-            f.detail()
-        ),
+        Some(f) => log::warn!("call {id}: airtel partner {:?}: {}", partner.id, f.detail()),
     }
     match &answer.failure {
         None => respond(Some(id), StatusCode::OK, answer.body),

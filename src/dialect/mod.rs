@@ -26,7 +26,7 @@ use crate::config::{Config, Dialect, Partner};
 use crate::core::call::{CallState, Event, LegState, Side};
 use crate::core::plan::CallPlan;
 use crate::core::{ct_eq, now_ms, CallId};
-use crate::provider::{Events, FollowUp, Originate, Provider, ProviderError, Reply};
+use crate::provider::{Events, FollowUp, Originate, ProviderError, Reply, Routed};
 use crate::store::{calls, partners, StoreError};
 
 /// The header every dialect answer carries: the call's id.
@@ -134,11 +134,46 @@ pub fn content_type_is(req: &hyper::Request<hyper::body::Incoming>, mime: &str) 
 /// What the provider's answer (or failure) means for a dialect.
 pub type Outcome = Result<(Reply, Option<FollowUp>), ProviderError>;
 
+/// Whether an outcome should go to the next provider of the route: the
+/// provider could not be reached, did not answer, or failed on its side (5xx).
+fn worth_failover(out: &Outcome) -> Option<String> {
+    match out {
+        Err(e) => Some(e.to_string()),
+        Ok((reply, _)) if reply.event == Event::Failed && reply.status >= 500 => {
+            Some(format!("HTTP {}", reply.status))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// The providers of `route` that can place `plan` now: available, breaker
+/// allowing, not refusing the plan. The first refusal, if all refuse.
+pub fn usable(route: &[Routed], plan: &crate::core::plan::CallPlan) -> Result<Vec<Routed>, String> {
+    let placing: Vec<&Routed> = route
+        .iter()
+        .filter(|r| r.provider.refuses(plan).is_none())
+        .collect();
+    if placing.is_empty() {
+        let why = route
+            .first()
+            .and_then(|r| r.provider.refuses(plan))
+            .unwrap_or_else(|| "the partner's route names no provider".into());
+        return Err(why);
+    }
+    Ok(placing
+        .into_iter()
+        .filter(|r| r.provider.available() && r.health.allow())
+        .cloned()
+        .collect())
+}
+
 /// Records the request `rec` (with what is sent upstream and its deadline) and
-/// has `provider` place the call `o`, in the order
-/// that loses nothing, and starts following it. Returns the dialect's answer, or
-/// `None` when the partner is not enabled for the dialect in the database (the
-/// request is then recorded as refused with `refusal`).
+/// has the providers of `route` place the call `o`, in order: one that cannot
+/// be reached or fails on its side passes the call to the next (a `failover`
+/// event), and its breaker counts the failure. Then the call is followed.
+/// Returns the dialect's answer, or `None` when the partner is not enabled for
+/// the dialect in the database (the request is then recorded as refused with
+/// `refusal`).
 ///
 /// A provider that places real calls is asked only once the request is durable,
 /// so a crash never leaves a placed call without a row. The simulator places
@@ -148,27 +183,33 @@ pub type Outcome = Result<(Reply, Option<FollowUp>), ProviderError>;
 pub async fn place<A: Recorded>(
     app: &App,
     mut rec: calls::NewCall,
-    provider: &Provider,
+    route: &[Routed],
     o: &Originate,
     refusal: A,
     answer_of: impl Fn(Outcome) -> (A, Option<FollowUp>),
 ) -> Result<Option<A>, StoreError> {
-    // What goes upstream is recorded before it is sent; a call not ended by its
-    // deadline is reconciled.
-    let upstream = provider.params(o);
-    rec.provider = Some(provider.name().to_string());
-    rec.upstream_request = Some(provider.describe(&upstream));
-    rec.deadline_at = Some(deadline(rec.at, &o.plan, app.runtime().config.calls.grace));
     let id = rec.id;
     let dialect = rec.dialect;
+    rec.deadline_at = Some(deadline(rec.at, &o.plan, app.runtime().config.calls.grace));
     let events = Events::new(app.store.clone());
-    let early = match provider.is_local() {
-        true => Some(answer_of(
-            provider
+    // What goes upstream is recorded before it is sent.
+    let first = route.first();
+    let upstream = first.map(|r| r.provider.params(o)).unwrap_or_default();
+    if let Some(r) = first {
+        rec.provider = Some(r.provider.name().to_string());
+        rec.upstream_request = Some(r.provider.describe(&upstream));
+    }
+    let early = match first {
+        Some(r) if r.provider.is_local() => Some(answer_of(
+            r.provider
                 .originate(o, upstream.clone(), events.clone())
                 .await,
         )),
-        false => None,
+        Some(_) => None,
+        // Every provider of the route is down or kept away by its breaker.
+        None => Some(answer_of(Err(ProviderError::Unreachable(
+            "no provider of the route is available".into(),
+        )))),
     };
     let pid = rec.partner_id.clone().unwrap_or_default();
     let early_record = early.as_ref().map(|(a, _)| a.clone());
@@ -202,10 +243,43 @@ pub async fn place<A: Recorded>(
         log::info!("call {id}: {dialect} partner is not enabled in the database");
         return Ok(None);
     }
-    let (answer, follow) = match early {
-        Some(done) => done,
+    let (answer, follow, health) = match early {
+        Some((a, f)) => (a, f, first.map(|r| r.health.clone())),
         None => {
-            let (answer, follow) = answer_of(provider.originate(o, upstream, events).await);
+            let mut params = upstream;
+            let mut i = 0;
+            let (answer, follow) = loop {
+                let r = &route[i];
+                let out = r.provider.originate(o, params, events.clone()).await;
+                let Some(why) = worth_failover(&out) else {
+                    r.health.success();
+                    log::debug!("call {id}: placed via {}", r.provider.name());
+                    break answer_of(out);
+                };
+                r.health.failure(&why);
+                log::warn!("call {id}: provider {} failed: {why}", r.provider.name());
+                let Some(next) = route.get(i + 1) else {
+                    break answer_of(out);
+                };
+                // The next provider is recorded before it is asked.
+                params = next.provider.params(o);
+                let (name, desc) = (
+                    next.provider.name().to_string(),
+                    next.provider.describe(&params),
+                );
+                let detail = format!("{} failed: {why}; trying {name}", r.provider.name());
+                let w = app
+                    .store
+                    .write(move |c| {
+                        calls::apply(c, id, &[(Event::Failover, Some(&detail))], now_ms())?;
+                        calls::set_provider(c, id, &name, &desc)
+                    })
+                    .await;
+                if let Err(e) = w {
+                    log::error!("call {id}: the failover was not recorded: {e}");
+                }
+                i += 1;
+            };
             let a = answer.clone();
             let w = app
                 .store
@@ -219,11 +293,23 @@ pub async fn place<A: Recorded>(
                 // The call is placed: answer the partner anyway; the row shows `originating`.
                 log::error!("call {id}: the provider's answer was not recorded: {e}");
             }
-            (answer, follow)
+            (answer, follow, route.get(i).map(|r| r.health.clone()))
         }
     };
     if let Some(f) = follow {
-        let task = tokio::spawn(f);
+        // The provider's in-flight count covers the call while it is followed.
+        let counted = async move {
+            if let Some(h) = &health {
+                h.in_flight
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            f.await;
+            if let Some(h) = &health {
+                h.in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let task = tokio::spawn(counted);
         app.following.set_task(id, task.abort_handle());
     }
     Ok(Some(answer))

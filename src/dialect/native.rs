@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, place, record_refusal, BasicError,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, usable, BasicError,
     CallbackFormat, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
@@ -506,23 +506,17 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     };
     rec.set_plan(&plan);
     rec.memo = v.reference;
-    let Some(provider) = rt.providers.get(&partner.provider) else {
-        return reject(
-            app,
-            rec,
-            NativeError::Internal,
-            Some(format!("no provider {:?}", partner.provider)),
-        )
-        .await;
+    let route = match usable(&rt.providers.route(&partner.route), &plan) {
+        Ok(r) => r,
+        Err(why) => {
+            return reject(app, rec, NativeError::ProviderRefuses(why), None).await;
+        }
     };
-    if let Some(why) = provider.refuses(&plan) {
-        return reject(app, rec, NativeError::ProviderRefuses(why), None).await;
-    }
     rec.callback_url = v.callback_url;
 
     let (id, at) = (rec.id, rec.at);
     let refusal = Answer::refused(id, NativeError::Forbidden);
-    let placed = place(app, rec, &provider, &o, refusal, |r| answer_of(id, at, r));
+    let placed = place(app, rec, &route, &o, refusal, |r| answer_of(id, at, r));
     let answer = match placed.await {
         Ok(Some(a)) => a,
         Ok(None) => return problem(id, &NativeError::Forbidden),
@@ -530,15 +524,13 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     };
     match &answer.error {
         None => log::info!(
-            "call {id}: native partner {:?} via {}: {}",
+            "call {id}: native partner {:?}: {}",
             partner.id,
-            provider.name(),
             answer.event.kind()
         ),
         Some(e) => log::warn!(
-            "call {id}: native partner {:?} via {}: {}",
+            "call {id}: native partner {:?}: {}",
             partner.id,
-            provider.name(),
             answer.detail.as_deref().unwrap_or(e.code())
         ),
     }

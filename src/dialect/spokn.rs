@@ -31,7 +31,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, place, record_refusal, BasicError,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, usable, BasicError,
     CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
@@ -467,27 +467,22 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         "userid": partner.username,
         "rate": rates,
     }));
-    let Some(provider) = rt.providers.get(&partner.provider) else {
-        return reject(
-            app,
-            rec,
-            SpoknError::Internal(format!("no provider {:?}", partner.provider)),
-        )
-        .await;
+    let route = match usable(&rt.providers.route(&partner.route), &plan) {
+        Ok(r) => r,
+        Err(why) => {
+            let local = |s: &SidePlan| s.participants.iter().any(|p| p.number.is_local());
+            let e = match (local(&plan.a), local(&plan.b)) {
+                (true, _) => SpoknError::AUnsupported(why),
+                (_, true) => SpoknError::BUnsupported(why),
+                _ => SpoknError::Invalid(why),
+            };
+            return reject(app, rec, e).await;
+        }
     };
-    if let Some(why) = provider.refuses(&plan) {
-        let local = |s: &SidePlan| s.participants.iter().any(|p| p.number.is_local());
-        let e = match (local(&plan.a), local(&plan.b)) {
-            (true, _) => SpoknError::AUnsupported(why),
-            (_, true) => SpoknError::BUnsupported(why),
-            _ => SpoknError::Invalid(why),
-        };
-        return reject(app, rec, e).await;
-    }
     rec.callback_url = v.callback_url;
     let id = rec.id;
     let refusal = Answer::refused(&SpoknError::Unauthorized);
-    let placed = place(app, rec, &provider, &o, refusal, |r| answer_of(id, r));
+    let placed = place(app, rec, &route, &o, refusal, |r| answer_of(id, r));
     let answer = match placed.await {
         Ok(Some(a)) => a,
         Ok(None) => return error_response(id, &SpoknError::Unauthorized),
@@ -495,16 +490,11 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     };
     match &answer.error {
         None => log::info!(
-            "call {id}: spokn partner {:?} via {}: {}",
+            "call {id}: spokn partner {:?}: {}",
             partner.id,
-            provider.name(),
             answer.event.kind()
         ),
-        Some(e) => log::warn!(
-            "call {id}: spokn partner {:?} via {}: {e}",
-            partner.id,
-            provider.name()
-        ),
+        Some(e) => log::warn!("call {id}: spokn partner {:?}: {e}", partner.id),
     }
     match &answer.error {
         None => respond(id, StatusCode::OK, answer.body),

@@ -283,9 +283,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         .config
         .partner(&partner_id)
         .filter(|p| p.enabled && p.dialects.contains(&crate::config::Dialect::Xip));
-    let (Some(partner), Some(provider)) =
-        (partner, partner.and_then(|p| rt.providers.get(&p.provider)))
-    else {
+    let Some(partner) = partner else {
         return reject(app, rec, XipError::UnknownPartner).await;
     };
 
@@ -328,7 +326,14 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     let id = rec.id;
     let unknown = XipError::UnknownPartner;
     let refusal = Answer::local(id, &unknown, Event::Rejected);
-    let placed = super::place(app, rec, &provider, &o, refusal, |r| answer_of(id, r));
+    let route = match super::usable(&rt.providers.route(&partner.route), &o.plan) {
+        Ok(r) => r,
+        Err(why) => {
+            log::error!("call {id}: xip partner {partner_id:?}: {why}");
+            return reject(app, rec, XipError::Internal).await;
+        }
+    };
+    let placed = super::place(app, rec, &route, &o, refusal, |r| answer_of(id, r));
     if !auth_ok {
         log::warn!("call {id}: xip partner {partner_id:?} sent a bad Auth from {remote}; passing BadIncomingAuth upstream");
     }
@@ -339,14 +344,10 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     };
     match &answer.detail {
         None => log::info!(
-            "call {id}: xip partner {partner_id:?} via {}: HTTP {}",
-            provider.name(),
+            "call {id}: xip partner {partner_id:?}: HTTP {}",
             answer.status
         ),
-        Some(d) => log::warn!(
-            "call {id}: xip partner {partner_id:?} via {}: {d}",
-            provider.name()
-        ),
+        Some(d) => log::warn!("call {id}: xip partner {partner_id:?}: {d}",),
     }
     respond(
         id,

@@ -85,6 +85,48 @@ pub async fn metrics(app: &App) -> Resp {
         "c2cd_db_failed_commits_total {}",
         Metrics::get(&s.failed_commits)
     );
+    let providers = app.runtime().providers.report();
+    let _ = writeln!(out, "# HELP c2cd_provider_available Whether a provider can take calls (AMI: manager logged in).\n# TYPE c2cd_provider_available gauge");
+    for p in &providers {
+        let _ = writeln!(
+            out,
+            "c2cd_provider_available{{provider=\"{}\",kind=\"{}\"}} {}",
+            p["name"].as_str().unwrap_or_default(),
+            p["kind"].as_str().unwrap_or_default(),
+            u8::from(p["available"] == true)
+        );
+    }
+    let _ = writeln!(out, "# HELP c2cd_provider_breaker_open Whether a provider's circuit breaker keeps calls away (1 open, 0.5 probing, 0 closed).\n# TYPE c2cd_provider_breaker_open gauge");
+    for p in &providers {
+        let v = match p["breaker"].as_str() {
+            Some("open") => "1",
+            Some("half_open") => "0.5",
+            _ => "0",
+        };
+        let _ = writeln!(
+            out,
+            "c2cd_provider_breaker_open{{provider=\"{}\"}} {v}",
+            p["name"].as_str().unwrap_or_default()
+        );
+    }
+    let _ = writeln!(out, "# HELP c2cd_provider_calls_in_flight Calls a provider is following now.\n# TYPE c2cd_provider_calls_in_flight gauge");
+    for p in &providers {
+        let _ = writeln!(
+            out,
+            "c2cd_provider_calls_in_flight{{provider=\"{}\"}} {}",
+            p["name"].as_str().unwrap_or_default(),
+            p["in_flight"]
+        );
+    }
+    let _ = writeln!(out, "# HELP c2cd_provider_failures_total Calls a provider could not place.\n# TYPE c2cd_provider_failures_total counter");
+    for p in &providers {
+        let _ = writeln!(
+            out,
+            "c2cd_provider_failures_total{{provider=\"{}\"}} {}",
+            p["name"].as_str().unwrap_or_default(),
+            p["failures"]
+        );
+    }
     if let Ok(states) = app.store.read(calls::count_by_state).await {
         let _ = writeln!(
             out,
@@ -350,6 +392,17 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
                 Err(e) => store_error(e),
             }
         }
+        _ if path == "/v1/providers" => match caller {
+            Caller::Admin => json(
+                StatusCode::OK,
+                &json!({ "providers": app.runtime().providers.report() }),
+            ),
+            Caller::Partner(_) => error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "providers are the operator's to see",
+            ),
+        },
         _ if path == "/v1/partners" => match app.store.read(partners::list).await {
             Ok(rows) => {
                 let rows: Vec<_> = rows

@@ -10,6 +10,7 @@
 //! [`Event`]s through [`Events`].
 
 pub mod ami;
+pub mod health;
 pub mod recordings;
 pub mod sim;
 pub mod xip;
@@ -200,6 +201,23 @@ impl Provider {
         }
     }
 
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Provider::Sim(_) => "sim",
+            Provider::Xip(_) => "xip",
+            Provider::Ami(_) => "ami",
+        }
+    }
+
+    /// Whether the provider can take a call now: an AMI provider whose manager
+    /// link is down cannot.
+    pub fn available(&self) -> bool {
+        match self {
+            Provider::Ami(a) => a.link() == ami::Link::Up,
+            _ => true,
+        }
+    }
+
     /// Whether the provider only simulates: it places no real call, so it may be
     /// asked before the request is durable.
     pub fn is_local(&self) -> bool {
@@ -351,6 +369,9 @@ impl Drop for FollowGuard {
 /// The providers of one config, by name.
 pub struct Providers {
     map: HashMap<String, Arc<Provider>>,
+    health: HashMap<String, Arc<health::Health>>,
+    /// In the config's order, for reports.
+    names: Vec<String>,
 }
 
 impl Providers {
@@ -377,12 +398,56 @@ impl Providers {
                 (p.name.clone(), Arc::new(provider))
             })
             .collect();
-        Providers { map }
+        let health = cfg
+            .providers
+            .iter()
+            .map(|p| {
+                let h = health::Health::new(cfg.calls.breaker_failures, cfg.calls.breaker_cooldown);
+                (p.name.clone(), Arc::new(h))
+            })
+            .collect();
+        let names = cfg.providers.iter().map(|p| p.name.clone()).collect();
+        Providers { map, health, names }
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
         self.map.get(name).cloned()
     }
+
+    /// The providers of a route, in order, each with its health.
+    pub fn route(&self, names: &[String]) -> Vec<Routed> {
+        names
+            .iter()
+            .filter_map(|n| {
+                Some(Routed {
+                    provider: self.map.get(n)?.clone(),
+                    health: self.health.get(n)?.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Each provider's kind, link and health, for `/v1/providers` and `/metrics`.
+    pub fn report(&self) -> Vec<Value> {
+        self.names
+            .iter()
+            .filter_map(|n| {
+                let p = self.map.get(n)?;
+                let mut v = self.health.get(n)?.report();
+                v["name"] = n.clone().into();
+                v["kind"] = p.kind().into();
+                v["available"] = p.available().into();
+                Some(v)
+            })
+            .collect()
+    }
+}
+
+/// A provider of a route, with its health.
+#[derive(Clone)]
+pub struct Routed {
+    pub provider: Arc<Provider>,
+    pub health: Arc<health::Health>,
 }
 
 #[cfg(test)]

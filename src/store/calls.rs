@@ -388,6 +388,18 @@ pub fn apply(
     Ok(steps.into_iter().map(|(_, _, to)| to).collect())
 }
 
+/// Records that the call went to another provider, and what was sent to it.
+pub fn set_provider(
+    conn: &Connection,
+    id: CallId,
+    name: &str,
+    upstream: &Value,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE calls SET provider = ?2, upstream_request = ?3 WHERE id = ?1")?
+        .execute(params![id.to_string(), name, upstream.to_string()])?;
+    Ok(())
+}
+
 /// Records the answer given to the partner.
 pub fn set_result(conn: &Connection, id: CallId, at: i64, a: Answered) -> rusqlite::Result<()> {
     conn.prepare_cached(

@@ -34,7 +34,7 @@ pub fn sync(conn: &Connection, partners: &[Partner], now: i64) -> rusqlite::Resu
         let wanted = (
             p.name.clone(),
             dialects.clone(),
-            p.provider.clone(),
+            p.route.join(","),
             p.prompt_set.clone(),
             p.source.clone(),
             i64::from(p.time_limit),
@@ -45,7 +45,7 @@ pub fn sync(conn: &Connection, partners: &[Partner], now: i64) -> rusqlite::Resu
                 conn.execute(
                     "INSERT INTO partners (id, name, dialects, provider, prompt_set, source, time_limit, enabled, created_at, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-                    params![p.id, p.name, dialects, p.provider, p.prompt_set, p.source, p.time_limit, p.enabled, now],
+                    params![p.id, p.name, dialects, p.route.join(","), p.prompt_set, p.source, p.time_limit, p.enabled, now],
                 )?;
                 report.added += 1;
             }
@@ -53,7 +53,7 @@ pub fn sync(conn: &Connection, partners: &[Partner], now: i64) -> rusqlite::Resu
                 conn.execute(
                     "UPDATE partners SET name = ?2, dialects = ?3, provider = ?4, prompt_set = ?5, source = ?6,
                      time_limit = ?7, enabled = ?8, updated_at = ?9 WHERE id = ?1",
-                    params![p.id, p.name, dialects, p.provider, p.prompt_set, p.source, p.time_limit, p.enabled, now],
+                    params![p.id, p.name, dialects, p.route.join(","), p.prompt_set, p.source, p.time_limit, p.enabled, now],
                 )?;
                 report.updated += 1;
             }

@@ -9,5 +9,6 @@ mod config;
 mod lifecycle;
 mod native;
 mod openapi;
+mod routing;
 mod spokn;
 mod xip;

@@ -445,7 +445,7 @@ fn a_vendor_that_hangs_up_does_not_abandon_the_call() {
     .unwrap();
     up.wait_requests(1);
     drop(s); // the vendor gives up while the upstream is still working
-    d.wait_log("via c2c: HTTP 200");
+    d.wait_log(": HTTP 200");
     let list = d.admin_get("/v1/calls?limit=1", TOKEN);
     let v: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
     assert_eq!(v["calls"][0]["state"], "handed_off", "{v}");
