@@ -58,6 +58,19 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Ask the running daemon how its providers are: available, breaker, calls
+    /// in flight, failures, last error (through /v1/providers and [admin] token).
+    Providers {
+        /// Config file [default: /etc/c2cd/c2cd.toml, else the embedded demo default]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The daemon's address, when not the config's first server.listen.
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the callback outbox, or send a callback again.
     Callbacks {
         #[command(subcommand)]
@@ -205,6 +218,20 @@ fn main() -> ExitCode {
             Ok(path) => result(partners_cmd(&path, json)),
             Err(code) => code,
         },
+        Command::Providers {
+            config,
+            listen,
+            json,
+        } => {
+            let mut cfg = match config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage(e),
+            };
+            if let Some(l) = listen {
+                cfg.server.listen = vec![l];
+            }
+            result(providers_cmd(&cfg, json))
+        }
         Command::Callbacks { command, db } => match db.path() {
             Ok(path) => result(callbacks_cmd(&path, command)),
             Err(code) => code,
@@ -414,6 +441,31 @@ fn partners_cmd(db: &Path, json: bool) -> anyhow::Result<()> {
         println!(
             "{:<16}  {:<30}  {:<12}  {:<12}  {:<8}  {}",
             p.id, p.name, p.dialects, p.provider, p.enabled, p.calls
+        );
+    }
+    Ok(())
+}
+
+fn providers_cmd(cfg: &config::Config, json: bool) -> anyhow::Result<()> {
+    let v = c2cd::http::admin::ask_daemon(cfg, "/v1/providers")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16}  {:<5}  {:<9}  {:<9}  {:>9}  {:>8}  LAST ERROR",
+        "NAME", "KIND", "AVAILABLE", "BREAKER", "IN FLIGHT", "FAILURES"
+    );
+    for p in v["providers"].as_array().into_iter().flatten() {
+        println!(
+            "{:<16}  {:<5}  {:<9}  {:<9}  {:>9}  {:>8}  {}",
+            p["name"].as_str().unwrap_or_default(),
+            p["kind"].as_str().unwrap_or_default(),
+            p["available"],
+            p["breaker"].as_str().unwrap_or_default(),
+            p["in_flight"],
+            p["failures"],
+            p["last_error"].as_str().unwrap_or("-")
         );
     }
     Ok(())

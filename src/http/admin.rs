@@ -556,3 +556,48 @@ async fn hangup(app: &App, caller: &Caller, id: &str) -> Resp {
         }
     }
 }
+
+/// GETs `path` of the admin API from the daemon `cfg` describes (its first
+/// listener, loopback when it listens on every address), with its admin token:
+/// how the command line asks a running daemon for what only it knows.
+pub fn ask_daemon(cfg: &crate::config::Config, path: &str) -> anyhow::Result<serde_json::Value> {
+    use anyhow::Context;
+    use http_body_util::BodyExt;
+    let token = cfg
+        .admin
+        .token
+        .as_ref()
+        .context("the daemon's admin API is off: set [admin] token in the config")?;
+    let mut addr = *cfg
+        .server
+        .listen
+        .first()
+        .context("the config has no server.listen")?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let uri: hyper::Uri = format!("http://{addr}{path}").parse()?;
+    let req = Request::get(uri)
+        .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(10), client.request(req))
+            .await
+            .context("the daemon did not answer within 10s")?
+            .with_context(|| format!("cannot reach the daemon at {addr}; is c2cd running?"))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        anyhow::ensure!(
+            status.is_success(),
+            "the daemon answered HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        Ok(serde_json::from_slice(&body)?)
+    })
+}

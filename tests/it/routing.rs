@@ -78,6 +78,21 @@ fn a_failing_provider_is_passed_over_then_kept_away_then_probed() {
     assert_eq!(providers["providers"][0]["name"], "up");
     assert_eq!(providers["providers"][0]["breaker"], "open");
     assert_eq!(providers["providers"][0]["failures"], 2);
+    let cli = c2cd_ok([
+        "providers",
+        "--config",
+        d.config.to_str().unwrap(),
+        "--listen",
+        &d.addr.to_string(),
+    ]);
+    let up_line = cli
+        .lines()
+        .find(|l| l.starts_with("up "))
+        .unwrap_or_else(|| panic!("{cli}"));
+    assert!(
+        up_line.contains("open") && up_line.contains("HTTP 503"),
+        "{cli}"
+    );
     let metrics = d.get("/metrics").text();
     assert!(
         metrics.contains("c2cd_provider_breaker_open{provider=\"up\"} 1"),
