@@ -119,7 +119,16 @@ fn serve(stream: TcpStream, seen: Seen) {
                 let chan = get(&m, "ChannelId").to_string();
                 let a = get(&m, "Channel").to_string();
                 let b = get(&m, "Exten").to_string();
+                if a.contains("/999@") {
+                    // Section 2: refused at once, no event follows.
+                    send(&mut w, &format!("Response: Error\nActionID: {id}\nMessage: Extension does not exist.\n\n"));
+                    continue;
+                }
                 send(&mut w, &format!("Response: Success\nActionID: {id}\nMessage: Originate successfully queued\n\n"));
+                if a.contains("/106@") {
+                    // The manager goes away mid-call.
+                    return;
+                }
                 let ev = |name: &str, rest: &str| {
                     format!("Event: {name}\nPrivilege: call,all\nUniqueid: {chan}\nLinkedid: {chan}\n{rest}\n")
                 };
@@ -134,6 +143,24 @@ fn serve(stream: TcpStream, seen: Seen) {
                     // Section 5: the Hangup and Cdr come before the verdict.
                     script.push(ev("Hangup", "Cause: 17\nCause-txt: User busy\n"));
                     script.push(verdict("Failure", "5"));
+                } else if a.contains("/103@") {
+                    // Section 7: congestion.
+                    script.push(ev(
+                        "Hangup",
+                        "Cause: 34\nCause-txt: Circuit/channel congestion\n",
+                    ));
+                    script.push(verdict("Failure", "8"));
+                } else if a.contains("/104@") {
+                    // Section 8: rejected before answer, Reason 0.
+                    script.push(verdict("Failure", "0"));
+                    script.push(ev("Hangup", "Cause: 21\nCause-txt: Call Rejected\n"));
+                } else if a.contains("/105@") {
+                    // Section 6: no answer within Timeout.
+                    script.push(ev(
+                        "Hangup",
+                        "Cause: 19\nCause-txt: User alerting, no answer\n",
+                    ));
+                    script.push(verdict("Failure", "3"));
                 } else if a.contains("/100@") {
                     script.push(verdict("Success", "4"));
                     script.push(ev(
@@ -264,4 +291,33 @@ fn calls_on_asterisk_end_as_the_manager_reports() {
     let h = pbx.wait_action("Hangup", "Channel", &id);
     assert_eq!(get(&h, "Channel"), format!("c2cd-{id}-a1"));
     assert_eq!(d.call(&id)["state"], "failed");
+
+    // Congestion, rejection and no answer each end leg A their way.
+    for (a, end, cause) in [
+        ("103", "a_ended_failed", 34),
+        ("104", "a_ended_failed", 34),
+        ("105", "a_ended_no_answer", 19),
+    ] {
+        let id = place(&d, a, "200").call_id();
+        d.wait_log(&format!("call {id}: {end} -> failed"));
+        assert_eq!(d.call(&id)["cdr"]["cause"], cause, "A {a}");
+    }
+
+    // An Originate the manager refuses at once: 502, and the row says why.
+    let r = place(&d, "999", "200");
+    assert_eq!(r.status, 502, "{}", r.text());
+    let call = d.call(&r.call_id());
+    assert_eq!(call["state"], "failed");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("Extension does not exist"),
+        "{call}"
+    );
+
+    // The manager connection drops mid-call: the call fails, c2cd logs in again.
+    let id = place(&d, "106", "200").call_id();
+    d.wait_log(&format!("call {id}: a_ended_failed -> failed"));
+    d.wait_log("logged in as");
 }
