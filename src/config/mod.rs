@@ -273,6 +273,8 @@ struct RawProvider {
     exten: Option<String>,
     dial: Option<String>,
     variables: Option<Vec<String>>,
+    // spokn
+    enterprise: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------
@@ -481,6 +483,21 @@ pub enum ProviderKind {
     Sim(SimConfig),
     Xip(XipConfig),
     Ami(AmiConfig),
+    Spokn(SpoknUpConfig),
+}
+
+/// An upstream Spokn click-to-call API.
+#[derive(Debug, Clone)]
+pub struct SpoknUpConfig {
+    /// `https://api.spokn.com/c2c/1.0/call`.
+    pub url: hyper::Uri,
+    pub username: String,
+    pub password: Secret,
+    /// The account may send `url`, `apartycid` and `bpartycid`: Spokn then calls
+    /// c2cd back with each leg's outcome (at `[server] public_url`).
+    pub enterprise: bool,
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
 }
 
 /// How an AMI provider reaches B once A has answered.
@@ -515,6 +532,7 @@ impl ProviderKind {
             ProviderKind::Sim(_) => "sim",
             ProviderKind::Xip(_) => "xip",
             ProviderKind::Ami(_) => "ami",
+            ProviderKind::Spokn(_) => "spokn",
         }
     }
 }
@@ -1067,10 +1085,85 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         ];
         if p.kind != "ami" {
             for (present, key) in ami_keys {
-                not_for(&mut v, present, key, &p.kind);
+                if !(p.kind == "spokn" && key == "username") {
+                    not_for(&mut v, present, key, &p.kind);
+                }
             }
         }
+        if p.kind != "spokn" {
+            not_for(&mut v, p.enterprise.is_some(), "enterprise", &p.kind);
+        }
         let kind = match p.kind.as_str() {
+            "spokn" => {
+                for (present, key) in [
+                    (p.method.is_some(), "method"),
+                    (p.auth_fields.is_some(), "auth_fields"),
+                    (p.ring.is_some(), "ring"),
+                    (p.talk.is_some(), "talk"),
+                    (p.busy.is_some(), "busy"),
+                    (p.no_answer.is_some(), "no_answer"),
+                    (p.fail.is_some(), "fail"),
+                    (p.silent.is_some(), "silent"),
+                ] {
+                    not_for(&mut v, present, key, "spokn");
+                }
+                let url = match p.url.as_deref().map(|u| (u, u.parse::<hyper::Uri>())) {
+                    Some((_, Ok(uri)))
+                        if is_web(&uri)
+                            && !uri.authority().is_some_and(|a| a.as_str().contains('@')) =>
+                    {
+                        uri
+                    }
+                    Some((u, _)) => {
+                        v.err(
+                            &at("url"),
+                            format!(
+                                "{u:?} is not an http:// or https:// URL without user:password@"
+                            ),
+                        );
+                        hyper::Uri::from_static("http://127.0.0.1/")
+                    }
+                    None => {
+                        v.err(&at("kind"), "kind \"spokn\" needs url, the API's address (https://api.spokn.com/c2c/1.0/call)");
+                        hyper::Uri::from_static("http://127.0.0.1/")
+                    }
+                };
+                let (username, password) = match (&p.username, &p.secret) {
+                    (Some(u), Some(pw)) if !u.is_empty() && !pw.is_empty() && !u.contains(':') => {
+                        (u.clone(), Secret::new(pw.clone()))
+                    }
+                    _ => {
+                        v.err(&at("kind"), "kind \"spokn\" needs username and secret, the account's HTTP Basic credentials");
+                        (String::new(), Secret::new(""))
+                    }
+                };
+                let enterprise = p.enterprise.unwrap_or(false);
+                if enterprise && server.public_url.is_empty() {
+                    v.err(
+                        &at("enterprise"),
+                        "Spokn calls c2cd back at [server] public_url: set it",
+                    );
+                }
+                ProviderKind::Spokn(SpoknUpConfig {
+                    url,
+                    username,
+                    password,
+                    enterprise,
+                    timeout: v.duration(
+                        &at("timeout"),
+                        &p.timeout,
+                        Duration::from_secs(10),
+                        Duration::from_secs(120),
+                    ),
+                    max_response_bytes: v.range(
+                        &at("max_response_bytes"),
+                        p.max_response_bytes,
+                        65536,
+                        1024,
+                        16 << 20,
+                    ),
+                })
+            }
             "ami" => {
                 for (present, key) in [
                     (p.url.is_some(), "url"),
@@ -1294,7 +1387,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             o => {
                 v.err(
                     &at("kind"),
-                    format!("{o:?} is not one of \"sim\", \"xip\", \"ami\""),
+                    format!("{o:?} is not one of \"sim\", \"xip\", \"ami\", \"spokn\""),
                 );
                 continue;
             }
@@ -1830,7 +1923,7 @@ secret = "up"
         let e = err(&OK.replace("kind = \"xip\"", "kind = \"sip\""));
         assert_eq!(
             e,
-            "c.toml:12: provider.kind: \"sip\" is not one of \"sim\", \"xip\", \"ami\""
+            "c.toml:12: provider.kind: \"sip\" is not one of \"sim\", \"xip\", \"ami\", \"spokn\""
         );
     }
 

@@ -116,9 +116,9 @@ pub const KEYS: &[Key] = &[
     Key { table: "partner.agent_pool", name: "id", default: "required", doc: "What an addParticipant component names in agentPoolId." },
     Key { table: "partner.agent_pool", name: "agents", default: "required", doc: "The agents' 10-digit numbers (1 to 10), in the order round robin takes them." },
     Key { table: "provider", name: "name", default: "required", doc: "What partners refer to." },
-    Key { table: "provider", name: "kind", default: "required", doc: "\"sim\", \"xip\" or \"ami\"." },
+    Key { table: "provider", name: "kind", default: "required", doc: "\"sim\", \"xip\", \"ami\" or \"spokn\"." },
     Key { table: "provider", name: "secret", default: "required for xip and ami", doc: "(xip) The secret the outgoing Auth is computed with. (ami) The manager.conf user's secret. (sim) When set, the simulator checks the Auth it receives against it." },
-    Key { table: "provider", name: "url", default: "required for xip", doc: "(xip) The click-to-call server, http:// or https:// (verified against the system trust store, SSL_CERT_FILE honoured), without user:password@." },
+    Key { table: "provider", name: "url", default: "required for xip", doc: "(xip, spokn) The click-to-call server (spokn: https://api.spokn.com/c2c/1.0/call), http:// or https:// (verified against the system trust store, SSL_CERT_FILE honoured), without user:password@." },
     Key { table: "provider", name: "method", default: "\"GET\"", doc: "(xip) \"GET\" (query string) or \"POST\" (form body)." },
     Key { table: "provider", name: "timeout", default: "\"10s\" (ami \"5s\")", doc: "(xip) No complete answer by then: XIP Result 111 (at most 120 s, less than server.drain_timeout). (ami) The time a connect, the login or a manager reply may take." },
     Key { table: "provider", name: "auth_fields", default: "[\"PartnerID\", \"RequestorPhone\", \"DestinationPhone\"]", doc: "(xip) The parameters whose values follow the secret in the outgoing Auth MD5, in order." },
@@ -130,12 +130,13 @@ pub const KEYS: &[Key] = &[
     Key { table: "provider", name: "fail", default: "[]", doc: "(sim) Number patterns whose leg fails (Q.850 34)." },
     Key { table: "provider", name: "silent", default: "[]", doc: "(sim) Number patterns whose leg rings and then goes silent: no end is reported, and the call is reconciled as lost after its deadline." },
     Key { table: "provider", name: "address", default: "required for ami", doc: "(ami) The Asterisk manager, host:port (127.0.0.1:5038). One connection, logged in with the event mask call,cdr, pinged, reconnected with backoff." },
-    Key { table: "provider", name: "username", default: "required for ami", doc: "(ami) The manager.conf user (read = call,cdr; write = originate,call)." },
+    Key { table: "provider", name: "username", default: "required for ami and spokn", doc: "(ami) The manager.conf user (read = call,cdr; write = originate,call). (spokn) The account's HTTP Basic user; secret is its password." },
     Key { table: "provider", name: "channel", default: "required for ami", doc: "(ami) Leg A's channel, with {number}: PJSIP/{number}@trunk or Local/{number}@from-internal." },
     Key { table: "provider", name: "context", default: "none", doc: "(ami) Once A answers it continues here, at extension exten, priority 1: the dialplan dials B. Either this or dial." },
     Key { table: "provider", name: "exten", default: "\"{number}\"", doc: "(ami) The extension in context, a template of B's number." },
     Key { table: "provider", name: "dial", default: "none", doc: "(ami) B's dial string, with {number}, for Application Dial: no dialplan needed. Either this or context." },
     Key { table: "provider", name: "variables", default: "[]", doc: "(ami) Channel variables set on every call, \"NAME=value\"." },
+    Key { table: "provider", name: "enterprise", default: "false", doc: "(spokn) The account may send url, apartycid and bpartycid: Spokn then reports each leg to c2cd at [server] public_url (required), which drives the call; without, the call is handed off." },
 ];
 
 /// Escapes text for roff: backslashes, and a leading dot or quote.

@@ -153,6 +153,9 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
             detached(&app, dialect::airtel::handle(app.clone(), remote, req)).await,
         ),
         p if p.starts_with("/v2/") => ("airtel", dialect::airtel::not_found(false)),
+        p if p.starts_with(crate::provider::spokn::CALLBACK_PATH) => {
+            ("spokn_callback", spokn_callback(&app, req).await)
+        }
         "/v1/openapi.json" => ("openapi", admin::openapi()),
         "/healthz" => ("healthz", admin::healthz(&app).await),
         "/metrics" => ("metrics", admin::metrics(&app).await),
@@ -161,6 +164,30 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
     };
     app.metrics.response(name, resp.status().as_u16());
     resp
+}
+
+/// A Spokn upstream's leg report: read (bounded), then handed to the provider.
+async fn spokn_callback(app: &Arc<App>, req: Request<Incoming>) -> Resp {
+    if req.method() != hyper::Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST\n");
+    }
+    let path = req.uri().path().to_string();
+    let rt = app.runtime();
+    let limits = (
+        rt.config.server.max_body_bytes,
+        rt.config.server.body_read_timeout,
+    );
+    drop(rt);
+    match read_body(req, limits.0, limits.1).await {
+        Ok(body) => {
+            let status = crate::provider::spokn::callback(app, &path, body).await;
+            text(
+                status,
+                format!("{}\n", status.canonical_reason().unwrap_or("")),
+            )
+        }
+        Err(_) => text(StatusCode::BAD_REQUEST, "unreadable body\n"),
+    }
 }
 
 /// Runs a dialect request as a task of its own. Once a request is recorded it

@@ -13,6 +13,7 @@ pub mod ami;
 pub mod health;
 pub mod recordings;
 pub mod sim;
+pub mod spokn;
 pub mod xip;
 
 use std::collections::HashMap;
@@ -190,6 +191,7 @@ pub enum Provider {
     Sim(sim::Sim),
     Xip(xip::Xip),
     Ami(ami::call::Ami),
+    Spokn(spokn::SpoknUp),
 }
 
 impl Provider {
@@ -198,6 +200,7 @@ impl Provider {
             Provider::Sim(s) => &s.name,
             Provider::Xip(x) => &x.name,
             Provider::Ami(a) => &a.name,
+            Provider::Spokn(s) => &s.name,
         }
     }
 
@@ -206,6 +209,7 @@ impl Provider {
             Provider::Sim(_) => "sim",
             Provider::Xip(_) => "xip",
             Provider::Ami(_) => "ami",
+            Provider::Spokn(_) => "spokn",
         }
     }
 
@@ -229,7 +233,8 @@ impl Provider {
     pub fn is_following(&self, id: CallId) -> bool {
         match self {
             Provider::Sim(s) => s.is_following(id),
-            Provider::Xip(_) => false,
+            // Upstream APIs follow calls themselves; their callbacks report them.
+            Provider::Xip(_) | Provider::Spokn(_) => false,
             Provider::Ami(a) => a.is_following(id),
         }
     }
@@ -251,6 +256,7 @@ impl Provider {
             )),
             Provider::Xip(_) => None,
             Provider::Ami(a) => a.refuses(plan),
+            Provider::Spokn(s) => s.refuses(plan),
         }
     }
 
@@ -260,6 +266,7 @@ impl Provider {
             Provider::Sim(s) => s.params(o),
             Provider::Xip(x) => x.params(o),
             Provider::Ami(a) => a.params(o),
+            Provider::Spokn(s) => s.params(o),
         }
     }
 
@@ -275,6 +282,9 @@ impl Provider {
                 "provider": x.name, "kind": "xip", "url": x.url_string(), "method": x.method_str(), "params": map,
             }),
             Provider::Ami(a) => json!({ "provider": a.name, "kind": "ami", "originate": map }),
+            Provider::Spokn(s) => {
+                json!({ "provider": s.name, "kind": "spokn", "url": s.url_string(), "params": map })
+            }
         }
     }
 
@@ -289,6 +299,7 @@ impl Provider {
             Provider::Sim(s) => Ok(s.originate(o, &params, events)),
             Provider::Xip(x) => x.originate(params).await.map(|r| (r, None)),
             Provider::Ami(a) => a.originate(o, events).await,
+            Provider::Spokn(s) => s.originate(params).await.map(|r| (r, None)),
         }
     }
 
@@ -394,6 +405,12 @@ impl Providers {
                     ProviderKind::Ami(c) => {
                         Provider::Ami(ami::call::Ami::new(&p.name, c.clone(), following.clone()))
                     }
+                    ProviderKind::Spokn(c) => Provider::Spokn(spokn::SpoknUp::new(
+                        &p.name,
+                        c.clone(),
+                        client.clone(),
+                        &cfg.server.public_url,
+                    )),
                 };
                 (p.name.clone(), Arc::new(provider))
             })

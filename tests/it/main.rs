@@ -11,4 +11,5 @@ mod native;
 mod openapi;
 mod routing;
 mod spokn;
+mod upstream;
 mod xip;

@@ -1,0 +1,140 @@
+//! Upstream click-to-call APIs as providers: a fake Spokn on loopback gets the
+//! seed's request, answers in its XML, and its per-leg callbacks drive the call.
+
+use base64::Engine;
+
+use crate::common::*;
+
+const OK_XML: &str = "<?xml version=\"1.0\"?>\n<spokn xmlns=\"http://api.spokn.com/api/c2c.xsd\">\n  <c2c version=\"1.0\">\n    <code>200</code>\n    <desc>Request Successful</desc>\n  </c2c>\n</spokn>\n";
+const BAD_A_XML: &str = "<?xml version=\"1.0\"?>\n<spokn xmlns=\"http://api.spokn.com/api/c2c.xsd\">\n  <c2c version=\"1.0\">\n    <code>103</code>\n    <desc>Bad aparty number</desc>\n  </c2c>\n</spokn>\n";
+
+fn config(url: &str) -> String {
+    base_config(&format!(
+        r#"
+[[partner]]
+id = "crm"
+dialects = ["native"]
+username = "crm"
+password = "crm-password-0123456789"
+provider = "spokn-up"
+
+[[provider]]
+name = "spokn-up"
+kind = "spokn"
+url = "{url}"
+username = "acct"
+secret = "acct-password"
+enterprise = true
+"#
+    ))
+    .replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\npublic_url = \"https://c2cd.example\"",
+    )
+}
+
+fn place(d: &Daemon) -> Response {
+    let body = serde_json::json!({
+        "a": {"participants": [{"number": "+18474255380", "retries": 2}], "retry_delay": 5},
+        "b": {"participants": [{"number": "+14155550123"}]},
+        "time_limit": 600,
+    })
+    .to_string();
+    let auth = base64::engine::general_purpose::STANDARD.encode("crm:crm-password-0123456789");
+    request(
+        d.addr,
+        &format!(
+            "POST /v1/calls HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+fn report(d: &Daemon, path: &str, form: &str) -> u16 {
+    request(
+        d.addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: c2cd\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        ),
+    )
+    .status
+}
+
+#[test]
+fn a_spokn_upstream_places_the_call_and_its_callbacks_end_it() {
+    let spokn = Upstream::start(Behaviour::Reply(200, "application/xml", OK_XML));
+    let mut d = Daemon::start(&config(&spokn.url()));
+    let r = place(&d);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.call_id();
+
+    // The seed's request, with c2cd's Basic credentials and callback URL.
+    spokn.wait_requests(1);
+    let got = &spokn.requests()[0];
+    let expected = base64::engine::general_purpose::STANDARD.encode("acct:acct-password");
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Basic {expected}").as_str())
+    );
+    assert_eq!(
+        got.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    let p: std::collections::HashMap<String, String> = got.params().into_iter().collect();
+    assert_eq!(
+        (p["aparty"].as_str(), p["bparty"].as_str()),
+        ("+18474255380", "+14155550123")
+    );
+    assert_eq!(
+        (p["duration"].as_str(), p["token"].as_str()),
+        ("10", id.as_str())
+    );
+    assert_eq!(
+        (p["maxretries"].as_str(), p["retrytime"].as_str()),
+        ("2", "5")
+    );
+    assert_eq!(
+        (p["apartycid"].as_str(), p["bpartycid"].as_str()),
+        ("+14155550123", "+18474255380")
+    );
+    let url = &p["url"];
+    let path = url
+        .strip_prefix("https://c2cd.example")
+        .unwrap_or_else(|| panic!("{url}"));
+    assert!(
+        path.starts_with(&format!("/callbacks/spokn/{id}/")),
+        "{path}"
+    );
+    assert_eq!(d.call(&id)["state"], "accepted");
+
+    // A forged callback is refused; Spokn's own two reports complete the call.
+    let forged = format!("/callbacks/spokn/{id}/{}", "0".repeat(32));
+    assert_eq!(report(&d, &forged, "leg=1&status=0"), 403);
+    let leg = |n: u8| {
+        format!("userid=acct&aparty=%2B18474255380&bparty=%2B14155550123&leg={n}&start=2026-11-22T10%3A00%3A00Z&duration=42&token={id}&rate=0&cost=0&status=0")
+    };
+    assert_eq!(report(&d, path, &leg(1)), 200);
+    assert_eq!(report(&d, path, &leg(2)), 200);
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    let call = d.call(&id);
+    assert_eq!(call["state"], "completed");
+    assert_eq!(call["cdr"]["state"], "completed");
+}
+
+#[test]
+fn a_spokn_refusal_fails_the_call() {
+    let spokn = Upstream::start(Behaviour::Reply(200, "application/xml", BAD_A_XML));
+    let d = Daemon::start(&config(&spokn.url()));
+    let r = place(&d);
+    assert_eq!(r.status, 502, "{}", r.text());
+    let call = d.call(&r.call_id());
+    assert_eq!(call["state"], "failed");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("Bad aparty number"),
+        "{call}"
+    );
+}
