@@ -275,6 +275,10 @@ struct RawProvider {
     variables: Option<Vec<String>>,
     // spokn
     enterprise: Option<bool>,
+    // airtel
+    customer_id: Option<String>,
+    call_flow_id: Option<String>,
+    caller_id: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -484,6 +488,24 @@ pub enum ProviderKind {
     Xip(XipConfig),
     Ami(AmiConfig),
     Spokn(SpoknUpConfig),
+    Airtel(AirtelUpConfig),
+}
+
+/// An upstream Airtel click-to-call API.
+#[derive(Debug, Clone)]
+pub struct AirtelUpConfig {
+    /// `https://…/v2/execute/workflow`.
+    pub url: hyper::Uri,
+    pub username: String,
+    pub password: Secret,
+    pub customer_id: String,
+    pub call_flow_id: String,
+    /// The 10-digit virtual number the parties are shown.
+    pub caller_id: String,
+    /// `[airtel] country_code`: numbers outside it cannot be sent.
+    pub country_code: String,
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
 }
 
 /// An upstream Spokn click-to-call API.
@@ -533,6 +555,7 @@ impl ProviderKind {
             ProviderKind::Xip(_) => "xip",
             ProviderKind::Ami(_) => "ami",
             ProviderKind::Spokn(_) => "spokn",
+            ProviderKind::Airtel(_) => "airtel",
         }
     }
 }
@@ -1085,7 +1108,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         ];
         if p.kind != "ami" {
             for (present, key) in ami_keys {
-                if !(p.kind == "spokn" && key == "username") {
+                if !(matches!(p.kind.as_str(), "spokn" | "airtel") && key == "username") {
                     not_for(&mut v, present, key, &p.kind);
                 }
             }
@@ -1093,7 +1116,111 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         if p.kind != "spokn" {
             not_for(&mut v, p.enterprise.is_some(), "enterprise", &p.kind);
         }
+        if p.kind != "airtel" {
+            not_for(&mut v, p.customer_id.is_some(), "customer_id", &p.kind);
+            not_for(&mut v, p.call_flow_id.is_some(), "call_flow_id", &p.kind);
+            not_for(&mut v, p.caller_id.is_some(), "caller_id", &p.kind);
+        }
         let kind = match p.kind.as_str() {
+            "airtel" => {
+                for (present, key) in [
+                    (p.method.is_some(), "method"),
+                    (p.auth_fields.is_some(), "auth_fields"),
+                    (p.ring.is_some(), "ring"),
+                    (p.talk.is_some(), "talk"),
+                    (p.busy.is_some(), "busy"),
+                    (p.no_answer.is_some(), "no_answer"),
+                    (p.fail.is_some(), "fail"),
+                    (p.silent.is_some(), "silent"),
+                ] {
+                    not_for(&mut v, present, key, "airtel");
+                }
+                let url = match p.url.as_deref().map(|u| (u, u.parse::<hyper::Uri>())) {
+                    Some((_, Ok(uri)))
+                        if is_web(&uri)
+                            && !uri.authority().is_some_and(|a| a.as_str().contains('@')) =>
+                    {
+                        uri
+                    }
+                    Some((u, _)) => {
+                        v.err(
+                            &at("url"),
+                            format!(
+                                "{u:?} is not an http:// or https:// URL without user:password@"
+                            ),
+                        );
+                        hyper::Uri::from_static("http://127.0.0.1/")
+                    }
+                    None => {
+                        v.err(
+                            &at("kind"),
+                            "kind \"airtel\" needs url, the API's /v2/execute/workflow address",
+                        );
+                        hyper::Uri::from_static("http://127.0.0.1/")
+                    }
+                };
+                let (username, password) = match (&p.username, &p.secret) {
+                    (Some(u), Some(pw)) if !u.is_empty() && !pw.is_empty() && !u.contains(':') => {
+                        (u.clone(), Secret::new(pw.clone()))
+                    }
+                    _ => {
+                        v.err(&at("kind"), "kind \"airtel\" needs username and secret, the account's HTTP Basic credentials");
+                        (String::new(), Secret::new(""))
+                    }
+                };
+                let text =
+                    |v: &mut Validator, key: &'static str, value: &Option<String>| match value
+                        .as_deref()
+                    {
+                        Some(s) if !s.is_empty() => s.to_string(),
+                        _ => {
+                            v.err(&at("kind"), format!("kind \"airtel\" needs {key}"));
+                            String::new()
+                        }
+                    };
+                let customer_id = text(&mut v, "customer_id", &p.customer_id);
+                let call_flow_id = text(&mut v, "call_flow_id", &p.call_flow_id);
+                let caller_id = text(&mut v, "caller_id", &p.caller_id);
+                let ten = caller_id.len() == 10 && caller_id.bytes().all(|b| b.is_ascii_digit());
+                if !caller_id.is_empty() && !ten {
+                    v.err(
+                        &at("caller_id"),
+                        "must be the account's 10-digit virtual number",
+                    );
+                }
+                if server.public_url.is_empty() {
+                    v.err(
+                        &at("kind"),
+                        "Airtel calls c2cd back at [server] public_url: set it",
+                    );
+                }
+                ProviderKind::Airtel(AirtelUpConfig {
+                    url,
+                    username,
+                    password,
+                    customer_id,
+                    call_flow_id,
+                    caller_id,
+                    country_code: raw
+                        .airtel
+                        .country_code
+                        .clone()
+                        .unwrap_or_else(|| "91".into()),
+                    timeout: v.duration(
+                        &at("timeout"),
+                        &p.timeout,
+                        Duration::from_secs(10),
+                        Duration::from_secs(120),
+                    ),
+                    max_response_bytes: v.range(
+                        &at("max_response_bytes"),
+                        p.max_response_bytes,
+                        65536,
+                        1024,
+                        16 << 20,
+                    ),
+                })
+            }
             "spokn" => {
                 for (present, key) in [
                     (p.method.is_some(), "method"),
@@ -1387,7 +1514,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             o => {
                 v.err(
                     &at("kind"),
-                    format!("{o:?} is not one of \"sim\", \"xip\", \"ami\", \"spokn\""),
+                    format!("{o:?} is not one of \"sim\", \"xip\", \"ami\", \"spokn\", \"airtel\""),
                 );
                 continue;
             }
@@ -1923,7 +2050,7 @@ secret = "up"
         let e = err(&OK.replace("kind = \"xip\"", "kind = \"sip\""));
         assert_eq!(
             e,
-            "c.toml:12: provider.kind: \"sip\" is not one of \"sim\", \"xip\", \"ami\", \"spokn\""
+            "c.toml:12: provider.kind: \"sip\" is not one of \"sim\", \"xip\", \"ami\", \"spokn\", \"airtel\""
         );
     }
 

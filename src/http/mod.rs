@@ -154,7 +154,10 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
         ),
         p if p.starts_with("/v2/") => ("airtel", dialect::airtel::not_found(false)),
         p if p.starts_with(crate::provider::spokn::CALLBACK_PATH) => {
-            ("spokn_callback", spokn_callback(&app, req).await)
+            ("spokn_callback", upstream_callback(&app, req).await)
+        }
+        p if p.starts_with(crate::provider::airtel::CALLBACK_PATH) => {
+            ("airtel_callback", upstream_callback(&app, req).await)
         }
         "/v1/openapi.json" => ("openapi", admin::openapi()),
         "/healthz" => ("healthz", admin::healthz(&app).await),
@@ -166,8 +169,8 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
     resp
 }
 
-/// A Spokn upstream's leg report: read (bounded), then handed to the provider.
-async fn spokn_callback(app: &Arc<App>, req: Request<Incoming>) -> Resp {
+/// An upstream API's callback: read (bounded), then handed to its provider.
+async fn upstream_callback(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     if req.method() != hyper::Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "POST\n");
     }
@@ -180,7 +183,11 @@ async fn spokn_callback(app: &Arc<App>, req: Request<Incoming>) -> Resp {
     drop(rt);
     match read_body(req, limits.0, limits.1).await {
         Ok(body) => {
-            let status = crate::provider::spokn::callback(app, &path, body).await;
+            let status = if path.starts_with(crate::provider::airtel::CALLBACK_PATH) {
+                crate::provider::airtel::callback(app, &path, body).await
+            } else {
+                crate::provider::spokn::callback(app, &path, body).await
+            };
             text(
                 status,
                 format!("{}\n", status.canonical_reason().unwrap_or("")),

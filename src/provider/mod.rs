@@ -9,6 +9,7 @@
 //! partner, and may return a follow-up task that reports the call's progress as
 //! [`Event`]s through [`Events`].
 
+pub mod airtel;
 pub mod ami;
 pub mod health;
 pub mod recordings;
@@ -192,6 +193,7 @@ pub enum Provider {
     Xip(xip::Xip),
     Ami(ami::call::Ami),
     Spokn(spokn::SpoknUp),
+    Airtel(airtel::AirtelUp),
 }
 
 impl Provider {
@@ -201,6 +203,7 @@ impl Provider {
             Provider::Xip(x) => &x.name,
             Provider::Ami(a) => &a.name,
             Provider::Spokn(s) => &s.name,
+            Provider::Airtel(a) => &a.name,
         }
     }
 
@@ -210,6 +213,7 @@ impl Provider {
             Provider::Xip(_) => "xip",
             Provider::Ami(_) => "ami",
             Provider::Spokn(_) => "spokn",
+            Provider::Airtel(_) => "airtel",
         }
     }
 
@@ -234,7 +238,7 @@ impl Provider {
         match self {
             Provider::Sim(s) => s.is_following(id),
             // Upstream APIs follow calls themselves; their callbacks report them.
-            Provider::Xip(_) | Provider::Spokn(_) => false,
+            Provider::Xip(_) | Provider::Spokn(_) | Provider::Airtel(_) => false,
             Provider::Ami(a) => a.is_following(id),
         }
     }
@@ -257,6 +261,7 @@ impl Provider {
             Provider::Xip(_) => None,
             Provider::Ami(a) => a.refuses(plan),
             Provider::Spokn(s) => s.refuses(plan),
+            Provider::Airtel(a) => a.refuses(plan),
         }
     }
 
@@ -267,6 +272,7 @@ impl Provider {
             Provider::Xip(x) => x.params(o),
             Provider::Ami(a) => a.params(o),
             Provider::Spokn(s) => s.params(o),
+            Provider::Airtel(a) => a.params(o),
         }
     }
 
@@ -285,6 +291,10 @@ impl Provider {
             Provider::Spokn(s) => {
                 json!({ "provider": s.name, "kind": "spokn", "url": s.url_string(), "params": map })
             }
+            Provider::Airtel(a) => json!({
+                "provider": a.name, "kind": "airtel", "url": a.url_string(),
+                "body": map.get("body").and_then(|b| b.as_str()).and_then(|b| serde_json::from_str::<Value>(b).ok()),
+            }),
         }
     }
 
@@ -300,6 +310,7 @@ impl Provider {
             Provider::Xip(x) => x.originate(params).await.map(|r| (r, None)),
             Provider::Ami(a) => a.originate(o, events).await,
             Provider::Spokn(s) => s.originate(params).await.map(|r| (r, None)),
+            Provider::Airtel(a) => a.originate(o).await.map(|r| (r, None)),
         }
     }
 
@@ -405,6 +416,12 @@ impl Providers {
                     ProviderKind::Ami(c) => {
                         Provider::Ami(ami::call::Ami::new(&p.name, c.clone(), following.clone()))
                     }
+                    ProviderKind::Airtel(c) => Provider::Airtel(airtel::AirtelUp::new(
+                        &p.name,
+                        c.clone(),
+                        client.clone(),
+                        &cfg.server.public_url,
+                    )),
                     ProviderKind::Spokn(c) => Provider::Spokn(spokn::SpoknUp::new(
                         &p.name,
                         c.clone(),

@@ -138,3 +138,127 @@ fn a_spokn_refusal_fails_the_call() {
         "{call}"
     );
 }
+
+fn airtel_config(url: &str) -> String {
+    base_config(&format!(
+        r#"
+[[partner]]
+id = "crm"
+dialects = ["native"]
+username = "crm"
+password = "crm-password-0123456789"
+provider = "airtel-up"
+
+[[provider]]
+name = "airtel-up"
+kind = "airtel"
+url = "{url}"
+username = "acct"
+secret = "acct-password"
+customer_id = "CUST-9"
+call_flow_id = "FLOW-9"
+caller_id = "8000000009"
+"#
+    ))
+    .replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\npublic_url = \"https://c2cd.example\"",
+    )
+}
+
+fn post_json(d: &Daemon, path: &str, body: &str) -> u16 {
+    request(
+        d.addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: c2cd\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .status
+}
+
+#[test]
+fn an_airtel_upstream_gets_the_seeds_workflow_and_its_events_end_the_call() {
+    let airtel = Upstream::start(Behaviour::Reply(
+        200,
+        "application/json",
+        r#"{"status": "success", "correlationId": "Xchange123863"}"#,
+    ));
+    let mut d = Daemon::start(&airtel_config(&airtel.url()));
+    let body = serde_json::json!({
+        "a": {"participants": [{"number": "+919810000001", "retries": 1}]},
+        "b": {"strategy": "parallel", "participants": [{"number": "+919810000002"}, {"number": "+919810000003"}]},
+        "time_limit": 600,
+        "record": true,
+    })
+    .to_string();
+    let auth = base64::engine::general_purpose::STANDARD.encode("crm:crm-password-0123456789");
+    let r = request(
+        d.addr,
+        &format!(
+            "POST /v1/calls HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.call_id();
+
+    airtel.wait_requests(1);
+    let got = &airtel.requests()[0];
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.content_type.as_deref(), Some("application/json"));
+    let w: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(
+        (
+            w["callFlowId"].as_str(),
+            w["customerId"].as_str(),
+            w["callType"].as_str()
+        ),
+        (Some("FLOW-9"), Some("CUST-9"), Some("OUTBOUND"))
+    );
+    let from = &w["callFlowConfiguration"]["initiateCall_1"];
+    assert_eq!(from["participants"][0]["participantAddress"], "9810000001");
+    assert_eq!(from["participants"][0]["maxRetries"], 1);
+    let to = &w["callFlowConfiguration"]["addParticipant_1"];
+    assert_eq!(to["mergingStrategy"], "PARALLEL");
+    assert_eq!(to["participants"].as_array().unwrap().len(), 2);
+    assert_eq!(w["callFlowConfiguration"]["record"]["enabled"], true);
+    let notify = from["callBackURLs"][0]["notifyURL"].as_str().unwrap();
+    let path = notify
+        .strip_prefix("https://c2cd.example")
+        .unwrap()
+        .to_string();
+    assert!(
+        path.starts_with(&format!("/callbacks/airtel/{id}/")),
+        "{path}"
+    );
+
+    // Airtel's events, as its seed shows them, drive the call to its end.
+    let ev = |addr: &str, event: &str, cause: &str| {
+        serde_json::json!({
+            "eventType": "CALL", "participantAddress": addr, "event": event, "time": "2026-11-22T10:00:00.000+0000",
+            "metaData": {"causeCode": cause, "sipCode": "699", "causeCodeDescription": "Normal call clearing"}
+        })
+        .to_string()
+    };
+    assert_eq!(
+        post_json(
+            &d,
+            &format!("/callbacks/airtel/{id}/{}", "f".repeat(32)),
+            &ev("9810000001", "Ringing", "")
+        ),
+        403
+    );
+    for (addr, event) in [
+        ("9810000001", "Ringing"),
+        ("9810000001", "Answered"),
+        ("9810000002", "Ringing"),
+        ("9810000002", "Answered"),
+        ("9810000002", "Merged"),
+        ("9810000001", "Removed"),
+    ] {
+        assert_eq!(post_json(&d, &path, &ev(addr, event, "16")), 200, "{event}");
+    }
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    assert_eq!(d.call(&id)["cdr"]["state"], "completed");
+}
