@@ -94,3 +94,17 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     msg
 }
+
+/// What a failed request to a click-to-call server means: `Unreachable` only
+/// when the connection was never made (the request provably did not leave, so
+/// another provider may be asked); otherwise the server may have acted on it.
+pub fn provider_error(e: &hyper_util::client::legacy::Error) -> crate::provider::ProviderError {
+    if e.is_connect() {
+        crate::provider::ProviderError::Unreachable(error_chain(e))
+    } else {
+        crate::provider::ProviderError::BadResponse(format!(
+            "the request failed: {}",
+            error_chain(e)
+        ))
+    }
+}

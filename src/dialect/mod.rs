@@ -16,6 +16,7 @@ pub mod native;
 pub mod spokn;
 pub mod xip;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -135,10 +136,13 @@ pub fn content_type_is(req: &hyper::Request<hyper::body::Incoming>, mime: &str) 
 pub type Outcome = Result<(Reply, Option<FollowUp>), ProviderError>;
 
 /// Whether an outcome should go to the next provider of the route: the
-/// provider could not be reached, did not answer, or failed on its side (5xx).
+/// provider could not be reached (the request never left) or failed on its side
+/// (5xx). A timeout or a broken answer may hide a placed call: going on would
+/// ring A twice, so those fail the call instead.
 fn worth_failover(out: &Outcome) -> Option<String> {
     match out {
-        Err(e) => Some(e.to_string()),
+        Err(e @ ProviderError::Unreachable(_)) => Some(e.to_string()),
+        Err(_) => None,
         Ok((reply, _)) if reply.event == Event::Failed && reply.status >= 500 => {
             Some(format!("HTTP {}", reply.status))
         }
@@ -162,7 +166,7 @@ pub fn usable(route: &[Routed], plan: &crate::core::plan::CallPlan) -> Result<Ve
     }
     Ok(placing
         .into_iter()
-        .filter(|r| r.provider.available() && r.health.allow())
+        .filter(|r| r.provider.available() && r.health.would_allow())
         .cloned()
         .collect())
 }
@@ -250,13 +254,25 @@ pub async fn place<A: Recorded>(
             let mut i = 0;
             let (answer, follow) = loop {
                 let r = &route[i];
-                let out = r.provider.originate(o, params, events.clone()).await;
+                // The breaker is asked right before the provider is: a half-open
+                // probe is taken only by a call that goes there.
+                let asked = r.health.allow();
+                let out = if asked {
+                    r.provider.originate(o, params, events.clone()).await
+                } else {
+                    Err(ProviderError::Unreachable(format!(
+                        "provider {}'s breaker opened meanwhile",
+                        r.provider.name()
+                    )))
+                };
                 let Some(why) = worth_failover(&out) else {
                     r.health.success();
                     log::debug!("call {id}: placed via {}", r.provider.name());
                     break answer_of(out);
                 };
-                r.health.failure(&why);
+                if asked {
+                    r.health.failure(&why);
+                }
                 log::warn!("call {id}: provider {} failed: {why}", r.provider.name());
                 let Some(next) = route.get(i + 1) else {
                     break answer_of(out);
@@ -297,22 +313,35 @@ pub async fn place<A: Recorded>(
         }
     };
     if let Some(f) = follow {
-        // The provider's in-flight count covers the call while it is followed.
+        // The provider's in-flight count covers the call while it is followed,
+        // an aborted follow-up (a hang-up) included.
         let counted = async move {
-            if let Some(h) = &health {
-                h.in_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            let _counted = health.map(InFlight::new);
             f.await;
-            if let Some(h) = &health {
-                h.in_flight
-                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            }
         };
         let task = tokio::spawn(counted);
         app.following.set_task(id, task.abort_handle());
     }
     Ok(Some(answer))
+}
+
+/// Counts a call in its provider's in-flight gauge while it lives.
+struct InFlight(Arc<crate::provider::health::Health>);
+
+impl InFlight {
+    fn new(h: Arc<crate::provider::health::Health>) -> InFlight {
+        h.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight(h)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// When a call with no end heard is reconciled (unix ms): the longest it can

@@ -361,12 +361,12 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
                 Err(e) => store_error(e),
             }
         }
-        Some(rest) if rest.starts_with('/') && rest.ends_with("/recording") => {
-            let id = rest[1..rest.len() - "/recording".len()].to_string();
+        Some(rest) if sub(rest, "/recording").is_some() => {
+            let id = sub(rest, "/recording").unwrap_or_default().to_string();
             recording(app, &caller, id).await
         }
-        Some(rest) if rest.starts_with('/') && rest.ends_with("/callbacks") => {
-            let id = rest[1..rest.len() - "/callbacks".len()].to_string();
+        Some(rest) if sub(rest, "/callbacks").is_some() => {
+            let id = sub(rest, "/callbacks").unwrap_or_default().to_string();
             let r = app
                 .store
                 .read(move |c| match calls::owner(c, &id)? {
@@ -415,6 +415,13 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         },
         _ => error(StatusCode::NOT_FOUND, "not_found", "no such resource"),
     }
+}
+
+/// The call id of `/{id}<suffix>`, when there is one (never an empty id).
+fn sub<'a>(rest: &'a str, suffix: &str) -> Option<&'a str> {
+    rest.strip_prefix('/')
+        .and_then(|r| r.strip_suffix(suffix))
+        .filter(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// `GET /v1/calls/{id}/recording`: the call's recording, to the operator or the
@@ -522,11 +529,28 @@ async fn hangup(app: &App, caller: &Caller, id: &str) -> Resp {
                 &format!("the call has already ended ({s})"),
             );
         }
+        Ok(Some(s))
+            if s == CallState::Requested.as_str() || s == CallState::Originating.as_str() =>
+        {
+            return error(
+                StatusCode::CONFLICT,
+                "not_placed",
+                "the call is still being placed; try again in a moment",
+            );
+        }
         Ok(Some(_)) => {}
+    }
+    let provider = provider.and_then(|p| app.runtime().providers.get(&p));
+    if provider.as_ref().is_some_and(|p| !p.can_cancel()) {
+        return error(
+            StatusCode::CONFLICT,
+            "cannot_cancel",
+            "the call's provider (an upstream API) offers no way to cancel it",
+        );
     }
     // The provider stops first, so that no event of its follows the hang-up:
     // its channels are hung up (AMI), then its task is stopped.
-    if let Some(p) = provider.and_then(|p| app.runtime().providers.get(&p)) {
+    if let Some(p) = provider {
         p.hang_up(call_id).await;
     }
     app.following.stop(call_id);

@@ -162,7 +162,13 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
         "/v1/openapi.json" => ("openapi", admin::openapi()),
         "/healthz" => ("healthz", admin::healthz(&app).await),
         "/metrics" => ("metrics", admin::metrics(&app).await),
-        p if p == "/v1" || p.starts_with("/v1/") => ("v1", admin::handle(&app, req).await),
+        p if p == "/v1" || p.starts_with("/v1/") => {
+            let a = app.clone();
+            (
+                "v1",
+                detached(&app, async move { admin::handle(&a, req).await }).await,
+            )
+        }
         _ => ("other", text(StatusCode::NOT_FOUND, "not found\n")),
     };
     app.metrics.response(name, resp.status().as_u16());

@@ -18,7 +18,7 @@ use crate::config::AirtelUpConfig;
 use crate::core::call::{Event, Leg, LegOutcome, Side};
 use crate::core::plan::{CallPlan, SidePlan, Strategy};
 use crate::core::CallId;
-use crate::outbound::{error_chain, HttpClient};
+use crate::outbound::HttpClient;
 
 /// The path Airtel calls back on.
 pub const CALLBACK_PATH: &str = "/callbacks/airtel/";
@@ -144,7 +144,7 @@ impl AirtelUp {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| ProviderError::Unreachable(error_chain(&e)))?;
+                .map_err(|e| crate::outbound::provider_error(&e))?;
             let status = resp.status().as_u16();
             let content_type = resp
                 .headers()
@@ -277,12 +277,18 @@ pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusC
         up.ten(&a).unwrap_or_default(),
         up.ten(&b).unwrap_or_default(),
     );
-    if let Some(events) = event_events(&v, (&ta, &a), (&tb, &b)) {
-        super::Events::new(app.store.clone())
-            .emit_all(call_id, events)
-            .await;
+    let Some(events) = event_events(&v, (&ta, &a), (&tb, &b)) else {
+        return StatusCode::OK;
+    };
+    // Nothing applied (ahead of the call's acceptance, or out of order): 409,
+    // so that Airtel sends it again rather than it being lost.
+    match super::Events::new(app.store.clone())
+        .emit_all(call_id, events)
+        .await
+    {
+        0 => StatusCode::CONFLICT,
+        _ => StatusCode::OK,
     }
-    StatusCode::OK
 }
 
 #[cfg(test)]

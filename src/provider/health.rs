@@ -83,7 +83,21 @@ impl Health {
         }
     }
 
-    /// Whether a call may be sent now; in half open, only the one probe.
+    /// Whether the breaker would let a call through now, without taking the
+    /// half-open probe: for choosing a route.
+    pub fn would_allow(&self) -> bool {
+        let Ok(b) = self.breaker.lock() else {
+            return true;
+        };
+        match b.open_until {
+            Some(t) if Instant::now() < t => false,
+            Some(_) => !b.probing,
+            None => true,
+        }
+    }
+
+    /// Whether a call may be sent now; in half open, only the one probe, which
+    /// the caller must settle with [`Health::success`] or [`Health::failure`].
     pub fn allow(&self) -> bool {
         self.allow_at(Instant::now())
     }
@@ -169,6 +183,11 @@ mod tests {
         // Past the cooldown one probe goes, and only one.
         let later = t0 + Duration::from_secs(31);
         assert_eq!(h.state_at(later), State::HalfOpen);
+        // Looking does not take the probe; only a call that goes there does.
+        {
+            let b = h.breaker.lock().unwrap();
+            assert!(!b.probing);
+        }
         assert!(h.allow_at(later));
         assert!(!h.allow_at(later));
         // A failed probe opens it again; a good one closes it.

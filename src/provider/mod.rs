@@ -160,10 +160,11 @@ impl Events {
     }
 
     /// Records `events` in order, in one write, and returns once they are
-    /// committed; then logs each at debug.
-    pub async fn emit_all(&self, id: CallId, events: Vec<Event>) {
+    /// committed; then logs each at debug. Returns how many were applied (an
+    /// illegal transition stops the rest).
+    pub async fn emit_all(&self, id: CallId, events: Vec<Event>) -> usize {
         if events.is_empty() {
-            return;
+            return 0;
         }
         let kinds: Vec<String> = events.iter().map(Event::kind).collect();
         let events: Vec<(Event, Option<&'static str>)> =
@@ -174,16 +175,24 @@ impl Events {
             .await;
         match r {
             Ok(states) => {
+                let n = states.len();
                 for (kind, state) in kinds.iter().zip(states) {
                     log::debug!("call {id}: {kind} -> {state}");
                 }
+                n
             }
             // Stopping: the call stays in its last recorded state.
-            Err(StoreError::Closed) => log::debug!(
-                "call {id}: {} not recorded: c2cd is stopping",
-                kinds.join(", ")
-            ),
-            Err(e) => log::error!("call {id}: cannot record {}: {e}", kinds.join(", ")),
+            Err(StoreError::Closed) => {
+                log::debug!(
+                    "call {id}: {} not recorded: c2cd is stopping",
+                    kinds.join(", ")
+                );
+                0
+            }
+            Err(e) => {
+                log::error!("call {id}: cannot record {}: {e}", kinds.join(", "));
+                0
+            }
         }
     }
 }
@@ -312,6 +321,12 @@ impl Provider {
             Provider::Spokn(s) => s.originate(params).await.map(|r| (r, None)),
             Provider::Airtel(a) => a.originate(o).await.map(|r| (r, None)),
         }
+    }
+
+    /// Whether a call placed here can be hung up by c2cd: the upstream APIs
+    /// offer no cancel.
+    pub fn can_cancel(&self) -> bool {
+        matches!(self, Provider::Sim(_) | Provider::Ami(_))
     }
 
     /// Ends call `id` at the click-to-call server, where it can (AMI hangs up

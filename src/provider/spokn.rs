@@ -19,7 +19,7 @@ use super::{Originate, ProviderError, Reply};
 use crate::config::SpoknUpConfig;
 use crate::core::call::{Event, Leg, LegOutcome, Side};
 use crate::core::CallId;
-use crate::outbound::{error_chain, HttpClient};
+use crate::outbound::HttpClient;
 
 /// The path Spokn calls back on.
 pub const CALLBACK_PATH: &str = "/callbacks/spokn/";
@@ -170,7 +170,7 @@ impl SpoknUp {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| ProviderError::Unreachable(error_chain(&e)))?;
+                .map_err(|e| crate::outbound::provider_error(&e))?;
             let status = resp.status().as_u16();
             let content_type = resp
                 .headers()
@@ -319,10 +319,15 @@ pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusC
         leg.unwrap_or(""),
         status.unwrap_or("")
     );
-    super::Events::new(app.store.clone())
+    // Nothing applied (a report ahead of the call's acceptance, or out of
+    // order): 409, so that Spokn sends it again rather than it being lost.
+    match super::Events::new(app.store.clone())
         .emit_all(call_id, events)
-        .await;
-    StatusCode::OK
+        .await
+    {
+        0 => StatusCode::CONFLICT,
+        _ => StatusCode::OK,
+    }
 }
 
 #[cfg(test)]

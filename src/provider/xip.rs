@@ -10,7 +10,7 @@ use hyper::{Method, Request, Uri};
 use super::{Originate, ProviderError, Reply};
 use crate::config::{HttpMethod, XipConfig};
 use crate::core::call::Event;
-use crate::outbound::{error_chain, HttpClient};
+use crate::outbound::HttpClient;
 
 pub struct Xip {
     pub name: String,
@@ -89,7 +89,7 @@ impl Xip {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| ProviderError::Unreachable(error_chain(&e)))?;
+                .map_err(|e| crate::outbound::provider_error(&e))?;
             let status = resp.status().as_u16();
             let content_type = resp
                 .headers()

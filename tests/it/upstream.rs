@@ -114,6 +114,16 @@ fn a_spokn_upstream_places_the_call_and_its_callbacks_end_it() {
     let leg = |n: u8| {
         format!("userid=acct&aparty=%2B18474255380&bparty=%2B14155550123&leg={n}&start=2026-11-22T10%3A00%3A00Z&duration=42&token={id}&rate=0&cost=0&status=0")
     };
+    // A report the call cannot take yet (leg 2 before leg 1) is refused with
+    // 409, for Spokn to send again, not dropped.
+    assert_eq!(report(&d, path, &leg(2)), 409);
+    // c2cd cannot cancel a call Spokn places.
+    let hang = request(
+        d.addr,
+        &format!("POST /v1/calls/{id}/hangup HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(hang.status, 409, "{}", hang.text());
+    assert!(hang.text().contains("cannot_cancel"));
     assert_eq!(report(&d, path, &leg(1)), 200);
     assert_eq!(report(&d, path, &leg(2)), 200);
     d.wait_log(&format!("call {id}: a_ended_normal -> completed"));

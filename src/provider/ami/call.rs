@@ -185,13 +185,20 @@ impl Ami {
     ) -> Result<(Reply, Option<FollowUp>), ProviderError> {
         let stream = self.manager.subscribe();
         let guard = self.following.follow(o.call_id);
-        let action_id = self.manager.action_id();
+        // ActionIDs carry the call's id: unique across every c2cd sharing the
+        // Asterisk, which sends each OriginateResponse to every session.
+        let action_id = channel_id(o.call_id, 1);
         let reply = self
             .manager
             .send(originate_action(&self.cfg, o, 1, &action_id))
             .await
-            .map_err(|e| {
-                ProviderError::Unreachable(format!("manager {}: {e}", self.cfg.address))
+            .map_err(|e| match e {
+                // Not sent: another provider may be asked.
+                super::AmiError::Down(_) | super::AmiError::Busy => {
+                    ProviderError::Unreachable(format!("manager {}: {e}", self.cfg.address))
+                }
+                // Sent, and maybe acted on: the call is not passed on.
+                _ => ProviderError::BadResponse(format!("manager {}: {e}", self.cfg.address)),
             })?;
         if reply.get("Response") != Some("Success") {
             let why = reply.get("Message").unwrap_or("refused").to_string();
@@ -223,12 +230,18 @@ impl Ami {
 
     /// Hangs up the call's channels (a cancel).
     pub async fn hang_up(&self, id: CallId) {
+        // A call placed before a reload is not in this map: its channels' ids
+        // are c2cd's own, so every try's is hung up (an unknown one is a no-op).
         let chans = self
             .channels
             .lock()
             .ok()
             .and_then(|mut c| c.remove(&id))
-            .unwrap_or_default();
+            .unwrap_or_else(|| {
+                (1..=u16::from(crate::core::plan::MAX_RETRIES) + 1)
+                    .map(|n| channel_id(id, n))
+                    .collect()
+            });
         for ch in chans {
             let r = self
                 .manager
@@ -311,8 +324,16 @@ impl Follow {
         self.emit(vec![Event::Ringing(leg(Side::A, attempt, &a))])
             .await;
         let link = self.manager.clone();
+        // Past the longest the call can take, with room for a late end, the
+        // follow-up stops: the reconciler then closes the call as lost.
+        let deadline =
+            tokio::time::Instant::now() + self.call.plan.longest() + Duration::from_secs(300);
         loop {
             let m = tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    log::warn!("call {id}: no end heard from the manager in time; leaving it to the reconciler");
+                    return;
+                },
                 m = self.stream.recv() => match m {
                     Ok(m) => m,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -355,7 +376,7 @@ impl Follow {
                         tokio::time::sleep(self.call.plan.a.retry_delay).await;
                         attempt += 1;
                         chan = channel_id(id, attempt);
-                        self.action_id = self.manager.action_id();
+                        self.action_id = chan.clone();
                         let action =
                             originate_action(&self.cfg, &self.call, attempt, &self.action_id);
                         if let Ok(mut c) = self.channels.lock() {

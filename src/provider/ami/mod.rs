@@ -330,6 +330,8 @@ async fn session(
                 }
             },
             _ = ping.tick() => {
+                // Actions whose sender gave up waiting are forgotten.
+                pending.retain(|_, tx| !tx.is_closed());
                 if ping_out.is_none() {
                     ping_n += 1;
                     let id = format!("c2cd-ping-{ping_n}");
