@@ -16,7 +16,8 @@
 //! - [`core`]: the domain: call ids, phone numbers, secrets, the call's plan
 //!   (sides, participants, strategies), the call state machine.
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
-//! - [`provider`]: the click-to-call servers (simulator, upstream XIP over HTTP).
+//! - [`provider`]: the click-to-call servers (simulator, Asterisk over AMI, upstream
+//!   XIP, Spokn and Airtel APIs), their health and circuit breakers.
 //! - [`outbound`]: the one outgoing HTTP(S) client, for upstreams and callbacks,
 //!   trusting the system trust store.
 //! - [`reconcile`]: a final state for every call, even when no end is heard.

@@ -1,13 +1,17 @@
 //! Click-to-call servers: whatever actually rings the phones.
 //!
-//! - [`sim`]: the built-in simulator, which plays both legs on timers with
+//! - [`sim`]: the built-in simulator, which plays the call's plan on timers with
 //!   outcomes chosen by number patterns.
-//! - [`xip`]: an upstream XIP click-to-call server over HTTP.
+//! - [`ami`]: the local Asterisk, through its manager interface.
+//! - [`xip`], [`spokn`], [`airtel`]: upstream click-to-call APIs over HTTP(S);
+//!   Spokn's and Airtel's call c2cd back with the call's progress.
+//! - [`health`]: each provider's circuit breaker and counters, for routing.
+//! - [`recordings`]: recordings as c2cd serves them.
 //!
-//! A provider receives an [`Originate`] (the nine XIP parameters, the only request
-//! shape so far), answers with a [`Reply`] that the dialect passes back to the
-//! partner, and may return a follow-up task that reports the call's progress as
-//! [`Event`]s through [`Events`].
+//! A provider receives an [`Originate`] (the call's plan, with the nine XIP
+//! parameters of its first participants), answers with a [`Reply`] that the
+//! dialect turns into its own answer, and may return a follow-up task that
+//! reports the call's progress as [`Event`]s through [`Events`].
 
 pub mod airtel;
 pub mod ami;
