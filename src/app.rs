@@ -22,7 +22,20 @@ impl Runtime {
     /// `following` outlives runtimes: calls a provider follows stay followed
     /// across a reload. So does `client`, with its pool and its trust roots.
     pub fn new(config: Config, following: &Arc<Following>, client: &HttpClient) -> Self {
-        let providers = Providers::build(&config, following, client);
+        let providers = Providers::build(&config, following, client, None);
+        Runtime { config, providers }
+    }
+
+    /// The runtime of a reloaded `config`: providers whose settings did not
+    /// change are kept as they are (an AMI manager stays logged in, its calls'
+    /// channels known), and every provider keeps its breaker and counters.
+    pub fn reload(
+        config: Config,
+        following: &Arc<Following>,
+        client: &HttpClient,
+        previous: &Runtime,
+    ) -> Self {
+        let providers = Providers::build(&config, following, client, Some(&previous.providers));
         Runtime { config, providers }
     }
 }

@@ -146,7 +146,7 @@ async fn reload(app: &App) {
         return;
     }
     log::set_max_level(new.log.level);
-    app.replace(Runtime::new(new, &app.following, &app.client));
+    app.replace(Runtime::reload(new, &app.following, &app.client, &current));
     log::info!("config reloaded");
 }
 

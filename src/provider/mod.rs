@@ -416,15 +416,25 @@ pub struct Providers {
 }
 
 impl Providers {
+    /// The providers of `cfg`. On a reload, `previous` lends what should
+    /// survive it: an AMI provider with the same settings (its manager
+    /// connection and calls), and each provider's health.
     pub fn build(
         cfg: &config::Config,
         following: &Arc<Following>,
         client: &HttpClient,
+        previous: Option<&Providers>,
     ) -> Providers {
         let map = cfg
             .providers
             .iter()
             .map(|p| {
+                let kept = previous.and_then(|prev| prev.map.get(&p.name)).filter(|old| {
+                    matches!((&***old, &p.kind), (Provider::Ami(a), ProviderKind::Ami(c)) if a.same_settings(c))
+                });
+                if let Some(old) = kept {
+                    return (p.name.clone(), old.clone());
+                }
                 let provider = match &p.kind {
                     ProviderKind::Sim(c) => {
                         Provider::Sim(sim::Sim::new(&p.name, c.clone(), following.clone()))
@@ -455,8 +465,14 @@ impl Providers {
             .providers
             .iter()
             .map(|p| {
-                let h = health::Health::new(cfg.calls.breaker_failures, cfg.calls.breaker_cooldown);
-                (p.name.clone(), Arc::new(h))
+                let kept = previous.and_then(|prev| prev.health.get(&p.name)).cloned();
+                let h = kept.unwrap_or_else(|| {
+                    Arc::new(health::Health::new(
+                        cfg.calls.breaker_failures,
+                        cfg.calls.breaker_cooldown,
+                    ))
+                });
+                (p.name.clone(), h)
             })
             .collect();
         let names = cfg.providers.iter().map(|p| p.name.clone()).collect();

@@ -316,6 +316,22 @@ fn calls_on_asterisk_end_as_the_manager_reports() {
         "{call}"
     );
 
+    // A reload keeps the manager connection: no second login.
+    let logins = |pbx: &Asterisk| {
+        let (lock, _) = &*pbx.actions;
+        lock.lock()
+            .unwrap()
+            .iter()
+            .filter(|m| get(m, "Action") == "Login")
+            .count()
+    };
+    assert_eq!(logins(&pbx), 1);
+    d.signal("-HUP");
+    d.wait_log("config reloaded");
+    let id = place(&d, "100", "200").call_id();
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    assert_eq!(logins(&pbx), 1, "the reload reused the manager");
+
     // The manager connection drops mid-call: the call fails, c2cd logs in again.
     let id = place(&d, "106", "200").call_id();
     d.wait_log(&format!("call {id}: a_ended_failed -> failed"));

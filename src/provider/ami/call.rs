@@ -84,6 +84,18 @@ impl Ami {
         self.manager.link()
     }
 
+    /// Whether `cfg` is what this provider runs with: a reload keeps it then.
+    pub fn same_settings(&self, cfg: &AmiConfig) -> bool {
+        let (a, b) = (&self.cfg, cfg);
+        a.address == b.address
+            && a.username == b.username
+            && a.secret.expose() == b.secret.expose()
+            && a.channel == b.channel
+            && a.bridge == b.bridge
+            && a.variables == b.variables
+            && a.timeout == b.timeout
+    }
+
     pub fn is_following(&self, id: CallId) -> bool {
         self.following.contains(id)
     }
