@@ -1123,51 +1123,13 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         }
         let kind = match p.kind.as_str() {
             "airtel" => {
-                for (present, key) in [
-                    (p.method.is_some(), "method"),
-                    (p.auth_fields.is_some(), "auth_fields"),
-                    (p.ring.is_some(), "ring"),
-                    (p.talk.is_some(), "talk"),
-                    (p.busy.is_some(), "busy"),
-                    (p.no_answer.is_some(), "no_answer"),
-                    (p.fail.is_some(), "fail"),
-                    (p.silent.is_some(), "silent"),
-                ] {
-                    not_for(&mut v, present, key, "airtel");
-                }
-                let url = match p.url.as_deref().map(|u| (u, u.parse::<hyper::Uri>())) {
-                    Some((_, Ok(uri)))
-                        if is_web(&uri)
-                            && !uri.authority().is_some_and(|a| a.as_str().contains('@')) =>
-                    {
-                        uri
-                    }
-                    Some((u, _)) => {
-                        v.err(
-                            &at("url"),
-                            format!(
-                                "{u:?} is not an http:// or https:// URL without user:password@"
-                            ),
-                        );
-                        hyper::Uri::from_static("http://127.0.0.1/")
-                    }
-                    None => {
-                        v.err(
-                            &at("kind"),
-                            "kind \"airtel\" needs url, the API's /v2/execute/workflow address",
-                        );
-                        hyper::Uri::from_static("http://127.0.0.1/")
-                    }
-                };
-                let (username, password) = match (&p.username, &p.secret) {
-                    (Some(u), Some(pw)) if !u.is_empty() && !pw.is_empty() && !u.contains(':') => {
-                        (u.clone(), Secret::new(pw.clone()))
-                    }
-                    _ => {
-                        v.err(&at("kind"), "kind \"airtel\" needs username and secret, the account's HTTP Basic credentials");
-                        (String::new(), Secret::new(""))
-                    }
-                };
+                let (url, username, password) = upstream_api(
+                    &mut v,
+                    p,
+                    i,
+                    "airtel",
+                    "the API's /v2/execute/workflow address",
+                );
                 let text =
                     |v: &mut Validator, key: &'static str, value: &Option<String>| match value
                         .as_deref()
@@ -1222,48 +1184,13 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 })
             }
             "spokn" => {
-                for (present, key) in [
-                    (p.method.is_some(), "method"),
-                    (p.auth_fields.is_some(), "auth_fields"),
-                    (p.ring.is_some(), "ring"),
-                    (p.talk.is_some(), "talk"),
-                    (p.busy.is_some(), "busy"),
-                    (p.no_answer.is_some(), "no_answer"),
-                    (p.fail.is_some(), "fail"),
-                    (p.silent.is_some(), "silent"),
-                ] {
-                    not_for(&mut v, present, key, "spokn");
-                }
-                let url = match p.url.as_deref().map(|u| (u, u.parse::<hyper::Uri>())) {
-                    Some((_, Ok(uri)))
-                        if is_web(&uri)
-                            && !uri.authority().is_some_and(|a| a.as_str().contains('@')) =>
-                    {
-                        uri
-                    }
-                    Some((u, _)) => {
-                        v.err(
-                            &at("url"),
-                            format!(
-                                "{u:?} is not an http:// or https:// URL without user:password@"
-                            ),
-                        );
-                        hyper::Uri::from_static("http://127.0.0.1/")
-                    }
-                    None => {
-                        v.err(&at("kind"), "kind \"spokn\" needs url, the API's address (https://api.spokn.com/c2c/1.0/call)");
-                        hyper::Uri::from_static("http://127.0.0.1/")
-                    }
-                };
-                let (username, password) = match (&p.username, &p.secret) {
-                    (Some(u), Some(pw)) if !u.is_empty() && !pw.is_empty() && !u.contains(':') => {
-                        (u.clone(), Secret::new(pw.clone()))
-                    }
-                    _ => {
-                        v.err(&at("kind"), "kind \"spokn\" needs username and secret, the account's HTTP Basic credentials");
-                        (String::new(), Secret::new(""))
-                    }
-                };
+                let (url, username, password) = upstream_api(
+                    &mut v,
+                    p,
+                    i,
+                    "spokn",
+                    "the API's address (https://api.spokn.com/c2c/1.0/call)",
+                );
                 let enterprise = p.enterprise.unwrap_or(false);
                 if enterprise && server.public_url.is_empty() {
                     v.err(
@@ -1790,6 +1717,68 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         partners,
         providers,
     })
+}
+
+/// The keys an upstream HTTP API provider (`spokn`, `airtel`) shares: its
+/// `url` and its account's HTTP Basic credentials (`username`, `secret`); the
+/// simulator's and XIP's own keys are refused.
+fn upstream_api(
+    v: &mut Validator,
+    p: &RawProvider,
+    i: usize,
+    kind: &str,
+    what: &str,
+) -> (hyper::Uri, String, Secret) {
+    use Seg::{Index as I, Key as K};
+    let at = |k: &'static str| [K("provider"), I(i), K(k)];
+    for (present, key) in [
+        (p.method.is_some(), "method"),
+        (p.auth_fields.is_some(), "auth_fields"),
+        (p.ring.is_some(), "ring"),
+        (p.talk.is_some(), "talk"),
+        (p.busy.is_some(), "busy"),
+        (p.no_answer.is_some(), "no_answer"),
+        (p.fail.is_some(), "fail"),
+        (p.silent.is_some(), "silent"),
+    ] {
+        if present {
+            v.err(&at(key), format!("is not used by kind {kind:?}"));
+        }
+    }
+    let fallback = || hyper::Uri::from_static("http://127.0.0.1/");
+    let url = match p.url.as_deref().map(|u| (u, u.parse::<hyper::Uri>())) {
+        Some((_, Ok(uri)))
+            if is_web(&uri) && !uri.authority().is_some_and(|a| a.as_str().contains('@')) =>
+        {
+            uri
+        }
+        Some((u, _)) => {
+            v.err(
+                &at("url"),
+                format!("{u:?} is not an http:// or https:// URL without user:password@"),
+            );
+            fallback()
+        }
+        None => {
+            v.err(&at("kind"), format!("kind {kind:?} needs url, {what}"));
+            fallback()
+        }
+    };
+    let credentials = match (&p.username, &p.secret) {
+        (Some(u), Some(pw)) if !u.is_empty() && !pw.is_empty() && !u.contains(':') => {
+            (u.clone(), Secret::new(pw.clone()))
+        }
+        _ => {
+            v.err(
+                &at("kind"),
+                format!(
+                    "kind {kind:?} needs username and secret, the account's HTTP Basic credentials"
+                ),
+            );
+            (String::new(), Secret::new(""))
+        }
+    };
+    (url, credentials.0, credentials.1)
 }
 
 /// An `http://` or `https://` URL with a host: what the outgoing client reaches.

@@ -5,19 +5,17 @@
 //! driving the call. The event names are those c2cd's own Airtel front door
 //! sends; the seed shows `Removed` with its `metaData` cause.
 
-use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
 use super::spokn::signature;
-use super::{Originate, ProviderError, Reply};
+use super::{upstream, Originate, ProviderError, Reply};
 use crate::config::AirtelUpConfig;
 use crate::core::call::{Event, Leg, LegOutcome, Side};
 use crate::core::plan::{CallPlan, SidePlan, Strategy};
-use crate::core::CallId;
 use crate::outbound::HttpClient;
 
 /// The path Airtel calls back on.
@@ -125,51 +123,33 @@ impl AirtelUp {
     }
 
     pub async fn originate(&self, o: &Originate) -> Result<Reply, ProviderError> {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            self.cfg.username,
-            self.cfg.password.expose()
-        ));
         let req = Request::builder()
             .method(Method::POST)
             .uri(self.cfg.url.clone())
             .header(CONTENT_TYPE, "application/json")
-            .header(AUTHORIZATION, format!("Basic {basic}"))
+            .header(
+                AUTHORIZATION,
+                upstream::basic(&self.cfg.username, self.cfg.password.expose()),
+            )
             .header(USER_AGENT, concat!("c2cd/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(Bytes::from(self.body(o).to_string())))
             .map_err(|e| ProviderError::BadResponse(format!("cannot build the request: {e}")))?;
-        let limit = self.cfg.max_response_bytes;
-        let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| crate::outbound::provider_error(&e))?;
-            let status = resp.status().as_u16();
-            let content_type = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body = Limited::new(resp.into_body(), limit)
-                .collect()
-                .await
-                .map_err(|e| ProviderError::BadResponse(format!("reading the body: {e}")))?
-                .to_bytes();
-            let ok = status == 200
-                && serde_json::from_slice::<Value>(&body)
-                    .is_ok_and(|v| v["status"] == "success" || v["correlationId"].is_string());
-            Ok(Reply {
-                status,
-                content_type,
-                body,
-                event: if ok { Event::Accepted } else { Event::Failed },
-            })
-        };
-        match tokio::time::timeout(self.cfg.timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Timeout(self.cfg.timeout)),
-        }
+        let answer = upstream::exchange(
+            &self.client,
+            req,
+            self.cfg.max_response_bytes,
+            self.cfg.timeout,
+        )
+        .await?;
+        let ok = answer.status == 200
+            && serde_json::from_slice::<Value>(&answer.body)
+                .is_ok_and(|v| v["status"] == "success" || v["correlationId"].is_string());
+        Ok(Reply {
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
+            event: if ok { Event::Accepted } else { Event::Failed },
+        })
     }
 }
 
@@ -226,68 +206,27 @@ pub fn event_events(v: &Value, a: (&str, &str), b: (&str, &str)) -> Option<Vec<E
 
 /// `POST /callbacks/airtel/<call id>/<sig>`: one of Airtel's events.
 pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusCode {
-    let rest = path.strip_prefix(CALLBACK_PATH).unwrap_or_default();
-    let Some((id, sig)) = rest.split_once('/') else {
+    let key = |p: &super::Provider| match p {
+        super::Provider::Airtel(a) => Some(a.cfg.password.expose().to_string()),
+        _ => None,
+    };
+    let call = match upstream::incoming(app, path, CALLBACK_PATH, key).await {
+        Ok(c) => c,
+        Err(status) => return status,
+    };
+    let (Some(a), Some(b)) = (call.a.as_deref(), call.b.as_deref()) else {
         return StatusCode::NOT_FOUND;
     };
-    let Some(call_id) = CallId::parse(id) else {
+    let super::Provider::Airtel(up) = &*call.provider else {
         return StatusCode::NOT_FOUND;
     };
-    let id_s = id.to_string();
-    let row = app
-        .store
-        .read(move |c| {
-            use rusqlite::OptionalExtension;
-            c.query_row(
-                "SELECT provider, a_number, b_number FROM calls WHERE id = ?1",
-                [id_s],
-                |r| {
-                    Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                    ))
-                },
-            )
-            .optional()
-        })
-        .await;
-    let Ok(Some((Some(provider), Some(a), Some(b)))) = row else {
-        return StatusCode::NOT_FOUND;
-    };
-    let rt = app.runtime();
-    let Some(p) = rt.providers.get(&provider) else {
-        return StatusCode::NOT_FOUND;
-    };
-    let super::Provider::Airtel(up) = &*p else {
-        return StatusCode::NOT_FOUND;
-    };
-    // SECURITY: constant-time comparison of the callback URL's signature.
-    if !crate::core::ct_eq(
-        sig.as_bytes(),
-        signature(up.cfg.password.expose(), id).as_bytes(),
-    ) {
-        log::warn!("call {id}: an Airtel callback with a wrong signature refused");
-        return StatusCode::FORBIDDEN;
-    }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
-    let (ta, tb) = (
-        up.ten(&a).unwrap_or_default(),
-        up.ten(&b).unwrap_or_default(),
-    );
-    let Some(events) = event_events(&v, (&ta, &a), (&tb, &b)) else {
-        return StatusCode::OK;
-    };
-    // Nothing applied (ahead of the call's acceptance, or out of order): 409,
-    // so that Airtel sends it again rather than it being lost.
-    match super::Events::new(app.store.clone())
-        .emit_all(call_id, events)
-        .await
-    {
-        0 => StatusCode::CONFLICT,
-        _ => StatusCode::OK,
+    let (ta, tb) = (up.ten(a).unwrap_or_default(), up.ten(b).unwrap_or_default());
+    match event_events(&v, (&ta, a), (&tb, b)) {
+        Some(events) => upstream::apply(app, call.call_id, events).await,
+        None => StatusCode::OK,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod health;
 pub mod recordings;
 pub mod sim;
 pub mod spokn;
+pub mod upstream;
 pub mod xip;
 
 use std::collections::HashMap;

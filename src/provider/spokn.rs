@@ -7,18 +7,16 @@
 //! HMAC-SHA256 of the call id under the account's password: a callback for a
 //! call c2cd did not send to this account is refused.
 
-use base64::Engine;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
 use sha2::Sha256;
 
-use super::{Originate, ProviderError, Reply};
+use super::{upstream, Originate, ProviderError, Reply};
 use crate::config::SpoknUpConfig;
 use crate::core::call::{Event, Leg, LegOutcome, Side};
-use crate::core::CallId;
 use crate::outbound::HttpClient;
 
 /// The path Spokn calls back on.
@@ -151,60 +149,42 @@ impl SpoknUp {
             }
             f.finish()
         };
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            self.cfg.username,
-            self.cfg.password.expose()
-        ));
         let req = Request::builder()
             .method(Method::POST)
             .uri(self.cfg.url.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(AUTHORIZATION, format!("Basic {basic}"))
+            .header(
+                AUTHORIZATION,
+                upstream::basic(&self.cfg.username, self.cfg.password.expose()),
+            )
             .header(USER_AGENT, concat!("c2cd/", env!("CARGO_PKG_VERSION")))
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| ProviderError::BadResponse(format!("cannot build the request: {e}")))?;
-        let limit = self.cfg.max_response_bytes;
-        let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| crate::outbound::provider_error(&e))?;
-            let status = resp.status().as_u16();
-            let content_type = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body = Limited::new(resp.into_body(), limit)
-                .collect()
-                .await
-                .map_err(|e| ProviderError::BadResponse(format!("reading the body: {e}")))?
-                .to_bytes();
-            let code = answer_code(&body);
-            let event = match (status, code) {
-                (200, Some(200)) if self.cfg.enterprise => Event::Accepted,
-                // Without callbacks nothing more will be heard of the call.
-                (200, Some(200)) => Event::HandedOff,
-                _ => Event::Failed,
-            };
-            if status == 200 && code.is_none() {
-                return Err(ProviderError::BadResponse(
-                    "the answer has no <code>".into(),
-                ));
-            }
-            Ok(Reply {
-                status,
-                content_type,
-                body,
-                event,
-            })
-        };
-        match tokio::time::timeout(self.cfg.timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Timeout(self.cfg.timeout)),
+        let answer = upstream::exchange(
+            &self.client,
+            req,
+            self.cfg.max_response_bytes,
+            self.cfg.timeout,
+        )
+        .await?;
+        let code = answer_code(&answer.body);
+        if answer.status == 200 && code.is_none() {
+            return Err(ProviderError::BadResponse(
+                "the answer has no <code>".into(),
+            ));
         }
+        let event = match (answer.status, code) {
+            (200, Some(200)) if self.cfg.enterprise => Event::Accepted,
+            // Without callbacks nothing more will be heard of the call.
+            (200, Some(200)) => Event::HandedOff,
+            _ => Event::Failed,
+        };
+        Ok(Reply {
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
+            event,
+        })
     }
 }
 
@@ -260,74 +240,26 @@ pub fn report_events(
 
 /// `POST /callbacks/spokn/<call id>/<sig>`: one leg's report.
 pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusCode {
-    let rest = path.strip_prefix(CALLBACK_PATH).unwrap_or_default();
-    let Some((id, sig)) = rest.split_once('/') else {
-        return StatusCode::NOT_FOUND;
+    let key = |p: &super::Provider| match p {
+        super::Provider::Spokn(s) => Some(s.cfg.password.expose().to_string()),
+        _ => None,
     };
-    let Some(call_id) = CallId::parse(id) else {
-        return StatusCode::NOT_FOUND;
+    let call = match upstream::incoming(app, path, CALLBACK_PATH, key).await {
+        Ok(c) => c,
+        Err(status) => return status,
     };
-    // The call's provider: only its account's signature is accepted.
-    let id_s = id.to_string();
-    let row = app
-        .store
-        .read(move |c| {
-            use rusqlite::OptionalExtension;
-            c.query_row(
-                "SELECT provider, a_number, b_number FROM calls WHERE id = ?1",
-                [id_s],
-                |r| {
-                    Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                    ))
-                },
-            )
-            .optional()
-        })
-        .await;
-    let Ok(Some((Some(provider), a, b))) = row else {
-        return StatusCode::NOT_FOUND;
-    };
-    let rt = app.runtime();
-    let Some(p) = rt.providers.get(&provider) else {
-        return StatusCode::NOT_FOUND;
-    };
-    let super::Provider::Spokn(s) = &*p else {
-        return StatusCode::NOT_FOUND;
-    };
-    // SECURITY: constant-time comparison of the callback URL's signature.
-    if !crate::core::ct_eq(
-        sig.as_bytes(),
-        signature(s.cfg.password.expose(), id).as_bytes(),
-    ) {
-        log::warn!("call {id}: a Spokn callback with a wrong signature refused");
-        return StatusCode::FORBIDDEN;
-    }
     let form: std::collections::HashMap<String, String> =
         form_urlencoded::parse(&body).into_owned().collect();
-    let (leg, status) = (
-        form.get("leg").map(String::as_str),
-        form.get("status").map(String::as_str),
-    );
-    let Some(events) = report_events(leg.unwrap_or(""), status.unwrap_or(""), a, b) else {
+    let leg = form.get("leg").map(String::as_str).unwrap_or("");
+    let status = form.get("status").map(String::as_str).unwrap_or("");
+    let Some(events) = report_events(leg, status, call.a, call.b) else {
         return StatusCode::BAD_REQUEST;
     };
     log::info!(
-        "call {call_id}: Spokn reports leg {} status {}",
-        leg.unwrap_or(""),
-        status.unwrap_or("")
+        "call {}: Spokn reports leg {leg} status {status}",
+        call.call_id
     );
-    // Nothing applied (a report ahead of the call's acceptance, or out of
-    // order): 409, so that Spokn sends it again rather than it being lost.
-    match super::Events::new(app.store.clone())
-        .emit_all(call_id, events)
-        .await
-    {
-        0 => StatusCode::CONFLICT,
-        _ => StatusCode::OK,
-    }
+    upstream::apply(app, call.call_id, events).await
 }
 
 #[cfg(test)]

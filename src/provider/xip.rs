@@ -3,7 +3,7 @@
 //! the partner verbatim.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, Uri};
 
@@ -83,39 +83,23 @@ impl Xip {
         params: Vec<(&'static str, String)>,
     ) -> Result<Reply, ProviderError> {
         let req = self.request(&params)?;
-        let limit = self.cfg.max_response_bytes;
-        let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| crate::outbound::provider_error(&e))?;
-            let status = resp.status().as_u16();
-            let content_type = resp
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let body = Limited::new(resp.into_body(), limit)
-                .collect()
-                .await
-                .map_err(|e| ProviderError::BadResponse(format!("reading the body: {e}")))?
-                .to_bytes();
-            let event = if (200..300).contains(&status) {
-                Event::HandedOff
-            } else {
-                Event::Failed
-            };
-            Ok(Reply {
-                status,
-                content_type,
-                body,
-                event,
-            })
+        let answer = super::upstream::exchange(
+            &self.client,
+            req,
+            self.cfg.max_response_bytes,
+            self.cfg.timeout,
+        )
+        .await?;
+        let event = if (200..300).contains(&answer.status) {
+            Event::HandedOff
+        } else {
+            Event::Failed
         };
-        match tokio::time::timeout(self.cfg.timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Timeout(self.cfg.timeout)),
-        }
+        Ok(Reply {
+            status: answer.status,
+            content_type: answer.content_type,
+            body: answer.body,
+            event,
+        })
     }
 }

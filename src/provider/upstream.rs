@@ -1,0 +1,139 @@
+//! What the HTTP click-to-call servers (`xip`, `spokn`, `airtel`) share: one
+//! bounded request/answer exchange, HTTP Basic credentials, and the signed
+//! callback URLs by which Spokn and Airtel report back.
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, StatusCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Event, Events, Provider, ProviderError};
+use crate::core::CallId;
+use crate::outbound::HttpClient;
+
+/// An upstream's answer: status, media type and (bounded) body.
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// Sends `req` and reads the answer, at most `limit` bytes of body, all within
+/// `timeout`. Only a connection that was never made is `Unreachable`.
+pub async fn exchange(
+    client: &HttpClient,
+    req: Request<Full<Bytes>>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Answer, ProviderError> {
+    let go = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| crate::outbound::provider_error(&e))?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = Limited::new(resp.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| ProviderError::BadResponse(format!("reading the body: {e}")))?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
+    };
+    match tokio::time::timeout(timeout, go).await {
+        Ok(r) => r,
+        Err(_) => Err(ProviderError::Timeout(timeout)),
+    }
+}
+
+/// The `Authorization` value for HTTP Basic.
+pub fn basic(user: &str, password: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {b64}")
+}
+
+/// A callback for a call placed upstream, found and authenticated.
+pub struct Incoming {
+    pub call_id: CallId,
+    pub provider: Arc<Provider>,
+    /// The call's A and B numbers, as stored.
+    pub a: Option<String>,
+    pub b: Option<String>,
+}
+
+/// Finds the call of a callback at `<prefix><call id>/<sig>` and checks `sig`
+/// against the key `key_of` gives for the call's provider (none: not this
+/// kind of provider). 404 when there is no such call, 403 on a bad signature.
+pub async fn incoming(
+    app: &crate::app::App,
+    path: &str,
+    prefix: &str,
+    key_of: impl Fn(&Provider) -> Option<String>,
+) -> Result<Incoming, StatusCode> {
+    let rest = path.strip_prefix(prefix).unwrap_or_default();
+    let (id, sig) = rest.split_once('/').ok_or(StatusCode::NOT_FOUND)?;
+    let call_id = CallId::parse(id).ok_or(StatusCode::NOT_FOUND)?;
+    let id_s = id.to_string();
+    let row = app
+        .store
+        .read(move |c| {
+            use rusqlite::OptionalExtension;
+            c.query_row(
+                "SELECT provider, a_number, b_number FROM calls WHERE id = ?1",
+                [id_s],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                    ))
+                },
+            )
+            .optional()
+        })
+        .await;
+    let Ok(Some((Some(name), a, b))) = row else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    let provider = app
+        .runtime()
+        .providers
+        .get(&name)
+        .ok_or(StatusCode::NOT_FOUND)?;
+    let key = key_of(&provider).ok_or(StatusCode::NOT_FOUND)?;
+    // SECURITY: constant-time comparison of the callback URL's signature.
+    if !crate::core::ct_eq(sig.as_bytes(), super::spokn::signature(&key, id).as_bytes()) {
+        log::warn!(
+            "call {id}: a {} callback with a wrong signature refused",
+            provider.kind()
+        );
+        return Err(StatusCode::FORBIDDEN);
+    }
+    Ok(Incoming {
+        call_id,
+        provider,
+        a,
+        b,
+    })
+}
+
+/// Applies what a callback reports. Nothing applied (a report ahead of the
+/// call's acceptance, or out of order) is 409, so that the sender tries again
+/// rather than the report being lost.
+pub async fn apply(app: &crate::app::App, id: CallId, events: Vec<Event>) -> StatusCode {
+    match Events::new(app.store.clone()).emit_all(id, events).await {
+        0 => StatusCode::CONFLICT,
+        _ => StatusCode::OK,
+    }
+}
