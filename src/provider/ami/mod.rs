@@ -269,8 +269,9 @@ async fn session(
             Ok(Err(e)) => return Ended::Lost(format!("read failed: {e}"), false),
         }
     }
-    log::info!("AMI {}: logged in as {:?}", s.address, s.username);
+    // Up first, then said: the log line is a signal that calls can be placed.
     let _ = link.send(Link::Up);
+    log::info!("AMI {}: logged in as {:?}", s.address, s.username);
 
     let mut pending: HashMap<String, oneshot::Sender<Result<Message, AmiError>>> = HashMap::new();
     let mut ping = tokio::time::interval(s.ping_every);
