@@ -272,6 +272,7 @@ struct RawProvider {
     context: Option<String>,
     exten: Option<String>,
     dial: Option<String>,
+    recording: Option<String>,
     variables: Option<Vec<String>>,
     // spokn
     enterprise: Option<bool>,
@@ -528,9 +529,21 @@ pub enum Bridge {
     /// A continues in the dialplan at `context`, extension `exten` (a template
     /// of B's number), priority 1: the operator's dialplan dials B.
     Dialplan { context: String, exten: String },
-    /// `Application: Dial` with this dial string template for B: no dialplan of
-    /// c2cd's is needed.
-    Dial(String),
+    /// `Application: Dial` with B's dial string: no dialplan of c2cd's is
+    /// needed, but B is one round (one participant, or several in parallel).
+    Dial,
+}
+
+/// How an AMI provider records a call that asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmiRecording {
+    /// The dialplan records: c2cd names the file in `C2C_RECORD`.
+    Dialplan,
+    /// c2cd sends `Action: MixMonitor` on A's channel once A answers (the
+    /// manager user then needs `write = system`).
+    MixMonitor,
+    /// Recorded calls are refused (another provider of the route may take them).
+    Off,
 }
 
 #[derive(Debug, Clone)]
@@ -542,6 +555,9 @@ pub struct AmiConfig {
     /// Leg A's channel, a template of its number: `PJSIP/{number}@trunk`.
     pub channel: String,
     pub bridge: Bridge,
+    /// B's dial string, a template of B's number: `PJSIP/{number}@trunk`.
+    pub dial: String,
+    pub recording: AmiRecording,
     /// Channel variables set on every call, `NAME=value`.
     pub variables: Vec<(String, String)>,
     /// The time a manager reply may take.
@@ -1104,6 +1120,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             (p.context.is_some(), "context"),
             (p.exten.is_some(), "exten"),
             (p.dial.is_some(), "dial"),
+            (p.recording.is_some(), "recording"),
             (p.variables.is_some(), "variables"),
         ];
         if p.kind != "ami" {
@@ -1269,25 +1286,50 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                         "must be a channel with {number} in it, e.g. PJSIP/{number}@trunk",
                     );
                 }
-                let bridge = match (&p.context, &p.dial) {
-                    (Some(c), None) if !c.trim().is_empty() => Bridge::Dialplan {
-                        context: c.trim().to_string(),
-                        exten: p.exten.clone().unwrap_or_else(|| "{number}".into()),
-                    },
-                    (None, Some(d)) if d.contains("{number}") && d.contains('/') => {
-                        not_for(&mut v, p.exten.is_some(), "exten", "ami with dial");
-                        Bridge::Dial(d.trim().to_string())
-                    }
-                    (None, Some(_)) => {
+                let dial = match &p.dial {
+                    Some(d) if d.contains("{number}") && d.contains('/') => d.trim().to_string(),
+                    Some(_) => {
                         v.err(
                             &at("dial"),
                             "must be a dial string with {number} in it, e.g. PJSIP/{number}@trunk",
                         );
-                        Bridge::Dial(String::new())
+                        String::new()
                     }
-                    _ => {
-                        v.err(&at("kind"), "kind \"ami\" needs either context (the dialplan dials B) or dial (B's dial string), not both");
-                        Bridge::Dial(String::new())
+                    None => channel.clone(),
+                };
+                let bridge = match &p.context {
+                    Some(c) if !c.trim().is_empty() => Bridge::Dialplan {
+                        context: c.trim().to_string(),
+                        exten: p.exten.clone().unwrap_or_else(|| "{number}".into()),
+                    },
+                    Some(_) => {
+                        v.err(&at("context"), "must name a dialplan context");
+                        Bridge::Dial
+                    }
+                    None if p.dial.is_some() => {
+                        not_for(&mut v, p.exten.is_some(), "exten", "ami without context");
+                        Bridge::Dial
+                    }
+                    None => {
+                        v.err(&at("kind"), "kind \"ami\" needs context (the dialplan dials B) or dial (B's dial string, for Application Dial)");
+                        Bridge::Dial
+                    }
+                };
+                let recording = match (p.recording.as_deref(), &bridge) {
+                    (Some("dialplan"), Bridge::Dialplan { .. }) => AmiRecording::Dialplan,
+                    (None, Bridge::Dialplan { .. }) => AmiRecording::Dialplan,
+                    (Some("dialplan"), Bridge::Dial) => {
+                        v.err(&at("recording"), "\"dialplan\" needs context: with dial alone no dialplan of the box runs; use \"mixmonitor\"");
+                        AmiRecording::Off
+                    }
+                    (Some("mixmonitor"), _) => AmiRecording::MixMonitor,
+                    (Some("none") | None, _) => AmiRecording::Off,
+                    (Some(other), _) => {
+                        v.err(
+                            &at("recording"),
+                            format!("{other:?} is not \"dialplan\", \"mixmonitor\" or \"none\""),
+                        );
+                        AmiRecording::Off
                     }
                 };
                 let mut variables = Vec::new();
@@ -1311,6 +1353,8 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                     secret: Secret::new(secret),
                     channel,
                     bridge,
+                    dial,
+                    recording,
                     variables,
                     timeout: v.duration(
                         &at("timeout"),

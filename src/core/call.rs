@@ -60,6 +60,8 @@ pub enum LegOutcome {
     Busy,
     /// Rang out without an answer (Q.850 19).
     NoAnswer,
+    /// Refused by the called party before answer (Q.850 21).
+    Rejected,
     /// Network congestion, no route, or another failure (Q.850 34).
     Failed,
 }
@@ -70,6 +72,7 @@ impl LegOutcome {
             LegOutcome::Normal => 16,
             LegOutcome::Busy => 17,
             LegOutcome::NoAnswer => 19,
+            LegOutcome::Rejected => 21,
             LegOutcome::Failed => 34,
         }
     }
@@ -79,6 +82,7 @@ impl LegOutcome {
             LegOutcome::Normal => "normal",
             LegOutcome::Busy => "busy",
             LegOutcome::NoAnswer => "no_answer",
+            LegOutcome::Rejected => "rejected",
             LegOutcome::Failed => "failed",
         }
     }
@@ -340,7 +344,8 @@ impl LegState {
             (_, LegOutcome::Normal) => LegState::Cancelled,
             (_, LegOutcome::Busy) => LegState::Busy,
             (_, LegOutcome::NoAnswer) => LegState::NoAnswer,
-            (_, LegOutcome::Failed) => LegState::Failed,
+            // The leg's cause (21) says it was refused.
+            (_, LegOutcome::Rejected | LegOutcome::Failed) => LegState::Failed,
         }
     }
 }

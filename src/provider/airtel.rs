@@ -159,6 +159,7 @@ fn outcome(cause: Option<u16>) -> LegOutcome {
         Some(16) | None => LegOutcome::Normal,
         Some(17) => LegOutcome::Busy,
         Some(18 | 19) => LegOutcome::NoAnswer,
+        Some(21) => LegOutcome::Rejected,
         Some(_) => LegOutcome::Failed,
     }
 }

@@ -295,7 +295,7 @@ fn calls_on_asterisk_end_as_the_manager_reports() {
     // Congestion, rejection and no answer each end leg A their way.
     for (a, end, cause) in [
         ("103", "a_ended_failed", 34),
-        ("104", "a_ended_failed", 34),
+        ("104", "a_ended_rejected", 21),
         ("105", "a_ended_no_answer", 19),
     ] {
         let id = place(&d, a, "200").call_id();

@@ -1,11 +1,14 @@
 //! Placing and following a call on Asterisk through its manager.
 //!
-//! Each try of leg A is one `Originate` (Async, with a unique ActionID and a
-//! ChannelId of c2cd's, `c2cd-<call id>-a<attempt>`), whose channel goes on to
-//! B through the dialplan or `Application: Dial`. The verdict on A is the
-//! `OriginateResponse` (by ActionID); B's outcome and the end come from the
-//! channel events, which carry the ChannelId as `Linkedid` (or `Uniqueid` for
-//! A's own channel). Neither stream is assumed to come in any order.
+//! Each try of leg A is one `Originate` (Async, ActionID and ChannelId both
+//! `c2cd-<call id>-a<attempt>`); a parallel round sends one per participant,
+//! and the first to answer wins (the others are hung up). The verdict on a try
+//! is its `OriginateResponse`, refined by its channel's `Hangup` cause. B is
+//! dialled by Asterisk from A's channel: by `Application: Dial`, or by the
+//! dialplan, which dials the rounds c2cd hands it in channel variables (see
+//! `etc/asterisk/extensions_c2cd.conf`). B's legs follow from the `DialBegin`
+//! and `DialEnd` events on A's channel. Neither stream is assumed to come in
+//! any order: [`Track`] takes each message as it comes and says what follows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,13 +16,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use super::{Link, Manager, Message};
-use crate::config::{AmiConfig, Bridge};
+use crate::config::{AmiConfig, AmiRecording, Bridge};
 use crate::core::call::{Event, Leg, LegOutcome, Side};
+use crate::core::plan::{CallPlan, SidePlan, Strategy};
 use crate::core::CallId;
 use crate::dialect::xip::result_body;
 use crate::provider::{Events, FollowGuard, FollowUp, Following, Originate, ProviderError, Reply};
+
+/// How long a failed try's verdict waits for its channel's Hangup cause (the
+/// transcript shows it both before and after the `OriginateResponse`).
+const CAUSE_WAIT: Duration = Duration::from_secs(2);
 
 /// What an `OriginateResponse` says of leg A.
 pub fn a_outcome(m: &Message) -> Result<(), LegOutcome> {
@@ -34,13 +43,24 @@ pub fn a_outcome(m: &Message) -> Result<(), LegOutcome> {
     })
 }
 
+/// A failed try's outcome, its channel's Hangup cause (Q.850) refining the
+/// Reason (0 says only "other").
+fn refine(outcome: LegOutcome, cause: Option<u16>) -> LegOutcome {
+    match cause {
+        Some(17) => LegOutcome::Busy,
+        Some(18 | 19) => LegOutcome::NoAnswer,
+        Some(21) => LegOutcome::Rejected,
+        _ => outcome,
+    }
+}
+
 /// What a `DialEnd` says of leg B; `Ok` when B answered.
 pub fn b_outcome(m: &Message) -> Result<(), LegOutcome> {
     match m.get("DialStatus") {
         Some("ANSWER") => Ok(()),
         Some("BUSY") => Err(LegOutcome::Busy),
         Some("NOANSWER") => Err(LegOutcome::NoAnswer),
-        // The caller went away while B rang.
+        // Another participant answered, or the caller went away while B rang.
         Some("CANCEL") => Err(LegOutcome::Normal),
         _ => Err(LegOutcome::Failed),
     }
@@ -51,14 +71,42 @@ fn fill(template: &str, number: &str) -> String {
     template.replace("{number}", number)
 }
 
+/// What Asterisk reports as a dial's `DialString`: the dial string without its
+/// technology (`PJSIP/100@trunk` is dialled as `100@trunk`).
+fn dial_string(dial: &str) -> &str {
+    dial.split_once('/').map_or(dial, |(_, rest)| rest)
+}
+
+/// B's rounds as Dial arguments: each round's dial strings joined with `&`.
+fn b_rounds(cfg: &AmiConfig, b: &SidePlan) -> Vec<String> {
+    b.rounds()
+        .iter()
+        .map(|round| {
+            round
+                .iter()
+                .map(|t| fill(&cfg.dial, t.participant.number.digits()))
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+        .collect()
+}
+
+/// The name of a recorded call's file (Asterisk puts a relative name in its
+/// monitor directory).
+fn record_file(id: CallId) -> String {
+    format!("c2cd-{id}.wav")
+}
+
 pub struct Ami {
     pub name: String,
     cfg: AmiConfig,
     manager: Manager,
     following: Arc<Following>,
     /// The channels of each call being followed, for a hang-up.
-    channels: Arc<Mutex<HashMap<CallId, Vec<String>>>>,
+    channels: Channels,
 }
+
+type Channels = Arc<Mutex<HashMap<CallId, Vec<String>>>>;
 
 impl Ami {
     pub fn new(name: &str, cfg: AmiConfig, following: Arc<Following>) -> Ami {
@@ -92,6 +140,8 @@ impl Ami {
             && a.secret.expose() == b.secret.expose()
             && a.channel == b.channel
             && a.bridge == b.bridge
+            && a.dial == b.dial
+            && a.recording == b.recording
             && a.variables == b.variables
             && a.timeout == b.timeout
     }
@@ -100,22 +150,24 @@ impl Ami {
         self.following.contains(id)
     }
 
-    /// Why this provider cannot place `plan` yet: it plays retries of one A
-    /// participant and dials one B participant.
-    pub fn refuses(&self, plan: &crate::core::plan::CallPlan) -> Option<String> {
-        let why = if plan.a.participants.len() != 1 {
-            "one A participant (with retries)"
-        } else if plan.b.participants.len() != 1 || plan.b.participants[0].retries > 0 {
-            "one B participant, without retries"
-        } else if plan.record {
-            "no recording"
+    /// Why this provider cannot place `plan`: `Application: Dial` runs one
+    /// Dial, so B is one round, and nothing would keep a second answering A
+    /// from dialling B; recording needs a way to record.
+    pub fn refuses(&self, plan: &CallPlan) -> Option<String> {
+        let dial_only = self.cfg.bridge == Bridge::Dial;
+        let why = if dial_only && plan.b.rounds().len() > 1 {
+            "B in more than one round (several B participants in turn, or retries of B) without context: only the dialplan dials B again"
+        } else if dial_only
+            && plan.a.strategy == Strategy::Parallel
+            && plan.a.participants.len() > 1
+        {
+            "parallel A without context: only the dialplan keeps a second answer from dialling B"
+        } else if plan.record && self.cfg.recording == AmiRecording::Off {
+            "recorded calls with recording = \"none\""
         } else {
             return None;
         };
-        Some(format!(
-            "provider {} (ami) places calls of {why} so far",
-            self.name
-        ))
+        Some(format!("provider {} (ami) cannot place {why}", self.name))
     }
 
     /// What is recorded of the Originate of try 1 (its ids are made when sent).
@@ -130,7 +182,10 @@ impl Ami {
             "CallerID",
             "Timeout",
         ];
-        originate_action(&self.cfg, o, 1, "")
+        let Some(t) = first_try(&o.plan) else {
+            return Vec::new();
+        };
+        originate_action(&self.cfg, o, &t)
             .fields
             .into_iter()
             .filter_map(|(k, v)| KEYS.iter().find(|s| **s == k).map(|s| (*s, v)))
@@ -138,71 +193,116 @@ impl Ami {
     }
 }
 
-/// The Originate for try `attempt` of leg A.
-fn originate_action(cfg: &AmiConfig, o: &Originate, attempt: u16, action_id: &str) -> Message {
-    let a = o
-        .plan
-        .a
-        .first()
-        .map(|p| p.number.digits().to_string())
-        .unwrap_or_default();
-    let b = o
-        .plan
-        .b
-        .first()
-        .map(|p| p.number.digits().to_string())
-        .unwrap_or_default();
-    let channel_id = channel_id(o.call_id, attempt);
-    let timeout = o.plan.a.ring_timeout.as_millis().to_string();
-    let mut m = Message::action("Originate", &[("Channel", &fill(&cfg.channel, &a))]);
+/// One try of leg A, as an Originate places it.
+#[derive(Debug, Clone)]
+struct ATry {
+    attempt: u16,
+    /// As stored in the leg: E.164 or local digits.
+    number: String,
+    digits: String,
+    caller_id: Option<String>,
+}
+
+impl ATry {
+    fn chan(&self, id: CallId) -> String {
+        channel_id(id, self.attempt)
+    }
+}
+
+/// The tries of leg A in rounds.
+fn a_rounds(plan: &CallPlan) -> Vec<Vec<ATry>> {
+    plan.a
+        .rounds()
+        .iter()
+        .map(|round| {
+            round
+                .iter()
+                .map(|t| ATry {
+                    attempt: t.attempt,
+                    number: t.participant.number.as_str().to_string(),
+                    digits: t.participant.number.digits().to_string(),
+                    caller_id: plan
+                        .a
+                        .caller_id_for(t.participant)
+                        .map(|c| c.trim_start_matches('+').to_string()),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn first_try(plan: &CallPlan) -> Option<ATry> {
+    a_rounds(plan).into_iter().next()?.into_iter().next()
+}
+
+/// The Originate of one try of leg A.
+fn originate_action(cfg: &AmiConfig, o: &Originate, t: &ATry) -> Message {
+    let plan = &o.plan;
+    let chan = t.chan(o.call_id);
+    let rounds = b_rounds(cfg, &plan.b);
+    let b_ring = plan.b.ring_timeout.as_secs().to_string();
+    let mut m = Message::action("Originate", &[("Channel", &fill(&cfg.channel, &t.digits))]);
     match &cfg.bridge {
         Bridge::Dialplan { context, exten } => {
+            let b = plan.b.first().map_or("", |p| p.number.digits());
             m.push("Context", context);
-            m.push("Exten", &fill(exten, &b));
+            m.push("Exten", &fill(exten, b));
             m.push("Priority", "1");
         }
-        Bridge::Dial(dial) => {
-            let ring = o.plan.b.ring_timeout.as_secs();
+        Bridge::Dial => {
+            let round = rounds.first().map_or("", String::as_str);
             m.push("Application", "Dial");
-            m.push("Data", &format!("{},{ring}", fill(dial, &b)));
+            m.push("Data", &format!("{round},{b_ring}"));
         }
     }
-    if !o.requestor_cid.is_empty() {
-        m.push("CallerID", &format!("<{}>", o.requestor_cid));
+    if let Some(cid) = t.caller_id.as_deref().filter(|c| !c.is_empty()) {
+        m.push("CallerID", &format!("<{cid}>"));
     }
-    m.push("Timeout", &timeout);
+    m.push("Timeout", &plan.a.ring_timeout.as_millis().to_string());
     m.push("Async", "true");
-    m.push("ActionID", action_id);
-    m.push("ChannelId", &channel_id);
-    m.push("Variable", &format!("C2C_CALL={}", o.call_id));
-    m.push("Variable", &format!("C2C_PROMPTSET={}", o.prompt_set));
-    m.push("Variable", &format!("C2C_B_CALLERID={}", o.destination_cid));
+    m.push("ActionID", &chan);
+    m.push("ChannelId", &chan);
+    let mut var = |k: &str, v: &str| m.push("Variable", &format!("{k}={v}"));
+    var("C2C_CALL", &o.call_id.to_string());
+    var("C2C_PROMPTSET", &o.prompt_set);
+    var("C2C_B_CALLERID", &o.destination_cid);
+    // B's rounds, for the dialplan to dial in turn.
+    var("C2C_B_ROUNDS", &rounds.len().to_string());
+    for (i, round) in rounds.iter().enumerate() {
+        var(&format!("C2C_B_DIAL_{}", i + 1), round);
+    }
+    var("C2C_B_RING", &b_ring);
+    var("C2C_B_DELAY", &plan.b.retry_delay.as_secs().to_string());
+    if plan.record && cfg.recording == AmiRecording::Dialplan {
+        var("C2C_RECORD", &record_file(o.call_id));
+    }
     // The time limit: Asterisk hangs the call up itself.
-    m.push(
-        "Variable",
-        &format!("TIMEOUT(absolute)={}", o.plan.time_limit.as_secs()),
-    );
+    var("TIMEOUT(absolute)", &plan.time_limit.as_secs().to_string());
     for (k, v) in &cfg.variables {
-        m.push("Variable", &format!("{k}={v}"));
+        var(k, v);
     }
     m
 }
 
 impl Ami {
-    /// Places try 1 of leg A; the follow-up plays the rest of the call.
+    /// Places the first try of leg A; the follow-up plays the rest of the call.
     pub async fn originate(
         &self,
         o: &Originate,
         events: Events,
     ) -> Result<(Reply, Option<FollowUp>), ProviderError> {
+        let Some(first) = first_try(&o.plan) else {
+            return Err(ProviderError::BadResponse(
+                "the call has no A participant".into(),
+            ));
+        };
         let stream = self.manager.subscribe();
         let guard = self.following.follow(o.call_id);
         // ActionIDs carry the call's id: unique across every c2cd sharing the
         // Asterisk, which sends each OriginateResponse to every session.
-        let action_id = channel_id(o.call_id, 1);
         let reply = self
             .manager
-            .send(originate_action(&self.cfg, o, 1, &action_id))
+            .send(originate_action(&self.cfg, o, &first))
             .await
             .map_err(|e| match e {
                 // Not sent: another provider may be asked.
@@ -219,7 +319,7 @@ impl Ami {
             )));
         }
         if let Ok(mut c) = self.channels.lock() {
-            c.insert(o.call_id, vec![channel_id(o.call_id, 1)]);
+            c.insert(o.call_id, vec![first.chan(o.call_id)]);
         }
         let accepted = Reply {
             status: 200,
@@ -231,13 +331,19 @@ impl Ami {
             _guard: guard,
             manager: self.manager.clone(),
             stream,
+            track: Track::new(o.call_id, &o.plan, self.record_ref(o)).with_dial(&self.cfg),
             call: o.clone(),
-            action_id,
             events,
             channels: self.channels.clone(),
             cfg: self.cfg.clone(),
         };
         Ok((accepted, Some(Box::pin(follow.run()))))
+    }
+
+    /// What a recorded call's recording is reported as.
+    fn record_ref(&self, o: &Originate) -> Option<String> {
+        (o.plan.record && self.cfg.recording != AmiRecording::Off)
+            .then(|| format!("ami://{}/{}", self.name, record_file(o.call_id)))
     }
 
     /// Hangs up the call's channels (a cancel).
@@ -250,7 +356,9 @@ impl Ami {
             .ok()
             .and_then(|mut c| c.remove(&id))
             .unwrap_or_else(|| {
-                (1..=u16::from(crate::core::plan::MAX_RETRIES) + 1)
+                let most = crate::core::plan::MAX_PARTICIPANTS
+                    * (usize::from(crate::core::plan::MAX_RETRIES) + 1);
+                (1..=u16::try_from(most).unwrap_or(u16::MAX))
                     .map(|n| channel_id(id, n))
                     .collect()
             });
@@ -276,75 +384,532 @@ pub fn channel_id(id: CallId, attempt: u16) -> String {
     format!("c2cd-{id}-a{attempt}")
 }
 
+/// Where one try of leg A is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AState {
+    /// Not sent yet (a later round).
+    Idle,
+    Ringing,
+    /// Failed; its Hangup cause is awaited until the instant.
+    Failing(LegOutcome, Instant),
+    /// Answered: the call's A.
+    Won,
+    Ended,
+}
+
+/// Where one try of leg B is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BState {
+    Idle,
+    /// Dialled; the dialled channel's Uniqueid.
+    Ringing(String),
+    Answered,
+    Ended,
+}
+
+struct BTry {
+    attempt: u16,
+    number: String,
+    /// As the DialBegin's `DialString` shows it.
+    dial: String,
+    round: usize,
+    state: BState,
+}
+
+/// What the follow-up is to do next.
+#[derive(Debug, PartialEq)]
+enum Step {
+    Emit(Vec<Event>),
+    /// Send the Originate of this try of A.
+    Originate(u16),
+    /// Hang up this channel.
+    Hangup(String),
+    /// Start recording on this channel (`recording = "mixmonitor"`).
+    MixMonitor(String),
+    /// Wait the retry delay, then start the next round of A.
+    NextRound,
+}
+
+/// A call's legs as the manager's messages tell them, in whatever order they
+/// come. Pure: [`Follow`] sends what it says and feeds it what arrives.
+struct Track {
+    id: CallId,
+    rounds: Vec<Vec<ATry>>,
+    /// The round of A ringing.
+    round: usize,
+    a: HashMap<u16, (AState, Option<u16>)>,
+    b: Vec<BTry>,
+    /// The recording's reference, for a recorded call.
+    record: Option<String>,
+    mixmonitor: bool,
+    bridged: bool,
+    done: bool,
+}
+
+impl Track {
+    fn new(id: CallId, plan: &CallPlan, record: Option<String>) -> Track {
+        let rounds = a_rounds(plan);
+        let a = rounds
+            .iter()
+            .flatten()
+            .map(|t| (t.attempt, (AState::Idle, None)))
+            .collect();
+        let b = plan
+            .b
+            .rounds()
+            .iter()
+            .enumerate()
+            .flat_map(|(round, tries)| tries.iter().map(move |t| (round, t.attempt, t.participant)))
+            .map(|(round, attempt, p)| BTry {
+                attempt,
+                number: p.number.as_str().to_string(),
+                dial: p.number.digits().to_string(),
+                round,
+                state: BState::Idle,
+            })
+            .collect();
+        Track {
+            id,
+            rounds,
+            round: 0,
+            a,
+            b,
+            record,
+            mixmonitor: false,
+            bridged: false,
+            done: false,
+        }
+    }
+
+    /// Matches each B try to what `DialString`s of `dial` look like.
+    fn with_dial(mut self, cfg: &AmiConfig) -> Track {
+        for t in &mut self.b {
+            t.dial = dial_string(&fill(&cfg.dial, &t.dial)).to_string();
+        }
+        self.mixmonitor = cfg.recording == AmiRecording::MixMonitor;
+        self
+    }
+
+    fn try_of(&self, attempt: u16) -> Option<&ATry> {
+        self.rounds.iter().flatten().find(|t| t.attempt == attempt)
+    }
+
+    fn a_leg(&self, attempt: u16) -> Leg {
+        Leg {
+            side: Side::A,
+            attempt,
+            number: self.try_of(attempt).map(|t| t.number.clone()),
+        }
+    }
+
+    fn b_leg(&self, i: usize) -> Leg {
+        Leg {
+            side: Side::B,
+            attempt: self.b[i].attempt,
+            number: Some(self.b[i].number.clone()),
+        }
+    }
+
+    fn state(&self, attempt: u16) -> AState {
+        self.a.get(&attempt).map_or(AState::Ended, |s| s.0)
+    }
+
+    fn set(&mut self, attempt: u16, state: AState) {
+        if let Some(s) = self.a.get_mut(&attempt) {
+            s.0 = state;
+        }
+    }
+
+    fn winner(&self) -> Option<u16> {
+        self.a
+            .iter()
+            .find(|(_, (s, _))| *s == AState::Won)
+            .map(|(n, _)| *n)
+    }
+
+    /// The try whose channel id is `chan`.
+    fn attempt_of(&self, chan: &str) -> Option<u16> {
+        let n = chan.strip_prefix(&format!("c2cd-{}-a", self.id))?;
+        let n: u16 = n.parse().ok()?;
+        self.a.contains_key(&n).then_some(n)
+    }
+
+    /// The tries of the current round, to be sent.
+    fn start_round(&mut self) -> Vec<Step> {
+        let tries: Vec<u16> = self
+            .rounds
+            .get(self.round)
+            .map(|r| r.iter().map(|t| t.attempt).collect())
+            .unwrap_or_default();
+        tries.into_iter().map(Step::Originate).collect()
+    }
+
+    /// Try `attempt` was sent (`Ok`) or refused at once.
+    fn sent(&mut self, attempt: u16, ok: bool) -> Vec<Step> {
+        if ok {
+            self.set(attempt, AState::Ringing);
+            vec![Step::Emit(vec![Event::Ringing(self.a_leg(attempt))])]
+        } else {
+            self.a_failed(attempt, LegOutcome::Failed)
+        }
+    }
+
+    /// Takes one message from the manager.
+    fn on(&mut self, m: &Message, now: Instant) -> Vec<Step> {
+        if self.done {
+            return Vec::new();
+        }
+        match m.event() {
+            Some("OriginateResponse") => match m.get("ActionID").and_then(|c| self.attempt_of(c)) {
+                Some(n) => self.verdict(n, a_outcome(m), now),
+                None => Vec::new(),
+            },
+            Some("Hangup") => match m.get("Uniqueid").and_then(|c| self.attempt_of(c)) {
+                Some(n) => self.hung_up(n, m.get("Cause").and_then(|c| c.parse().ok())),
+                None => Vec::new(),
+            },
+            Some(e @ ("DialBegin" | "DialEnd")) => {
+                // B is dialled from A's channel (A's own dial has no Uniqueid).
+                let Some(n) = m.get("Uniqueid").and_then(|c| self.attempt_of(c)) else {
+                    return Vec::new();
+                };
+                let mut steps = Vec::new();
+                if self.state(n) != AState::Won {
+                    // Dialling B means A answered, whatever the verdict's order.
+                    steps = self.verdict(n, Ok(()), now);
+                    if self.state(n) != AState::Won {
+                        return steps;
+                    }
+                }
+                let dest = m.get("DestUniqueid").unwrap_or_default();
+                steps.extend(if e == "DialBegin" {
+                    self.b_began(m.get("DialString").unwrap_or_default(), dest)
+                } else {
+                    self.b_ended(dest, b_outcome(m))
+                });
+                steps
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The verdict on try `n` of A.
+    fn verdict(&mut self, n: u16, v: Result<(), LegOutcome>, now: Instant) -> Vec<Step> {
+        let state = self.state(n);
+        match v {
+            Ok(()) if matches!(state, AState::Ringing | AState::Idle) => {
+                if self.winner().is_some() {
+                    // Two answered at once: the later one is let go.
+                    self.set(n, AState::Ended);
+                    let ended = Event::Ended {
+                        leg: self.a_leg(n),
+                        outcome: LegOutcome::Normal,
+                        last: false,
+                    };
+                    return vec![
+                        Step::Hangup(channel_id(self.id, n)),
+                        Step::Emit(vec![ended]),
+                    ];
+                }
+                self.set(n, AState::Won);
+                let mut steps = vec![Step::Emit(vec![Event::Answered(self.a_leg(n))])];
+                if self.mixmonitor && self.record.is_some() {
+                    steps.push(Step::MixMonitor(channel_id(self.id, n)));
+                }
+                // The others of the round lose the race.
+                let losers: Vec<u16> = self
+                    .a
+                    .iter()
+                    .filter(|(_, (s, _))| matches!(s, AState::Ringing | AState::Failing(..)))
+                    .map(|(n, _)| *n)
+                    .collect();
+                let mut ended = Vec::new();
+                for l in losers {
+                    let outcome = match self.state(l) {
+                        AState::Failing(o, _) => o,
+                        _ => {
+                            steps.push(Step::Hangup(channel_id(self.id, l)));
+                            LegOutcome::Normal
+                        }
+                    };
+                    self.set(l, AState::Ended);
+                    ended.push(Event::Ended {
+                        leg: self.a_leg(l),
+                        outcome,
+                        last: false,
+                    });
+                }
+                if !ended.is_empty() {
+                    steps.push(Step::Emit(ended));
+                }
+                steps
+            }
+            Err(outcome) if state == AState::Ringing => {
+                let cause = self.a.get(&n).and_then(|s| s.1);
+                if cause.is_none() && outcome == LegOutcome::Failed {
+                    // Reason 0 says little; the Hangup cause may follow.
+                    self.set(n, AState::Failing(outcome, now + CAUSE_WAIT));
+                    return Vec::new();
+                }
+                self.a_failed(n, refine(outcome, cause))
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The channel of try `n` hung up with `cause`.
+    fn hung_up(&mut self, n: u16, cause: Option<u16>) -> Vec<Step> {
+        if let Some(s) = self.a.get_mut(&n) {
+            s.1 = s.1.or(cause);
+        }
+        match self.state(n) {
+            AState::Failing(outcome, _) => self.a_failed(n, refine(outcome, cause)),
+            AState::Won => {
+                // The call is over: anything of B still ringing went with it.
+                let mut ended: Vec<Event> = (0..self.b.len())
+                    .filter(|i| matches!(self.b[*i].state, BState::Ringing(_)))
+                    .map(|i| Event::Ended {
+                        leg: self.b_leg(i),
+                        outcome: LegOutcome::Normal,
+                        last: false,
+                    })
+                    .collect();
+                ended.push(Event::Ended {
+                    leg: self.a_leg(n),
+                    outcome: LegOutcome::Normal,
+                    last: true,
+                });
+                self.set(n, AState::Ended);
+                self.done = true;
+                vec![Step::Emit(ended)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Failing tries whose wait for a cause is over end as they are.
+    fn settle(&mut self, now: Instant) -> Vec<Step> {
+        let due: Vec<(u16, LegOutcome)> = self
+            .a
+            .iter()
+            .filter_map(|(n, (s, _))| match s {
+                AState::Failing(o, at) if *at <= now => Some((*n, *o)),
+                _ => None,
+            })
+            .collect();
+        due.into_iter()
+            .flat_map(|(n, o)| self.a_failed(n, o))
+            .collect()
+    }
+
+    /// When the next failing try stops waiting for its cause.
+    fn next_settle(&self) -> Option<Instant> {
+        self.a
+            .values()
+            .filter_map(|(s, _)| match s {
+                AState::Failing(_, at) => Some(*at),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Try `n` of A failed: the call goes on with the rest of the round, the
+    /// next round, or ends.
+    fn a_failed(&mut self, n: u16, outcome: LegOutcome) -> Vec<Step> {
+        self.set(n, AState::Ended);
+        let open = self
+            .a
+            .values()
+            .any(|(s, _)| matches!(s, AState::Ringing | AState::Failing(..) | AState::Won));
+        let more = self.round + 1 < self.rounds.len();
+        let last = !open && !more;
+        let mut steps = vec![Step::Emit(vec![Event::Ended {
+            leg: self.a_leg(n),
+            outcome,
+            last,
+        }])];
+        if last {
+            self.done = true;
+        } else if !open {
+            self.round += 1;
+            steps.push(Step::NextRound);
+        }
+        steps
+    }
+
+    /// A dialled `dial_string`, whose channel is `dest`: the next try of B that
+    /// dials it (or, for a dialplan of the operator's own, the next try).
+    fn b_began(&mut self, dial_string: &str, dest: &str) -> Vec<Step> {
+        let round = self.b_round();
+        let pick = |by_dial: bool| {
+            self.b.iter().position(|t| {
+                t.state == BState::Idle && t.round >= round && (!by_dial || t.dial == dial_string)
+            })
+        };
+        let Some(i) = pick(true).or_else(|| pick(false)) else {
+            return Vec::new();
+        };
+        // Tries of earlier rounds never dialled are passed over.
+        let r = self.b[i].round;
+        for t in self
+            .b
+            .iter_mut()
+            .filter(|t| t.round < r && t.state == BState::Idle)
+        {
+            t.state = BState::Ended;
+        }
+        self.b[i].state = BState::Ringing(dest.to_string());
+        vec![Step::Emit(vec![Event::Ringing(self.b_leg(i))])]
+    }
+
+    /// The round of B dialling now: the first with a try not ended.
+    fn b_round(&self) -> usize {
+        self.b
+            .iter()
+            .find(|t| t.state != BState::Ended)
+            .map_or(usize::MAX, |t| t.round)
+    }
+
+    /// The dial of channel `dest` ended.
+    fn b_ended(&mut self, dest: &str, v: Result<(), LegOutcome>) -> Vec<Step> {
+        let found = self
+            .b
+            .iter()
+            .position(|t| t.state == BState::Ringing(dest.to_string()))
+            .or_else(|| {
+                self.b
+                    .iter()
+                    .position(|t| matches!(t.state, BState::Ringing(_)))
+            });
+        let mut events = Vec::new();
+        let i = match found {
+            Some(i) => i,
+            // A DialEnd without its DialBegin.
+            None => {
+                let steps = self.b_began("", dest);
+                if steps.is_empty() {
+                    return Vec::new();
+                }
+                for s in steps {
+                    if let Step::Emit(e) = s {
+                        events.extend(e);
+                    }
+                }
+                match self
+                    .b
+                    .iter()
+                    .position(|t| t.state == BState::Ringing(dest.to_string()))
+                {
+                    Some(i) => i,
+                    None => return vec![Step::Emit(events)],
+                }
+            }
+        };
+        match v {
+            Ok(()) => {
+                self.b[i].state = BState::Answered;
+                events.push(Event::Answered(self.b_leg(i)));
+                if !self.bridged {
+                    self.bridged = true;
+                    events.push(Event::Bridged);
+                    if let Some(r) = &self.record {
+                        events.push(Event::Recording(r.clone()));
+                    }
+                }
+            }
+            Err(outcome) => {
+                self.b[i].state = BState::Ended;
+                let round = self.b[i].round;
+                let open = self.b.iter().any(|t| {
+                    matches!(t.state, BState::Ringing(_) | BState::Answered)
+                        || (t.state == BState::Idle && t.round > round)
+                });
+                // A cancelled dial never ends the call: A's Hangup does.
+                let last = !open && !self.bridged && outcome != LegOutcome::Normal;
+                events.push(Event::Ended {
+                    leg: self.b_leg(i),
+                    outcome,
+                    last,
+                });
+                if last {
+                    self.done = true;
+                }
+            }
+        }
+        vec![Step::Emit(events)]
+    }
+
+    /// The manager connection was lost: nothing more will be heard of the
+    /// call, which fails on the leg it was at.
+    fn lost(&mut self) -> Vec<Step> {
+        if self.done {
+            return Vec::new();
+        }
+        self.done = true;
+        let ringing_b = (0..self.b.len()).find(|i| matches!(self.b[*i].state, BState::Ringing(_)));
+        let leg = match (ringing_b, self.winner()) {
+            (Some(i), _) => self.b_leg(i),
+            (None, Some(n)) => self.a_leg(n),
+            (None, None) => {
+                let n = self
+                    .a
+                    .iter()
+                    .filter(|(_, (s, _))| matches!(s, AState::Ringing | AState::Failing(..)))
+                    .map(|(n, _)| *n)
+                    .max()
+                    .unwrap_or(1);
+                self.a_leg(n)
+            }
+        };
+        vec![Step::Emit(vec![Event::Ended {
+            leg,
+            outcome: LegOutcome::Failed,
+            last: true,
+        }])]
+    }
+}
+
 struct Follow {
     _guard: FollowGuard,
     manager: Manager,
     stream: broadcast::Receiver<Message>,
+    track: Track,
     call: Originate,
-    action_id: String,
     events: Events,
-    channels: Arc<Mutex<HashMap<CallId, Vec<String>>>>,
+    channels: Channels,
     /// For the Originate of later tries.
     cfg: AmiConfig,
 }
 
-/// Where a followed call is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Waiting for the verdict on A's try.
-    A,
-    /// A answered; B is being dialled.
-    B {
-        rang: bool,
-    },
-    Bridged,
-}
-
 impl Follow {
-    async fn emit(&self, e: Vec<Event>) {
-        self.events.emit_all(self.call.call_id, e).await;
-    }
-
     async fn run(mut self) {
         let id = self.call.call_id;
-        let a = self
-            .call
-            .plan
-            .a
-            .first()
-            .map(|p| p.number.as_str().to_string());
-        let b = self
-            .call
-            .plan
-            .b
-            .first()
-            .map(|p| p.number.as_str().to_string());
-        let tries = self
-            .call
-            .plan
-            .a
-            .first()
-            .map_or(1, |p| u16::from(p.retries) + 1);
-        let leg = |side, attempt, number: &Option<String>| Leg {
-            side,
-            attempt,
-            number: number.clone(),
-        };
-        let mut attempt = 1u16;
-        let mut chan = channel_id(id, attempt);
-        let mut phase = Phase::A;
-        self.emit(vec![Event::Ringing(leg(Side::A, attempt, &a))])
-            .await;
+        // Try 1 was sent by `originate`; the rest of round 1 now.
+        let mut steps = self.track.sent(1, true);
+        steps.extend(self.track.start_round().into_iter().skip(1));
         let link = self.manager.clone();
         // Past the longest the call can take, with room for a late end, the
         // follow-up stops: the reconciler then closes the call as lost.
-        let deadline =
-            tokio::time::Instant::now() + self.call.plan.longest() + Duration::from_secs(300);
+        let deadline = Instant::now() + self.call.plan.longest() + Duration::from_secs(300);
         loop {
+            for step in std::mem::take(&mut steps) {
+                steps.extend(self.run_step(step).await);
+            }
+            if !steps.is_empty() {
+                continue;
+            }
+            if self.track.done {
+                return;
+            }
+            let settle = self.track.next_settle();
             let m = tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {
                     log::warn!("call {id}: no end heard from the manager in time; leaving it to the reconciler");
                     return;
+                },
+                _ = tokio::time::sleep_until(settle.unwrap_or(deadline)), if settle.is_some() => {
+                    steps = self.track.settle(Instant::now());
+                    continue;
                 },
                 m = self.stream.recv() => match m {
                     Ok(m) => m,
@@ -355,112 +920,75 @@ impl Follow {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = wait_down(&link) => {
-                    // The connection dropped mid-call: its end will not be heard.
-                    let current = match phase {
-                        Phase::A => leg(Side::A, attempt, &a),
-                        _ => leg(Side::B, 1, &b),
-                    };
                     log::warn!("call {id}: the manager connection was lost; failing the call");
-                    self.emit(vec![Event::Ended { leg: current, outcome: LegOutcome::Failed, last: true }]).await;
-                    return;
+                    steps = self.track.lost();
+                    continue;
                 }
             };
-            let mine = m.get("ActionID") == Some(self.action_id.as_str())
-                || m.get("Linkedid") == Some(chan.as_str())
-                || m.get("Uniqueid") == Some(chan.as_str());
-            if !mine {
-                continue;
+            steps = self.track.on(&m, Instant::now());
+        }
+    }
+
+    /// Does one step; returns what follows from it.
+    async fn run_step(&mut self, step: Step) -> Vec<Step> {
+        let id = self.call.call_id;
+        match step {
+            Step::Emit(events) => {
+                self.events.emit_all(id, events).await;
+                Vec::new()
             }
-            match (m.event(), phase) {
-                (Some("OriginateResponse"), Phase::A) => match a_outcome(&m) {
-                    Ok(()) => {
-                        phase = Phase::B { rang: false };
-                        self.emit(vec![Event::Answered(leg(Side::A, attempt, &a))])
-                            .await;
-                    }
-                    Err(outcome) if attempt < tries => {
-                        self.emit(vec![Event::Ended {
-                            leg: leg(Side::A, attempt, &a),
-                            outcome,
-                            last: false,
-                        }])
-                        .await;
-                        tokio::time::sleep(self.call.plan.a.retry_delay).await;
-                        attempt += 1;
-                        chan = channel_id(id, attempt);
-                        self.action_id = chan.clone();
-                        let action =
-                            originate_action(&self.cfg, &self.call, attempt, &self.action_id);
-                        if let Ok(mut c) = self.channels.lock() {
-                            c.insert(id, vec![chan.clone()]);
-                        }
-                        match self.manager.send(action).await {
-                            Ok(r) if r.get("Response") == Some("Success") => {
-                                self.emit(vec![Event::Ringing(leg(Side::A, attempt, &a))])
-                                    .await;
-                            }
-                            other => {
-                                log::warn!("call {id}: retry of A refused: {other:?}");
-                                self.emit(vec![Event::Ended {
-                                    leg: leg(Side::A, attempt, &a),
-                                    outcome: LegOutcome::Failed,
-                                    last: true,
-                                }])
-                                .await;
-                                return;
-                            }
-                        }
-                    }
-                    Err(outcome) => {
-                        self.emit(vec![Event::Ended {
-                            leg: leg(Side::A, attempt, &a),
-                            outcome,
-                            last: true,
-                        }])
-                        .await;
-                        return;
-                    }
-                },
-                (Some("DialBegin"), Phase::B { rang: false }) => {
-                    phase = Phase::B { rang: true };
-                    self.emit(vec![Event::Ringing(leg(Side::B, 1, &b))]).await;
+            Step::NextRound => {
+                tokio::time::sleep(self.call.plan.a.retry_delay).await;
+                self.track.start_round()
+            }
+            Step::Originate(n) => {
+                let Some(t) = self.track.try_of(n).cloned() else {
+                    return Vec::new();
+                };
+                // A hang-up takes the call's channels: no new try then.
+                let live = self
+                    .channels
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.get_mut(&id).map(|v| v.push(t.chan(id))))
+                    .is_some();
+                if !live {
+                    return Vec::new();
                 }
-                (Some("DialEnd"), Phase::B { rang }) => {
-                    let mut out = Vec::new();
-                    if !rang {
-                        out.push(Event::Ringing(leg(Side::B, 1, &b)));
-                    }
-                    match b_outcome(&m) {
-                        Ok(()) => {
-                            out.push(Event::Answered(leg(Side::B, 1, &b)));
-                            out.push(Event::Bridged);
-                            phase = Phase::Bridged;
-                            self.emit(out).await;
-                        }
-                        Err(outcome) => {
-                            out.push(Event::Ended {
-                                leg: leg(Side::B, 1, &b),
-                                outcome,
-                                last: true,
-                            });
-                            self.emit(out).await;
-                            return;
-                        }
-                    }
+                let r = self
+                    .manager
+                    .send(originate_action(&self.cfg, &self.call, &t))
+                    .await;
+                let ok = matches!(&r, Ok(m) if m.get("Response") == Some("Success"));
+                if !ok {
+                    log::warn!("call {id}: the Originate of A try {n} was refused: {r:?}");
                 }
-                // A's own channel hangs up: the end of the call.
-                (Some("Hangup"), Phase::Bridged | Phase::B { .. })
-                    if m.get("Uniqueid") == Some(chan.as_str()) =>
-                {
-                    let ended = Event::Ended {
-                        leg: leg(Side::A, attempt, &a),
-                        outcome: LegOutcome::Normal,
-                        last: true,
-                    };
-                    self.emit(vec![ended]).await;
-                    return;
+                self.track.sent(n, ok)
+            }
+            Step::Hangup(chan) => {
+                let r = self
+                    .manager
+                    .send(Message::action(
+                        "Hangup",
+                        &[("Channel", &chan), ("Cause", "16")],
+                    ))
+                    .await;
+                log::debug!("call {id}: Hangup {chan}: {r:?}");
+                Vec::new()
+            }
+            Step::MixMonitor(chan) => {
+                let file = record_file(id);
+                let r = self
+                    .manager
+                    .send(Message::action(
+                        "MixMonitor",
+                        &[("Channel", &chan), ("File", &file), ("Options", "b")],
+                    ))
+                    .await;
+                if !matches!(&r, Ok(m) if m.get("Response") == Some("Success")) {
+                    log::warn!("call {id}: MixMonitor on {chan} failed (the manager user needs write = system): {r:?}");
                 }
-                _ => {}
+                Vec::new()
             }
         }
     }
