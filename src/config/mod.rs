@@ -1287,11 +1287,13 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                     );
                 }
                 let dial = match &p.dial {
-                    Some(d) if d.contains("{number}") && d.contains('/') => d.trim().to_string(),
+                    Some(d) if d.contains("{number}") && d.contains('/') && !d.contains(',') => {
+                        d.trim().to_string()
+                    }
                     Some(_) => {
                         v.err(
                             &at("dial"),
-                            "must be a dial string with {number} in it, e.g. PJSIP/{number}@trunk",
+                            "must be a dial string with {number} in it and no commas, e.g. PJSIP/{number}@trunk",
                         );
                         String::new()
                     }
@@ -1340,11 +1342,15 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                                 && name
                                     .bytes()
                                     .all(|b| b.is_ascii_alphanumeric() || b"_()".contains(&b))
-                                && !value.contains(['\r', '\n']) =>
+                                // Asterisk splits a Variable header at commas.
+                                && !value.contains([',', '\r', '\n']) =>
                         {
                             variables.push((name.to_string(), value.to_string()))
                         }
-                        _ => v.err(&at("variables"), format!("{var:?} is not NAME=value")),
+                        _ => v.err(
+                            &at("variables"),
+                            format!("{var:?} is not NAME=value (the value without commas)"),
+                        ),
                     }
                 }
                 ProviderKind::Ami(AmiConfig {
@@ -2107,6 +2113,52 @@ secret = "up"
             all[0].to_string(),
             "c.toml:12: provider.kind: kind \"xip\" needs url, the click-to-call server's address"
         );
+    }
+
+    #[test]
+    fn an_ami_provider_bridges_b_one_way_and_records_one_way() {
+        let ami = |extra: &str| {
+            OK.replace(
+                "kind = \"xip\"\nurl = \"http://127.0.0.1:9000/c2c\"\nsecret = \"up\"\n",
+                &format!("kind = \"ami\"\naddress = \"127.0.0.1:5038\"\nusername = \"c2cd\"\nsecret = \"s\"\nchannel = \"PJSIP/{{number}}@trunk\"\n{extra}"),
+            )
+        };
+        let c = parse(&ami("context = \"c2cd\"\n"), Source::Embedded).unwrap();
+        let ProviderKind::Ami(a) = &c.providers[0].kind else {
+            panic!("not ami")
+        };
+        // B is dialled like A unless dial says otherwise; the dialplan records.
+        assert_eq!(
+            (a.dial.as_str(), a.recording),
+            ("PJSIP/{number}@trunk", AmiRecording::Dialplan)
+        );
+        let c = parse(&ami("dial = \"Local/{number}@out\"\n"), Source::Embedded).unwrap();
+        let ProviderKind::Ami(a) = &c.providers[0].kind else {
+            panic!("not ami")
+        };
+        assert_eq!((&a.bridge, a.recording), (&Bridge::Dial, AmiRecording::Off));
+        for (extra, want) in [
+            ("", "provider.kind: kind \"ami\" needs context"),
+            (
+                "dial = \"PJSIP/{number}@trunk\"\nrecording = \"dialplan\"\n",
+                "provider.recording: \"dialplan\" needs context",
+            ),
+            (
+                "context = \"c2cd\"\nrecording = \"always\"\n",
+                "provider.recording: \"always\" is not",
+            ),
+            (
+                "context = \"c2cd\"\ndial = \"PJSIP/{number}@trunk,30\"\n",
+                "provider.dial: must be a dial string with {number} in it and no commas",
+            ),
+            (
+                "context = \"c2cd\"\nvariables = [\"SITE=a,b\"]\n",
+                "provider.variables: \"SITE=a,b\" is not NAME=value",
+            ),
+        ] {
+            let e = err(&ami(extra));
+            assert!(e.contains(want), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -84,12 +84,53 @@ impl Asterisk {
     }
 }
 
+/// What B's number (the digits of a dial string, `Local/101@c2c-test`) does
+/// when dialled, as the transcript's dialplan: 101 busy, 102 rings out, 103
+/// congestion, the rest answer.
+fn dial_status(dial: &str) -> &'static str {
+    let number = dial.split(['/', '@']).nth(1).unwrap_or_default();
+    match number {
+        "101" => "BUSY",
+        "102" => "NOANSWER",
+        "103" => "CONGESTION",
+        _ => "ANSWER",
+    }
+}
+
+/// B's rounds as the Originate hands them over: the dialplan's `C2C_B_DIAL_<n>`
+/// variables, or `Application: Dial`'s `Data`.
+fn b_rounds(m: &[(String, String)]) -> Vec<Vec<String>> {
+    let vars: Vec<(&str, &str)> = m
+        .iter()
+        .filter(|(k, _)| k == "Variable")
+        .filter_map(|(_, v)| v.split_once('='))
+        .collect();
+    let var = |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    let rounds: Vec<&str> = if get(m, "Application") == "Dial" {
+        vec![get(m, "Data").split(',').next().unwrap_or_default()]
+    } else {
+        let n: usize = var("C2C_B_ROUNDS")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        (1..=n)
+            .filter_map(|i| var(&format!("C2C_B_DIAL_{i}")))
+            .collect()
+    };
+    rounds
+        .into_iter()
+        .map(|r| r.split('&').map(str::to_string).collect())
+        .collect()
+}
+
 /// One manager session: the transcript's answers, chosen by leg A's number
-/// (the dialplan of shared/protocols: 100 answers, 101 busy, 102 rings) and B's.
+/// (the dialplan of shared/protocols: 100 answers, 101 busy, 102 rings …) and,
+/// once A answers, B's rounds dialled in turn as `extensions_c2cd.conf` does.
 fn serve(stream: TcpStream, seen: Seen) {
     let mut w = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
     send(&mut w, "Asterisk Call Manager/11.0.0\n");
+    // The ActionID of each channel still ringing, for its verdict on a hang-up.
+    let mut ringing: Vec<(String, String)> = Vec::new();
     while let Some(m) = read_message(&mut r) {
         {
             let (lock, cv) = &*seen;
@@ -108,12 +149,21 @@ fn serve(stream: TcpStream, seen: Seen) {
             ),
             "Hangup" => {
                 let ch = get(&m, "Channel").to_string();
+                let Some(at) = ringing.iter().position(|(c, _)| *c == ch) else {
+                    send(
+                        &mut w,
+                        &format!("Response: Error\nActionID: {id}\nMessage: No such channel\n\n"),
+                    );
+                    continue;
+                };
+                let (_, origin) = ringing.remove(at);
                 send(
                     &mut w,
                     &format!("Response: Success\nActionID: {id}\nMessage: Channel Hungup\n\n"),
                 );
                 // Section 16: the ringing originate then fails with Reason 0.
                 send(&mut w, &format!("Event: Hangup\nPrivilege: call,all\nUniqueid: {ch}\nLinkedid: {ch}\nCause: 16\nCause-txt: Normal Clearing\n\n"));
+                send(&mut w, &format!("Event: OriginateResponse\nPrivilege: call,all\nActionID: {origin}\nResponse: Failure\nChannel: x\nReason: 0\nUniqueid: {ch}\n\n"));
             }
             "Originate" => {
                 let chan = get(&m, "ChannelId").to_string();
@@ -143,6 +193,9 @@ fn serve(stream: TcpStream, seen: Seen) {
                     // Section 5: the Hangup and Cdr come before the verdict.
                     script.push(ev("Hangup", "Cause: 17\nCause-txt: User busy\n"));
                     script.push(verdict("Failure", "5"));
+                } else if a.contains("/102@") {
+                    // Section 16: rings until hung up.
+                    ringing.push((chan.clone(), id.clone()));
                 } else if a.contains("/103@") {
                     // Section 7: congestion.
                     script.push(ev(
@@ -151,7 +204,8 @@ fn serve(stream: TcpStream, seen: Seen) {
                     ));
                     script.push(verdict("Failure", "8"));
                 } else if a.contains("/104@") {
-                    // Section 8: rejected before answer, Reason 0.
+                    // Section 8 (reordered, as section 3 has it): the verdict,
+                    // Reason 0, before the Hangup that says "rejected".
                     script.push(verdict("Failure", "0"));
                     script.push(ev("Hangup", "Cause: 21\nCause-txt: Call Rejected\n"));
                 } else if a.contains("/105@") {
@@ -161,20 +215,60 @@ fn serve(stream: TcpStream, seen: Seen) {
                         "Cause: 19\nCause-txt: User alerting, no answer\n",
                     ));
                     script.push(verdict("Failure", "3"));
-                } else if a.contains("/100@") {
-                    script.push(verdict("Success", "4"));
-                    script.push(ev(
-                        "DialBegin",
-                        "DestChannel: Local/y@c2c-test;1\nDialString: y\n",
-                    ));
-                    let status = if b == "101" { "BUSY" } else { "ANSWER" };
-                    script.push(ev(
-                        "DialEnd",
-                        &format!("DestChannel: Local/y@c2c-test;1\nDialStatus: {status}\n"),
-                    ));
+                } else if a.contains("/108@") {
+                    // Sections 10 and 14 (no channel, or a duplicate ChannelId):
+                    // Reason 0, and no Hangup follows.
+                    script.push(verdict("Failure", "0"));
+                } else {
+                    // A answers (100, 107): the dialplan dials B's rounds from A's
+                    // channel until one answers (section 1, section 9 for busy).
+                    // 107's verdict comes last, after the Hangup and the Cdr.
+                    let late = a.contains("/107@");
+                    if !late {
+                        script.push(verdict("Success", "4"));
+                    }
+                    'rounds: for (r, round) in b_rounds(&m).iter().enumerate() {
+                        let dest = |k: usize| format!("{chan}-b{r}{k}");
+                        for (k, d) in round.iter().enumerate() {
+                            let dial_string = d.split_once('/').map_or(d.as_str(), |x| x.1);
+                            script.push(ev(
+                                "DialBegin",
+                                &format!("Channel: {a}\nDestChannel: {d}-0000;1\nDestUniqueid: {}\nDialString: {dial_string}\n", dest(k)),
+                            ));
+                        }
+                        // Busy and congested dials end first, then the first to
+                        // answer; the rest still ringing are cancelled.
+                        let winner = round.iter().position(|d| dial_status(d) == "ANSWER");
+                        let mut ends: Vec<(u8, usize, &str)> = round
+                            .iter()
+                            .enumerate()
+                            .map(|(k, d)| match (dial_status(d), winner) {
+                                (s @ ("BUSY" | "CONGESTION"), _) => (0, k, s),
+                                (_, Some(w)) if w == k => (1, k, "ANSWER"),
+                                (_, Some(_)) => (2, k, "CANCEL"),
+                                (s, None) => (0, k, s),
+                            })
+                            .collect();
+                        ends.sort();
+                        for (_, k, status) in ends {
+                            script.push(ev(
+                                "DialEnd",
+                                &format!(
+                                    "Channel: {a}\nDestUniqueid: {}\nDialStatus: {status}\n",
+                                    dest(k)
+                                ),
+                            ));
+                        }
+                        if winner.is_some() {
+                            break 'rounds;
+                        }
+                    }
                     script.push(ev("Hangup", "Cause: 16\nCause-txt: Normal Clearing\n"));
+                    if late {
+                        script.push(ev("Cdr", "Disposition: ANSWERED\n"));
+                        script.push(verdict("Success", "4"));
+                    }
                 }
-                // 102 rings until hung up.
                 for e in script {
                     send(&mut w, &e);
                 }
@@ -211,13 +305,19 @@ variables = ["C2C_SITE=test"]
 }
 
 fn place(d: &Daemon, a: &str, b: &str) -> Response {
+    place_plan(
+        d,
+        serde_json::json!({
+            "a": {"participants": [{"number": a, "retries": 0}]},
+            "b": {"participants": [{"number": b}]},
+            "time_limit": 600,
+        }),
+    )
+}
+
+fn place_plan(d: &Daemon, plan: serde_json::Value) -> Response {
     use base64::Engine;
-    let body = serde_json::json!({
-        "a": {"participants": [{"number": a, "retries": 0}]},
-        "b": {"participants": [{"number": b}]},
-        "time_limit": 600,
-    })
-    .to_string();
+    let body = plan.to_string();
     let auth = base64::engine::general_purpose::STANDARD.encode("crm:crm-password-0123456789");
     request(
         d.addr,
@@ -232,7 +332,7 @@ fn place(d: &Daemon, a: &str, b: &str) -> Response {
 fn calls_on_asterisk_end_as_the_manager_reports() {
     let pbx = Asterisk::start();
     let mut d = Daemon::start(&config(&pbx.addr));
-    d.wait_log("logged in as");
+    d.wait_logged("logged in as");
     let login = pbx.wait_action("Login", "Username", "c2c");
     assert_eq!(get(&login, "Events"), "call,cdr");
 
@@ -336,4 +436,181 @@ fn calls_on_asterisk_end_as_the_manager_reports() {
     let id = place(&d, "106", "200").call_id();
     d.wait_log(&format!("call {id}: a_ended_failed -> failed"));
     d.wait_log("logged in as");
+}
+
+/// The legs of call `id`: `a1 cancelled`, `b2 hung_up`, …
+fn legs(d: &Daemon, id: &str) -> Vec<String> {
+    d.call(id)["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{}{} {}",
+                l["side"].as_str().unwrap(),
+                l["attempt"],
+                l["state"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn plans_play_out_on_asterisk_in_rounds() {
+    let pbx = Asterisk::start();
+    let mut d = Daemon::start(&config(&pbx.addr));
+    d.wait_logged("logged in as");
+
+    // A in parallel: 102 rings, 100 answers and wins, so c2cd hangs up 102.
+    // B in turn: 101 busy twice (a retry), then 300 answers. Recorded.
+    let r = place_plan(
+        &d,
+        serde_json::json!({
+            "a": {"strategy": "parallel", "participants": [{"number": "102"}, {"number": "100"}]},
+            "b": {"strategy": "sequential", "retry_delay": 0,
+                  "participants": [{"number": "101", "retries": 1}, {"number": "300"}]},
+            "time_limit": 600,
+            "record": true,
+        }),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.call_id();
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    let o = pbx.wait_action("Originate", "ChannelId", &format!("{id}-a2"));
+    let vars: Vec<&str> = o
+        .iter()
+        .filter(|(k, _)| k == "Variable")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    for want in [
+        "C2C_B_ROUNDS=3",
+        "C2C_B_DIAL_1=Local/101@c2c-test",
+        "C2C_B_DIAL_2=Local/101@c2c-test",
+        "C2C_B_DIAL_3=Local/300@c2c-test",
+    ] {
+        assert!(vars.contains(&want), "{want} not in {vars:?}");
+    }
+    assert!(
+        vars.contains(&format!("C2C_RECORD=c2cd-{id}.wav").as_str()),
+        "{vars:?}"
+    );
+    let h = pbx.wait_action("Hangup", "Channel", &format!("{id}-a1"));
+    assert_eq!(get(&h, "Channel"), format!("c2cd-{id}-a1"));
+    assert_eq!(
+        legs(&d, &id),
+        [
+            "a1 cancelled",
+            "a2 hung_up",
+            "b1 busy",
+            "b2 busy",
+            "b3 hung_up"
+        ]
+    );
+    let call = d.call(&id);
+    assert_eq!(
+        call["recording"],
+        format!("ami://pbx/c2cd-{id}.wav"),
+        "{call}"
+    );
+
+    // B in parallel: 101 busy, 300 answers, 102 is cancelled.
+    let id = place_plan(
+        &d,
+        serde_json::json!({
+            "a": {"participants": [{"number": "100"}]},
+            "b": {"strategy": "parallel",
+                  "participants": [{"number": "101"}, {"number": "300"}, {"number": "102"}]},
+        }),
+    )
+    .call_id();
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    let o = pbx.wait_action("Originate", "ChannelId", &id);
+    assert!(
+        o.iter().any(|(k, v)| k == "Variable"
+            && v == "C2C_B_DIAL_1=Local/101@c2c-test&Local/300@c2c-test&Local/102@c2c-test"),
+        "{o:?}"
+    );
+    assert_eq!(
+        legs(&d, &id),
+        ["a1 hung_up", "b1 busy", "b2 hung_up", "b3 cancelled"]
+    );
+
+    // A in turn, round robin over two: the first busy, the second answers;
+    // its verdict comes after its Hangup and Cdr (section 1's order reversed).
+    let id = place_plan(
+        &d,
+        serde_json::json!({
+            "a": {"strategy": "sequential", "retry_delay": 0,
+                  "participants": [{"number": "101"}, {"number": "107"}]},
+            "b": {"participants": [{"number": "300"}]},
+        }),
+    )
+    .call_id();
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    assert_eq!(legs(&d, &id), ["a1 busy", "a2 hung_up", "b1 hung_up"]);
+
+    // No channel at all (section 10's Bogus/xyz, section 14's duplicate
+    // ChannelId): Reason 0 and no Hangup. The try fails once its cause is
+    // given up on.
+    let id = place(&d, "108", "300").call_id();
+    d.wait_log(&format!("call {id}: a_ended_failed -> failed"));
+    assert_eq!(d.call(&id)["cdr"]["cause"], 34);
+}
+
+#[test]
+fn application_dial_takes_b_in_one_round() {
+    let pbx = Asterisk::start();
+    let cfg = config(&pbx.addr).replace(
+        "context = \"c2c-test\"",
+        "dial = \"Local/{number}@c2c-test\"",
+    );
+    let mut d = Daemon::start(&cfg);
+    d.wait_logged("logged in as");
+
+    // B in parallel is one Dial.
+    let id = place_plan(
+        &d,
+        serde_json::json!({
+            "a": {"participants": [{"number": "100"}]},
+            "b": {"strategy": "parallel", "participants": [{"number": "101"}, {"number": "300"}]},
+        }),
+    )
+    .call_id();
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    let o = pbx.wait_action("Originate", "ChannelId", &id);
+    assert_eq!(
+        (get(&o, "Application"), get(&o, "Data")),
+        ("Dial", "Local/101@c2c-test&Local/300@c2c-test,30")
+    );
+    assert_eq!(legs(&d, &id), ["a1 hung_up", "b1 busy", "b2 hung_up"]);
+
+    // B in turn needs the dialplan, and so does A in parallel: refused, and
+    // the row says why.
+    for plan in [
+        serde_json::json!({
+            "a": {"participants": [{"number": "100"}]},
+            "b": {"participants": [{"number": "101"}, {"number": "300"}]},
+        }),
+        serde_json::json!({
+            "a": {"strategy": "parallel", "participants": [{"number": "100"}, {"number": "102"}]},
+            "b": {"participants": [{"number": "300"}]},
+        }),
+        serde_json::json!({
+            "a": {"participants": [{"number": "100"}]},
+            "b": {"participants": [{"number": "300"}]},
+            "record": true,
+        }),
+    ] {
+        let r = place_plan(&d, plan.clone());
+        assert_eq!(r.status, 422, "{plan}: {}", r.text());
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["code"], "provider_refuses", "{body}");
+        assert!(
+            body["title"]
+                .as_str()
+                .unwrap()
+                .contains("(ami) cannot place"),
+            "{body}"
+        );
+    }
 }

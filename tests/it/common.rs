@@ -155,6 +155,19 @@ impl Daemon {
         }
     }
 
+    /// Waits for a log line containing `needle` that may have come before
+    /// the daemon was listening (a manager login races the listener's line).
+    pub fn wait_logged(&mut self, needle: &str) -> String {
+        let early = self
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned();
+        early.unwrap_or_else(|| self.wait_log(needle))
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }

@@ -362,6 +362,9 @@ impl Ami {
                     .map(|n| channel_id(id, n))
                     .collect()
             });
+        // The follow-up stops before the hang-up: Asterisk answers it with the
+        // try's failure (section 16), which is not the call's end.
+        self.following.stop(id);
         for ch in chans {
             let r = self
                 .manager
@@ -1010,6 +1013,8 @@ impl Drop for Follow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::phone::Address;
+    use crate::core::plan::Participant;
 
     fn msg(fields: &[(&str, &str)]) -> Message {
         let mut m = Message::default();
@@ -1045,5 +1050,406 @@ mod tests {
         assert_eq!(d("CONGESTION"), Err(LegOutcome::Failed));
         assert_eq!(d("CHANUNAVAIL"), Err(LegOutcome::Failed));
         assert_eq!(d("CANCEL"), Err(LegOutcome::Normal));
+    }
+
+    fn side(strategy: Strategy, numbers: &[(&str, u8)]) -> SidePlan {
+        let mut s = SidePlan::single(Address::Local("0".into()), None);
+        s.strategy = strategy;
+        s.participants = numbers
+            .iter()
+            .map(|(n, retries)| Participant {
+                number: Address::Local(n.to_string()),
+                caller_id: None,
+                retries: *retries,
+            })
+            .collect();
+        s
+    }
+
+    fn track(a: SidePlan, b: SidePlan, record: bool) -> Track {
+        let plan = CallPlan {
+            a,
+            b,
+            time_limit: Duration::from_secs(600),
+            record,
+        };
+        let cfg = AmiConfig {
+            address: "127.0.0.1:5038".into(),
+            username: "c2cd".into(),
+            secret: crate::core::Secret::new(String::from("s")),
+            channel: "PJSIP/{number}@trunk".into(),
+            bridge: Bridge::Dialplan {
+                context: "c2cd".into(),
+                exten: "{number}".into(),
+            },
+            dial: "PJSIP/{number}@trunk".into(),
+            recording: AmiRecording::Dialplan,
+            variables: Vec::new(),
+            timeout: Duration::from_secs(5),
+        };
+        let id = CallId::new();
+        let record = record.then(|| "ami://pbx/rec.wav".to_string());
+        Track::new(id, &plan, record).with_dial(&cfg)
+    }
+
+    /// A manager message of call `t` on the channel of A's try `attempt`.
+    fn ev(t: &Track, name: &str, attempt: u16, fields: &[(&str, &str)]) -> Message {
+        let chan = channel_id(t.id, attempt);
+        let mut m = msg(&[("Event", name)]);
+        if name == "OriginateResponse" {
+            m.push("ActionID", &chan);
+        }
+        m.push("Uniqueid", &chan);
+        for (k, v) in fields {
+            m.push(k, v);
+        }
+        m
+    }
+
+    /// What the steps do, in short: `a2:a_answered`, `hangup a1`, `originate a3`.
+    fn said(steps: Vec<Step>) -> Vec<String> {
+        let a = |chan: &str| chan.rsplit('-').next().unwrap_or_default().to_string();
+        steps
+            .into_iter()
+            .flat_map(|s| match s {
+                Step::Emit(events) => events
+                    .iter()
+                    .map(|e| match (e.leg(), e) {
+                        (Some(l), Event::Ended { last: true, .. }) => {
+                            format!("{}{}:{} (last)", l.side.as_str(), l.attempt, e.kind())
+                        }
+                        (Some(l), _) => format!("{}{}:{}", l.side.as_str(), l.attempt, e.kind()),
+                        (None, _) => e.kind(),
+                    })
+                    .collect(),
+                Step::Originate(n) => vec![format!("originate a{n}")],
+                Step::Hangup(c) => vec![format!("hangup {}", a(&c))],
+                Step::MixMonitor(c) => vec![format!("mixmonitor {}", a(&c))],
+                Step::NextRound => vec!["next round".into()],
+            })
+            .collect()
+    }
+
+    fn verdict(response: &str, reason: &str) -> [(&'static str, String); 2] {
+        [("Response", response.into()), ("Reason", reason.into())]
+    }
+
+    fn on(t: &mut Track, name: &str, attempt: u16, fields: &[(&str, &str)]) -> Vec<String> {
+        let m = ev(t, name, attempt, fields);
+        let steps = t.on(&m, Instant::now());
+        said(steps)
+    }
+
+    fn respond(t: &mut Track, attempt: u16, response: &str, reason: &str) -> Vec<String> {
+        let v = verdict(response, reason);
+        let f: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        on(t, "OriginateResponse", attempt, &f)
+    }
+
+    #[test]
+    fn parallel_a_the_first_answer_wins_and_the_others_are_hung_up() {
+        let mut t = track(
+            side(Strategy::Parallel, &[("100", 0), ("101", 0), ("102", 0)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        let start = t.start_round();
+        assert_eq!(
+            said(start),
+            ["originate a1", "originate a2", "originate a3"]
+        );
+        for n in 1..=3 {
+            t.sent(n, true);
+        }
+        // a2 busy first: not the call's last, the others still ring.
+        assert_eq!(
+            [
+                on(&mut t, "Hangup", 2, &[("Cause", "17")]),
+                respond(&mut t, 2, "Failure", "5")
+            ]
+            .concat(),
+            ["a2:a_ended_busy"]
+        );
+        assert_eq!(
+            respond(&mut t, 3, "Success", "4"),
+            ["a3:a_answered", "hangup a1", "a1:a_ended_normal"]
+        );
+        // The loser's own verdict and a second answer change nothing.
+        assert!(respond(&mut t, 1, "Failure", "0").is_empty());
+        assert!(respond(&mut t, 3, "Success", "4").is_empty());
+        assert_eq!(
+            on(
+                &mut t,
+                "DialBegin",
+                3,
+                &[("DialString", "200@trunk"), ("DestUniqueid", "b-1")]
+            ),
+            ["b1:b_ringing"]
+        );
+        assert_eq!(
+            on(
+                &mut t,
+                "DialEnd",
+                3,
+                &[("DialStatus", "ANSWER"), ("DestUniqueid", "b-1")]
+            ),
+            ["b1:b_answered", "bridged"]
+        );
+        assert_eq!(
+            on(&mut t, "Hangup", 3, &[("Cause", "16")]),
+            ["a3:a_ended_normal (last)"]
+        );
+        assert!(t.done);
+    }
+
+    #[test]
+    fn two_answers_at_once_let_the_later_go() {
+        let mut t = track(
+            side(Strategy::Parallel, &[("100", 0), ("101", 0)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        t.sent(1, true);
+        t.sent(2, true);
+        // Both answered; the hang-up of a2 was sent before its verdict came.
+        assert_eq!(
+            respond(&mut t, 1, "Success", "4"),
+            ["a1:a_answered", "hangup a2", "a2:a_ended_normal"]
+        );
+        assert!(respond(&mut t, 2, "Success", "4").is_empty());
+        // B dialled from the loser's channel is not the call's.
+        assert!(on(&mut t, "DialBegin", 2, &[("DialString", "200@trunk")]).is_empty());
+    }
+
+    #[test]
+    fn sequential_a_goes_round_by_round_with_retries() {
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 1), ("101", 0)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        let start = t.start_round();
+        assert_eq!(said(start), ["originate a1"]);
+        t.sent(1, true);
+        assert_eq!(
+            respond(&mut t, 1, "Failure", "3"),
+            ["a1:a_ended_no_answer", "next round"]
+        );
+        let next = t.start_round();
+        assert_eq!(said(next), ["originate a2"]);
+        // Refused at once: the next participant.
+        let refused = t.sent(2, false);
+        assert_eq!(said(refused), ["a2:a_ended_failed", "next round"]);
+        let next = t.start_round();
+        assert_eq!(said(next), ["originate a3"]);
+        t.sent(3, true);
+        assert_eq!(
+            respond(&mut t, 3, "Failure", "5"),
+            ["a3:a_ended_busy (last)"]
+        );
+        assert!(t.done);
+    }
+
+    /// Reason 0 says "other"; the Hangup cause (21 in section 8) says what,
+    /// before or after the verdict, or never (no channel: section 10).
+    #[test]
+    fn a_rejected_a_keeps_its_cause_whatever_the_order() {
+        let b = || side(Strategy::Sequential, &[("200", 0)]);
+        let mut t = track(side(Strategy::Sequential, &[("104", 0)]), b(), false);
+        t.sent(1, true);
+        assert!(respond(&mut t, 1, "Failure", "0").is_empty());
+        assert_eq!(
+            on(&mut t, "Hangup", 1, &[("Cause", "21")]),
+            ["a1:a_ended_rejected (last)"]
+        );
+
+        let mut t = track(side(Strategy::Sequential, &[("104", 0)]), b(), false);
+        t.sent(1, true);
+        assert!(on(&mut t, "Hangup", 1, &[("Cause", "21")]).is_empty());
+        assert_eq!(
+            respond(&mut t, 1, "Failure", "0"),
+            ["a1:a_ended_rejected (last)"]
+        );
+
+        let mut t = track(side(Strategy::Sequential, &[("104", 0)]), b(), false);
+        t.sent(1, true);
+        let now = Instant::now();
+        assert!(t.verdict(1, Err(LegOutcome::Failed), now).is_empty());
+        assert!(t.settle(now).is_empty());
+        let due = t.next_settle().unwrap();
+        let settled = t.settle(due);
+        assert_eq!(said(settled), ["a1:a_ended_failed (last)"]);
+    }
+
+    #[test]
+    fn b_rounds_follow_the_dial_events_of_as_channel() {
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 0)]),
+            side(Strategy::Sequential, &[("200", 1), ("201", 0)]),
+            true,
+        );
+        t.sent(1, true);
+        // The dial of B comes before A's verdict: A answered all the same.
+        assert_eq!(
+            on(
+                &mut t,
+                "DialBegin",
+                1,
+                &[("DialString", "200@trunk"), ("DestUniqueid", "b-1")]
+            ),
+            ["a1:a_answered", "b1:b_ringing"]
+        );
+        assert!(respond(&mut t, 1, "Success", "4").is_empty());
+        assert_eq!(
+            on(
+                &mut t,
+                "DialEnd",
+                1,
+                &[("DialStatus", "BUSY"), ("DestUniqueid", "b-1")]
+            ),
+            ["b1:b_ended_busy"]
+        );
+        // A's own dial (no Uniqueid of A's channel) is not B.
+        let own = msg(&[
+            ("Event", "DialBegin"),
+            ("DestUniqueid", &channel_id(t.id, 1)),
+        ]);
+        assert!(t.on(&own, Instant::now()).is_empty());
+        assert_eq!(
+            on(
+                &mut t,
+                "DialBegin",
+                1,
+                &[("DialString", "200@trunk"), ("DestUniqueid", "b-2")]
+            ),
+            ["b2:b_ringing"]
+        );
+        assert_eq!(
+            on(
+                &mut t,
+                "DialEnd",
+                1,
+                &[("DialStatus", "NOANSWER"), ("DestUniqueid", "b-2")]
+            ),
+            ["b2:b_ended_no_answer"]
+        );
+        assert_eq!(
+            on(
+                &mut t,
+                "DialBegin",
+                1,
+                &[("DialString", "201@trunk"), ("DestUniqueid", "b-3")]
+            ),
+            ["b3:b_ringing"]
+        );
+        assert_eq!(
+            on(
+                &mut t,
+                "DialEnd",
+                1,
+                &[("DialStatus", "ANSWER"), ("DestUniqueid", "b-3")]
+            ),
+            ["b3:b_answered", "bridged", "recording"]
+        );
+        assert_eq!(
+            on(&mut t, "Hangup", 1, &[("Cause", "16")]),
+            ["a1:a_ended_normal (last)"]
+        );
+    }
+
+    #[test]
+    fn parallel_b_one_answers_the_others_are_cancelled_and_the_last_failure_ends_it() {
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 0)]),
+            side(Strategy::Parallel, &[("200", 0), ("201", 0)]),
+            false,
+        );
+        t.sent(1, true);
+        respond(&mut t, 1, "Success", "4");
+        on(
+            &mut t,
+            "DialBegin",
+            1,
+            &[("DialString", "201@trunk"), ("DestUniqueid", "b-x")],
+        );
+        on(
+            &mut t,
+            "DialBegin",
+            1,
+            &[("DialString", "200@trunk"), ("DestUniqueid", "b-y")],
+        );
+        assert_eq!(
+            on(
+                &mut t,
+                "DialEnd",
+                1,
+                &[("DialStatus", "ANSWER"), ("DestUniqueid", "b-x")]
+            ),
+            ["b2:b_answered", "bridged"]
+        );
+        assert_eq!(
+            on(
+                &mut t,
+                "DialEnd",
+                1,
+                &[("DialStatus", "CANCEL"), ("DestUniqueid", "b-y")]
+            ),
+            ["b1:b_ended_normal"]
+        );
+
+        // Both fail: the second failure is the call's last.
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 0)]),
+            side(Strategy::Parallel, &[("200", 0), ("201", 0)]),
+            false,
+        );
+        t.sent(1, true);
+        respond(&mut t, 1, "Success", "4");
+        on(
+            &mut t,
+            "DialBegin",
+            1,
+            &[("DialString", "200@trunk"), ("DestUniqueid", "b-x")],
+        );
+        on(
+            &mut t,
+            "DialBegin",
+            1,
+            &[("DialString", "201@trunk"), ("DestUniqueid", "b-y")],
+        );
+        assert_eq!(
+            on(
+                &mut t,
+                "DialEnd",
+                1,
+                &[("DialStatus", "BUSY"), ("DestUniqueid", "b-x")]
+            ),
+            ["b1:b_ended_busy"]
+        );
+        assert_eq!(
+            on(
+                &mut t,
+                "DialEnd",
+                1,
+                &[("DialStatus", "CONGESTION"), ("DestUniqueid", "b-y")]
+            ),
+            ["b2:b_ended_failed (last)"]
+        );
+        assert!(t.done);
+    }
+
+    #[test]
+    fn a_lost_connection_ends_the_leg_the_call_was_at() {
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 0)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        t.sent(1, true);
+        respond(&mut t, 1, "Success", "4");
+        on(&mut t, "DialBegin", 1, &[("DialString", "200@trunk")]);
+        let lost = t.lost();
+        assert_eq!(said(lost), ["b1:b_ended_failed (last)"]);
+        assert!(t.lost().is_empty());
     }
 }
