@@ -232,6 +232,27 @@ impl Daemon {
         )
     }
 
+    /// Polls `GET path` (admin) until `ready` accepts its JSON, which it returns.
+    pub fn wait_for_json(
+        &self,
+        path: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v: serde_json::Value =
+                serde_json::from_slice(&self.admin_get(path, TOKEN).body).unwrap_or_default();
+            if ready(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} not ready within {WAIT:?}: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The call as `GET /v1/calls/{id}` shows it.
     pub fn call(&self, id: &str) -> serde_json::Value {
         let r = self.admin_get(&format!("/v1/calls/{id}"), TOKEN);

@@ -99,8 +99,11 @@ fn a_failing_provider_is_passed_over_then_kept_away_then_probed() {
         "{metrics}"
     );
 
-    // After the cooldown one call probes the upstream, which now answers.
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    // After the cooldown (the breaker shows half open) one call probes the
+    // upstream, which now answers.
+    d.wait_for_json("/v1/providers", |v| {
+        v["providers"][0]["breaker"] == "half_open"
+    });
     let c = call(&d);
     assert_eq!(
         (c["provider"].as_str(), c["state"].as_str()),

@@ -29,6 +29,9 @@ use crate::provider::{Events, FollowGuard, FollowUp, Following, Originate, Provi
 /// How long a failed try's verdict waits for its channel's Hangup cause (the
 /// transcript shows it both before and after the `OriginateResponse`).
 const CAUSE_WAIT: Duration = Duration::from_secs(2);
+/// How long past A's ring timeout a try's verdict may be late before the try
+/// is given up (a manager user without `read = call` never hears one).
+const VERDICT_GRACE: Duration = Duration::from_secs(15);
 
 /// What an `OriginateResponse` says of leg A.
 pub fn a_outcome(m: &Message) -> Result<(), LegOutcome> {
@@ -392,7 +395,8 @@ pub fn channel_id(id: CallId, attempt: u16) -> String {
 enum AState {
     /// Not sent yet (a later round).
     Idle,
-    Ringing,
+    /// Sent; its verdict is due by the instant.
+    Ringing(Instant),
     /// Failed; its Hangup cause is awaited until the instant.
     Failing(LegOutcome, Instant),
     /// Answered: the call's A.
@@ -438,6 +442,7 @@ enum Step {
 struct Track {
     id: CallId,
     rounds: Vec<Vec<ATry>>,
+    a_ring: Duration,
     /// The round of A ringing.
     round: usize,
     a: HashMap<u16, (AState, Option<u16>)>,
@@ -474,6 +479,7 @@ impl Track {
         Track {
             id,
             rounds,
+            a_ring: plan.a.ring_timeout,
             round: 0,
             a,
             b,
@@ -548,9 +554,9 @@ impl Track {
     }
 
     /// Try `attempt` was sent (`Ok`) or refused at once.
-    fn sent(&mut self, attempt: u16, ok: bool) -> Vec<Step> {
+    fn sent(&mut self, attempt: u16, ok: bool, now: Instant) -> Vec<Step> {
         if ok {
-            self.set(attempt, AState::Ringing);
+            self.set(attempt, AState::Ringing(now + self.a_ring + VERDICT_GRACE));
             vec![Step::Emit(vec![Event::Ringing(self.a_leg(attempt))])]
         } else {
             self.a_failed(attempt, LegOutcome::Failed)
@@ -600,7 +606,7 @@ impl Track {
     fn verdict(&mut self, n: u16, v: Result<(), LegOutcome>, now: Instant) -> Vec<Step> {
         let state = self.state(n);
         match v {
-            Ok(()) if matches!(state, AState::Ringing | AState::Idle) => {
+            Ok(()) if matches!(state, AState::Ringing(_) | AState::Idle) => {
                 if self.winner().is_some() {
                     // Two answered at once: the later one is let go.
                     self.set(n, AState::Ended);
@@ -623,7 +629,7 @@ impl Track {
                 let losers: Vec<u16> = self
                     .a
                     .iter()
-                    .filter(|(_, (s, _))| matches!(s, AState::Ringing | AState::Failing(..)))
+                    .filter(|(_, (s, _))| matches!(s, AState::Ringing(_) | AState::Failing(..)))
                     .map(|(n, _)| *n)
                     .collect();
                 let mut ended = Vec::new();
@@ -647,7 +653,7 @@ impl Track {
                 }
                 steps
             }
-            Err(outcome) if state == AState::Ringing => {
+            Err(outcome) if matches!(state, AState::Ringing(_)) => {
                 let cause = self.a.get(&n).and_then(|s| s.1);
                 if cause.is_none() && outcome == LegOutcome::Failed {
                     // Reason 0 says little; the Hangup cause may follow.
@@ -690,13 +696,22 @@ impl Track {
         }
     }
 
-    /// Failing tries whose wait for a cause is over end as they are.
+    /// Failing tries whose wait for a cause is over end as they are; tries
+    /// whose verdict never came fail.
     fn settle(&mut self, now: Instant) -> Vec<Step> {
         let due: Vec<(u16, LegOutcome)> = self
             .a
             .iter()
             .filter_map(|(n, (s, _))| match s {
                 AState::Failing(o, at) if *at <= now => Some((*n, *o)),
+                AState::Ringing(at) if *at <= now => {
+                    log::warn!(
+                        "call {}: no OriginateResponse for A try {n} by its ring timeout and {}s more; does the manager user have read = call?",
+                        self.id,
+                        VERDICT_GRACE.as_secs()
+                    );
+                    Some((*n, LegOutcome::Failed))
+                }
                 _ => None,
             })
             .collect();
@@ -705,12 +720,13 @@ impl Track {
             .collect()
     }
 
-    /// When the next failing try stops waiting for its cause.
+    /// When the next failing try stops waiting for its cause, or the next
+    /// try's verdict is overdue.
     fn next_settle(&self) -> Option<Instant> {
         self.a
             .values()
             .filter_map(|(s, _)| match s {
-                AState::Failing(_, at) => Some(*at),
+                AState::Failing(_, at) | AState::Ringing(at) => Some(*at),
                 _ => None,
             })
             .min()
@@ -723,7 +739,7 @@ impl Track {
         let open = self
             .a
             .values()
-            .any(|(s, _)| matches!(s, AState::Ringing | AState::Failing(..) | AState::Won));
+            .any(|(s, _)| matches!(s, AState::Ringing(_) | AState::Failing(..) | AState::Won));
         let more = self.round + 1 < self.rounds.len();
         let last = !open && !more;
         let mut steps = vec![Step::Emit(vec![Event::Ended {
@@ -857,7 +873,7 @@ impl Track {
                 let n = self
                     .a
                     .iter()
-                    .filter(|(_, (s, _))| matches!(s, AState::Ringing | AState::Failing(..)))
+                    .filter(|(_, (s, _))| matches!(s, AState::Ringing(_) | AState::Failing(..)))
                     .map(|(n, _)| *n)
                     .max()
                     .unwrap_or(1);
@@ -888,7 +904,7 @@ impl Follow {
     async fn run(mut self) {
         let id = self.call.call_id;
         // Try 1 was sent by `originate`; the rest of round 1 now.
-        let mut steps = self.track.sent(1, true);
+        let mut steps = self.track.sent(1, true, Instant::now());
         steps.extend(self.track.start_round().into_iter().skip(1));
         let link = self.manager.clone();
         // Past the longest the call can take, with room for a late end, the
@@ -966,7 +982,7 @@ impl Follow {
                 if !ok {
                     log::warn!("call {id}: the Originate of A try {n} was refused: {r:?}");
                 }
-                self.track.sent(n, ok)
+                self.track.sent(n, ok, Instant::now())
             }
             Step::Hangup(chan) => {
                 let r = self
@@ -1159,7 +1175,7 @@ mod tests {
             ["originate a1", "originate a2", "originate a3"]
         );
         for n in 1..=3 {
-            t.sent(n, true);
+            t.sent(n, true, Instant::now());
         }
         // a2 busy first: not the call's last, the others still ring.
         assert_eq!(
@@ -1209,8 +1225,8 @@ mod tests {
             side(Strategy::Sequential, &[("200", 0)]),
             false,
         );
-        t.sent(1, true);
-        t.sent(2, true);
+        t.sent(1, true, Instant::now());
+        t.sent(2, true, Instant::now());
         // Both answered; the hang-up of a2 was sent before its verdict came.
         assert_eq!(
             respond(&mut t, 1, "Success", "4"),
@@ -1230,7 +1246,7 @@ mod tests {
         );
         let start = t.start_round();
         assert_eq!(said(start), ["originate a1"]);
-        t.sent(1, true);
+        t.sent(1, true, Instant::now());
         assert_eq!(
             respond(&mut t, 1, "Failure", "3"),
             ["a1:a_ended_no_answer", "next round"]
@@ -1238,11 +1254,11 @@ mod tests {
         let next = t.start_round();
         assert_eq!(said(next), ["originate a2"]);
         // Refused at once: the next participant.
-        let refused = t.sent(2, false);
+        let refused = t.sent(2, false, Instant::now());
         assert_eq!(said(refused), ["a2:a_ended_failed", "next round"]);
         let next = t.start_round();
         assert_eq!(said(next), ["originate a3"]);
-        t.sent(3, true);
+        t.sent(3, true, Instant::now());
         assert_eq!(
             respond(&mut t, 3, "Failure", "5"),
             ["a3:a_ended_busy (last)"]
@@ -1256,7 +1272,7 @@ mod tests {
     fn a_rejected_a_keeps_its_cause_whatever_the_order() {
         let b = || side(Strategy::Sequential, &[("200", 0)]);
         let mut t = track(side(Strategy::Sequential, &[("104", 0)]), b(), false);
-        t.sent(1, true);
+        t.sent(1, true, Instant::now());
         assert!(respond(&mut t, 1, "Failure", "0").is_empty());
         assert_eq!(
             on(&mut t, "Hangup", 1, &[("Cause", "21")]),
@@ -1264,7 +1280,7 @@ mod tests {
         );
 
         let mut t = track(side(Strategy::Sequential, &[("104", 0)]), b(), false);
-        t.sent(1, true);
+        t.sent(1, true, Instant::now());
         assert!(on(&mut t, "Hangup", 1, &[("Cause", "21")]).is_empty());
         assert_eq!(
             respond(&mut t, 1, "Failure", "0"),
@@ -1272,13 +1288,31 @@ mod tests {
         );
 
         let mut t = track(side(Strategy::Sequential, &[("104", 0)]), b(), false);
-        t.sent(1, true);
+        t.sent(1, true, Instant::now());
         let now = Instant::now();
         assert!(t.verdict(1, Err(LegOutcome::Failed), now).is_empty());
         assert!(t.settle(now).is_empty());
         let due = t.next_settle().unwrap();
         let settled = t.settle(due);
         assert_eq!(said(settled), ["a1:a_ended_failed (last)"]);
+    }
+
+    /// A manager user without `read = call` hears no verdict (section 13's
+    /// `Events: off`): the try is given up past its ring timeout.
+    #[test]
+    fn a_verdict_that_never_comes_fails_the_try() {
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 1)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        let now = Instant::now();
+        t.sent(1, true, now);
+        let due = t.next_settle().unwrap();
+        assert_eq!(due - now, Duration::from_secs(30) + VERDICT_GRACE);
+        assert!(t.settle(due - Duration::from_millis(1)).is_empty());
+        let given_up = t.settle(due);
+        assert_eq!(said(given_up), ["a1:a_ended_failed", "next round"]);
     }
 
     #[test]
@@ -1288,7 +1322,7 @@ mod tests {
             side(Strategy::Sequential, &[("200", 1), ("201", 0)]),
             true,
         );
-        t.sent(1, true);
+        t.sent(1, true, Instant::now());
         // The dial of B comes before A's verdict: A answered all the same.
         assert_eq!(
             on(
@@ -1364,7 +1398,7 @@ mod tests {
             side(Strategy::Parallel, &[("200", 0), ("201", 0)]),
             false,
         );
-        t.sent(1, true);
+        t.sent(1, true, Instant::now());
         respond(&mut t, 1, "Success", "4");
         on(
             &mut t,
@@ -1403,7 +1437,7 @@ mod tests {
             side(Strategy::Parallel, &[("200", 0), ("201", 0)]),
             false,
         );
-        t.sent(1, true);
+        t.sent(1, true, Instant::now());
         respond(&mut t, 1, "Success", "4");
         on(
             &mut t,
@@ -1445,7 +1479,7 @@ mod tests {
             side(Strategy::Sequential, &[("200", 0)]),
             false,
         );
-        t.sent(1, true);
+        t.sent(1, true, Instant::now());
         respond(&mut t, 1, "Success", "4");
         on(&mut t, "DialBegin", 1, &[("DialString", "200@trunk")]);
         let lost = t.lost();

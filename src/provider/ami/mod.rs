@@ -171,8 +171,6 @@ async fn run(
                 (why, false)
             }
         };
-        log::warn!("AMI {}: {why}; reconnecting in {wait:?}", s.address);
-        let _ = link.send(Link::Down(why));
         // A refused login is not retried soon: the credentials will not mend.
         let pause = if refused {
             wait.max(Duration::from_secs(30))
@@ -180,6 +178,9 @@ async fn run(
             wait
         };
         let jitter = pause.mul_f64(fastrand::f64() * 0.2);
+        let why = format!("{why}; reconnecting in {:?}", pause + jitter);
+        log::warn!("AMI {}: {why}", s.address);
+        let _ = link.send(Link::Down(why));
         // Actions sent while down fail at once (Manager::send checks the link);
         // those already queued are answered here.
         let sleep = tokio::time::sleep(pause + jitter);
@@ -447,7 +448,11 @@ mod tests {
 
     #[tokio::test]
     async fn logs_in_with_the_event_mask_and_routes_replies_and_events() {
-        let (addr, _) = asterisk(|mut p, _| async move {
+        let (pings_tx, mut pings) = watch::channel(0u32);
+        let pings_tx = Arc::new(pings_tx);
+        let (addr, _) = asterisk(move |mut p, _| {
+            let pings_tx = pings_tx.clone();
+            async move {
             let login = p.login(true).await;
             assert_eq!(login.get("Events"), Some(EVENT_MASK));
             assert_eq!(login.get("Secret"), Some("c2c-secret"));
@@ -459,9 +464,13 @@ mod tests {
                         p.send(&format!("Event: OriginateResponse\nPrivilege: call,all\nActionID: {id}\nResponse: Failure\nReason: 5\nUniqueid: c2c-1\n\n")).await;
                         p.send(&format!("Response: Success\nActionID: {id}\nMessage: Originate successfully queued\n\n")).await;
                     }
-                    Some("Ping") => p.send(&format!("Response: Success\nActionID: {id}\nPing: Pong\nTimestamp: 1.0\n\n")).await,
+                    Some("Ping") => {
+                        p.send(&format!("Response: Success\nActionID: {id}\nPing: Pong\nTimestamp: 1.0\n\n")).await;
+                        pings_tx.send_modify(|n| *n += 1);
+                    }
                     _ => {}
                 }
+            }
             }
         })
         .await;
@@ -481,8 +490,9 @@ mod tests {
             (e.event(), e.get("Reason")),
             (Some("OriginateResponse"), Some("5"))
         );
-        // Pings keep the link up well past the reply timeout.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Pings keep the link up well past the reply timeout (500 ms: six
+        // pings 100 ms apart).
+        pings.wait_for(|n| *n >= 6).await.unwrap();
         assert_eq!(m.link(), Link::Up);
     }
 
@@ -500,12 +510,16 @@ mod tests {
             matches!(&l, Link::Down(w) if w.contains("Authentication failed")),
             "{l:?}"
         );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(
-            count.load(Ordering::SeqCst),
-            1,
-            "one attempt, then a long wait"
-        );
+        // The next attempt is half a minute away at least.
+        let Link::Down(why) = &l else { panic!("{l:?}") };
+        let secs: f64 = why
+            .rsplit_once("reconnecting in ")
+            .map(|(_, d)| d)
+            .and_then(|d| d.strip_suffix('s'))
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("{l:?}"));
+        assert!((30.0..=36.0).contains(&secs), "{l:?}");
+        assert_eq!(count.load(Ordering::SeqCst), 1);
         assert!(matches!(
             m.send(Message::action("Ping", &[])).await,
             Err(AmiError::Down(_))
