@@ -1156,6 +1156,25 @@ mod tests {
         said(steps)
     }
 
+    /// A dials `dial` (its `DialString`) on channel `dest`.
+    fn begin(t: &mut Track, a: u16, dial: &str, dest: &str) -> Vec<String> {
+        on(
+            t,
+            "DialBegin",
+            a,
+            &[("DialString", dial), ("DestUniqueid", dest)],
+        )
+    }
+
+    fn end(t: &mut Track, a: u16, status: &str, dest: &str) -> Vec<String> {
+        on(
+            t,
+            "DialEnd",
+            a,
+            &[("DialStatus", status), ("DestUniqueid", dest)],
+        )
+    }
+
     fn respond(t: &mut Track, attempt: u16, response: &str, reason: &str) -> Vec<String> {
         let v = verdict(response, reason);
         let f: Vec<(&str, &str)> = v.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -1193,22 +1212,9 @@ mod tests {
         // The loser's own verdict and a second answer change nothing.
         assert!(respond(&mut t, 1, "Failure", "0").is_empty());
         assert!(respond(&mut t, 3, "Success", "4").is_empty());
+        assert_eq!(begin(&mut t, 3, "200@trunk", "b-1"), ["b1:b_ringing"]);
         assert_eq!(
-            on(
-                &mut t,
-                "DialBegin",
-                3,
-                &[("DialString", "200@trunk"), ("DestUniqueid", "b-1")]
-            ),
-            ["b1:b_ringing"]
-        );
-        assert_eq!(
-            on(
-                &mut t,
-                "DialEnd",
-                3,
-                &[("DialStatus", "ANSWER"), ("DestUniqueid", "b-1")]
-            ),
+            end(&mut t, 3, "ANSWER", "b-1"),
             ["b1:b_answered", "bridged"]
         );
         assert_eq!(
@@ -1325,64 +1331,22 @@ mod tests {
         t.sent(1, true, Instant::now());
         // The dial of B comes before A's verdict: A answered all the same.
         assert_eq!(
-            on(
-                &mut t,
-                "DialBegin",
-                1,
-                &[("DialString", "200@trunk"), ("DestUniqueid", "b-1")]
-            ),
+            begin(&mut t, 1, "200@trunk", "b-1"),
             ["a1:a_answered", "b1:b_ringing"]
         );
         assert!(respond(&mut t, 1, "Success", "4").is_empty());
-        assert_eq!(
-            on(
-                &mut t,
-                "DialEnd",
-                1,
-                &[("DialStatus", "BUSY"), ("DestUniqueid", "b-1")]
-            ),
-            ["b1:b_ended_busy"]
-        );
+        assert_eq!(end(&mut t, 1, "BUSY", "b-1"), ["b1:b_ended_busy"]);
         // A's own dial (no Uniqueid of A's channel) is not B.
         let own = msg(&[
             ("Event", "DialBegin"),
             ("DestUniqueid", &channel_id(t.id, 1)),
         ]);
         assert!(t.on(&own, Instant::now()).is_empty());
+        assert_eq!(begin(&mut t, 1, "200@trunk", "b-2"), ["b2:b_ringing"]);
+        assert_eq!(end(&mut t, 1, "NOANSWER", "b-2"), ["b2:b_ended_no_answer"]);
+        assert_eq!(begin(&mut t, 1, "201@trunk", "b-3"), ["b3:b_ringing"]);
         assert_eq!(
-            on(
-                &mut t,
-                "DialBegin",
-                1,
-                &[("DialString", "200@trunk"), ("DestUniqueid", "b-2")]
-            ),
-            ["b2:b_ringing"]
-        );
-        assert_eq!(
-            on(
-                &mut t,
-                "DialEnd",
-                1,
-                &[("DialStatus", "NOANSWER"), ("DestUniqueid", "b-2")]
-            ),
-            ["b2:b_ended_no_answer"]
-        );
-        assert_eq!(
-            on(
-                &mut t,
-                "DialBegin",
-                1,
-                &[("DialString", "201@trunk"), ("DestUniqueid", "b-3")]
-            ),
-            ["b3:b_ringing"]
-        );
-        assert_eq!(
-            on(
-                &mut t,
-                "DialEnd",
-                1,
-                &[("DialStatus", "ANSWER"), ("DestUniqueid", "b-3")]
-            ),
+            end(&mut t, 1, "ANSWER", "b-3"),
             ["b3:b_answered", "bridged", "recording"]
         );
         assert_eq!(
@@ -1400,36 +1364,13 @@ mod tests {
         );
         t.sent(1, true, Instant::now());
         respond(&mut t, 1, "Success", "4");
-        on(
-            &mut t,
-            "DialBegin",
-            1,
-            &[("DialString", "201@trunk"), ("DestUniqueid", "b-x")],
-        );
-        on(
-            &mut t,
-            "DialBegin",
-            1,
-            &[("DialString", "200@trunk"), ("DestUniqueid", "b-y")],
-        );
+        begin(&mut t, 1, "201@trunk", "b-x");
+        begin(&mut t, 1, "200@trunk", "b-y");
         assert_eq!(
-            on(
-                &mut t,
-                "DialEnd",
-                1,
-                &[("DialStatus", "ANSWER"), ("DestUniqueid", "b-x")]
-            ),
+            end(&mut t, 1, "ANSWER", "b-x"),
             ["b2:b_answered", "bridged"]
         );
-        assert_eq!(
-            on(
-                &mut t,
-                "DialEnd",
-                1,
-                &[("DialStatus", "CANCEL"), ("DestUniqueid", "b-y")]
-            ),
-            ["b1:b_ended_normal"]
-        );
+        assert_eq!(end(&mut t, 1, "CANCEL", "b-y"), ["b1:b_ended_normal"]);
 
         // Both fail: the second failure is the call's last.
         let mut t = track(
@@ -1439,34 +1380,11 @@ mod tests {
         );
         t.sent(1, true, Instant::now());
         respond(&mut t, 1, "Success", "4");
-        on(
-            &mut t,
-            "DialBegin",
-            1,
-            &[("DialString", "200@trunk"), ("DestUniqueid", "b-x")],
-        );
-        on(
-            &mut t,
-            "DialBegin",
-            1,
-            &[("DialString", "201@trunk"), ("DestUniqueid", "b-y")],
-        );
+        begin(&mut t, 1, "200@trunk", "b-x");
+        begin(&mut t, 1, "201@trunk", "b-y");
+        assert_eq!(end(&mut t, 1, "BUSY", "b-x"), ["b1:b_ended_busy"]);
         assert_eq!(
-            on(
-                &mut t,
-                "DialEnd",
-                1,
-                &[("DialStatus", "BUSY"), ("DestUniqueid", "b-x")]
-            ),
-            ["b1:b_ended_busy"]
-        );
-        assert_eq!(
-            on(
-                &mut t,
-                "DialEnd",
-                1,
-                &[("DialStatus", "CONGESTION"), ("DestUniqueid", "b-y")]
-            ),
+            end(&mut t, 1, "CONGESTION", "b-y"),
             ["b2:b_ended_failed (last)"]
         );
         assert!(t.done);
