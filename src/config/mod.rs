@@ -558,6 +558,9 @@ pub struct AmiConfig {
     /// B's dial string, a template of B's number: `PJSIP/{number}@trunk`.
     pub dial: String,
     pub recording: AmiRecording,
+    /// The `CallerID` A is shown, a template of the call's caller ID for A:
+    /// `"Acme" <{number}>`.
+    pub caller_id: String,
     /// Channel variables set on every call, `NAME=value`.
     pub variables: Vec<(String, String)>,
     /// The time a manager reply may take.
@@ -1136,7 +1139,9 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         if p.kind != "airtel" {
             not_for(&mut v, p.customer_id.is_some(), "customer_id", &p.kind);
             not_for(&mut v, p.call_flow_id.is_some(), "call_flow_id", &p.kind);
-            not_for(&mut v, p.caller_id.is_some(), "caller_id", &p.kind);
+            if p.kind != "ami" {
+                not_for(&mut v, p.caller_id.is_some(), "caller_id", &p.kind);
+            }
         }
         let kind = match p.kind.as_str() {
             "airtel" => {
@@ -1334,6 +1339,17 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                         AmiRecording::Off
                     }
                 };
+                let caller_id = match p.caller_id.as_deref().map(str::trim) {
+                    None => "<{number}>".to_string(),
+                    Some(c) if !c.is_empty() && !c.contains(['\r', '\n']) => c.to_string(),
+                    Some(_) => {
+                        v.err(
+                            &at("caller_id"),
+                            "must be a caller ID such as \"Acme\" <{number}>",
+                        );
+                        String::new()
+                    }
+                };
                 let mut variables = Vec::new();
                 for var in p.variables.iter().flatten() {
                     match var.split_once('=') {
@@ -1361,6 +1377,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                     bridge,
                     dial,
                     recording,
+                    caller_id,
                     variables,
                     timeout: v.duration(
                         &at("timeout"),

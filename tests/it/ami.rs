@@ -300,6 +300,7 @@ secret = "c2c-secret"
 channel = "Local/{{number}}@c2c-test"
 context = "c2c-test"
 variables = ["C2C_SITE=test"]
+caller_id = '"Test" <{{number}}>'
 "#
     ))
 }
@@ -466,7 +467,8 @@ fn plans_play_out_on_asterisk_in_rounds() {
     let r = place_plan(
         &d,
         serde_json::json!({
-            "a": {"strategy": "parallel", "participants": [{"number": "102"}, {"number": "100"}]},
+            "a": {"strategy": "parallel", "caller_id": "+16045551234",
+                  "participants": [{"number": "102"}, {"number": "100"}]},
             "b": {"strategy": "sequential", "retry_delay": 0,
                   "participants": [{"number": "101", "retries": 1}, {"number": "300"}]},
             "time_limit": 600,
@@ -494,6 +496,7 @@ fn plans_play_out_on_asterisk_in_rounds() {
         vars.contains(&format!("C2C_RECORD=c2cd-{id}.wav").as_str()),
         "{vars:?}"
     );
+    assert_eq!(get(&o, "CallerID"), "\"Test\" <16045551234>");
     let h = pbx.wait_action("Hangup", "Channel", &format!("{id}-a1"));
     assert_eq!(get(&h, "Channel"), format!("c2cd-{id}-a1"));
     assert_eq!(

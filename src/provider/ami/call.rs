@@ -145,6 +145,7 @@ impl Ami {
             && a.bridge == b.bridge
             && a.dial == b.dial
             && a.recording == b.recording
+            && a.caller_id == b.caller_id
             && a.variables == b.variables
             && a.timeout == b.timeout
     }
@@ -259,7 +260,7 @@ fn originate_action(cfg: &AmiConfig, o: &Originate, t: &ATry) -> Message {
         }
     }
     if let Some(cid) = t.caller_id.as_deref().filter(|c| !c.is_empty()) {
-        m.push("CallerID", &format!("<{cid}>"));
+        m.push("CallerID", &fill(&cfg.caller_id, cid));
     }
     m.push("Timeout", &plan.a.ring_timeout.as_millis().to_string());
     m.push("Async", "true");
@@ -1100,6 +1101,7 @@ mod tests {
             },
             dial: "PJSIP/{number}@trunk".into(),
             recording: AmiRecording::Dialplan,
+            caller_id: "<{number}>".into(),
             variables: Vec::new(),
             timeout: Duration::from_secs(5),
         };
