@@ -273,6 +273,7 @@ struct RawProvider {
     exten: Option<String>,
     dial: Option<String>,
     recording: Option<String>,
+    recordings_dir: Option<String>,
     variables: Option<Vec<String>>,
     // spokn
     enterprise: Option<bool>,
@@ -561,6 +562,9 @@ pub struct AmiConfig {
     /// The `CallerID` A is shown, a template of the call's caller ID for A:
     /// `"Acme" <{number}>`.
     pub caller_id: String,
+    /// Where Asterisk writes recordings (its monitor directory): c2cd serves
+    /// them from here.
+    pub recordings_dir: std::path::PathBuf,
     /// Channel variables set on every call, `NAME=value`.
     pub variables: Vec<(String, String)>,
     /// The time a manager reply may take.
@@ -1124,6 +1128,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             (p.exten.is_some(), "exten"),
             (p.dial.is_some(), "dial"),
             (p.recording.is_some(), "recording"),
+            (p.recordings_dir.is_some(), "recordings_dir"),
             (p.variables.is_some(), "variables"),
         ];
         if p.kind != "ami" {
@@ -1339,6 +1344,14 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                         AmiRecording::Off
                     }
                 };
+                let recordings_dir = match p.recordings_dir.as_deref() {
+                    None => std::path::PathBuf::from("/var/spool/asterisk/monitor"),
+                    Some(d) if d.starts_with('/') => std::path::PathBuf::from(d),
+                    Some(_) => {
+                        v.err(&at("recordings_dir"), "must be an absolute path");
+                        std::path::PathBuf::new()
+                    }
+                };
                 let caller_id = match p.caller_id.as_deref().map(str::trim) {
                     None => "<{number}>".to_string(),
                     Some(c) if !c.is_empty() && !c.contains(['\r', '\n']) => c.to_string(),
@@ -1378,6 +1391,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                     dial,
                     recording,
                     caller_id,
+                    recordings_dir,
                     variables,
                     timeout: v.duration(
                         &at("timeout"),

@@ -459,21 +459,74 @@ async fn recording(app: &App, caller: &Caller, id: String) -> Resp {
             "the call has no recording",
         );
     };
-    match recordings::audio(&reference, billable.unwrap_or(0)) {
-        Some(wav) => {
-            let mut r = super::text(StatusCode::OK, wav);
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("audio/wav"),
-            );
-            r
+    let config = &app.runtime().config;
+    let wav = match recordings::locate(&reference, billable.unwrap_or(0), config) {
+        Some(recordings::Audio::Made(wav)) => wav,
+        Some(recordings::Audio::File(path)) => match read_recording(&path).await {
+            Ok(wav) => wav,
+            Err(r) => return r,
+        },
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no_recording",
+                &format!("recording {reference:?} is not held by c2cd"),
+            )
         }
-        None => error(
+    };
+    let mut r = super::text(StatusCode::OK, wav);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("audio/wav"),
+    );
+    r
+}
+
+/// A recording file Asterisk wrote, or the answer that says why it cannot be
+/// served.
+async fn read_recording(path: &std::path::Path) -> Result<Vec<u8>, Resp> {
+    use std::io::ErrorKind;
+    let fail = |e: std::io::Error| match e.kind() {
+        ErrorKind::NotFound => error(
             StatusCode::NOT_FOUND,
             "no_recording",
-            &format!("recording {reference:?} is not held by c2cd"),
+            "the recording is not on the box (yet): Asterisk writes it when the call ends",
         ),
-    }
+        _ => {
+            log::warn!(
+                "recording {}: {e} (c2cd's user needs read access: the asterisk group)",
+                path.display()
+            );
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "recording_unreadable",
+                "c2cd cannot read the recording; the operator's log says why",
+            )
+        }
+    };
+    // Files are read on the blocking pool, never on the request's thread.
+    let p = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        let size = std::fs::metadata(&p)?.len();
+        if size > recordings::MAX_FILE_BYTES {
+            return Ok(Err(size));
+        }
+        std::fs::read(&p).map(Ok)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    read.map_err(fail)?.map_err(|size| {
+        log::warn!(
+            "recording {}: {size} bytes, more than the {} served",
+            path.display(),
+            recordings::MAX_FILE_BYTES
+        );
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "recording_too_large",
+            "the recording is larger than c2cd serves; the operator has it on the box",
+        )
+    })
 }
 
 /// A call as `caller` may see it: a partner is not shown what c2cd sent its

@@ -3,7 +3,50 @@
 //!
 //! A provider reports a recording by reference. The simulator's
 //! (`sim://recordings/<id>.wav`) are made on request: silence as long as the
-//! call was bridged, capped, since the simulator carries no audio.
+//! call was bridged, capped, since the simulator carries no audio. An AMI
+//! provider's (`ami://<provider>/c2cd-<call id>.wav`) are files Asterisk wrote
+//! in the provider's `recordings_dir`.
+
+use std::path::PathBuf;
+
+use crate::config::{Config, ProviderKind};
+
+/// The largest recording file served (it is sent from memory).
+pub const MAX_FILE_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Where the audio of a recording comes from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Audio {
+    /// Made here: the WAV file.
+    Made(Vec<u8>),
+    /// A file on this box.
+    File(PathBuf),
+}
+
+/// Where the audio of recording `reference`, of a call bridged for `seconds`,
+/// is; `None` when c2cd does not hold it.
+pub fn locate(reference: &str, seconds: i64, config: &Config) -> Option<Audio> {
+    if let Some(wav) = audio(reference, seconds) {
+        return Some(Audio::Made(wav));
+    }
+    let (provider, file) = reference.strip_prefix("ami://")?.split_once('/')?;
+    // Only the names c2cd gives: nothing that leaves the directory.
+    let ours = file.starts_with("c2cd-")
+        && file.ends_with(".wav")
+        && file
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !file.contains("..");
+    if !ours {
+        return None;
+    }
+    config.providers.iter().find_map(|p| match &p.kind {
+        ProviderKind::Ami(a) if p.name == provider => {
+            Some(Audio::File(a.recordings_dir.join(file)))
+        }
+        _ => None,
+    })
+}
 
 /// The longest simulated recording served.
 pub const MAX_SIM_SECONDS: i64 = 300;
@@ -61,5 +104,48 @@ mod tests {
             58 + 8000 * MAX_SIM_SECONDS as usize
         );
         assert!(audio("file:///etc/passwd", 2).is_none());
+    }
+
+    #[test]
+    fn an_ami_recording_is_a_file_in_its_providers_directory_and_nowhere_else() {
+        let config = crate::config::parse(
+            r#"
+[[partner]]
+id = "p"
+dialects = ["native"]
+username = "crm"
+password = "crm-password-0123456789"
+provider = "pbx"
+
+[[provider]]
+name = "pbx"
+kind = "ami"
+address = "127.0.0.1:5038"
+username = "c2cd"
+secret = "s"
+channel = "PJSIP/{number}@trunk"
+context = "c2cd"
+recordings_dir = "/srv/monitor"
+"#,
+            crate::config::Source::Embedded,
+        )
+        .unwrap();
+        assert_eq!(
+            locate("ami://pbx/c2cd-0192.wav", 0, &config),
+            Some(Audio::File("/srv/monitor/c2cd-0192.wav".into()))
+        );
+        for bad in [
+            "ami://other/c2cd-0192.wav",
+            "ami://pbx/../c2cd-0192.wav",
+            "ami://pbx/c2cd-../../etc/passwd.wav",
+            "ami://pbx/c2cd-x/y.wav",
+            "ami://pbx/secret.wav",
+        ] {
+            assert_eq!(locate(bad, 0, &config), None, "{bad}");
+        }
+        assert!(matches!(
+            locate("sim://recordings/x.wav", 1, &config),
+            Some(Audio::Made(_))
+        ));
     }
 }

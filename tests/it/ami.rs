@@ -459,7 +459,12 @@ fn legs(d: &Daemon, id: &str) -> Vec<String> {
 #[test]
 fn plans_play_out_on_asterisk_in_rounds() {
     let pbx = Asterisk::start();
-    let mut d = Daemon::start(&config(&pbx.addr));
+    let monitor = tempfile::tempdir().unwrap();
+    let cfg = config(&pbx.addr).replace(
+        "variables = ",
+        &format!("recordings_dir = {:?}\nvariables = ", monitor.path()),
+    );
+    let mut d = Daemon::start(&cfg);
     d.wait_logged("logged in as");
 
     // A in parallel: 102 rings, 100 answers and wins, so c2cd hangs up 102.
@@ -515,6 +520,17 @@ fn plans_play_out_on_asterisk_in_rounds() {
         format!("ami://pbx/c2cd-{id}.wav"),
         "{call}"
     );
+    // c2cd serves the file once Asterisk has written it.
+    let path = format!("/v1/calls/{id}/recording");
+    let r = d.admin_get(&path, TOKEN);
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("not on the box (yet)"), "{}", r.text());
+    let wav = b"RIFF\x24\0\0\0WAVEfmt recorded by MixMonitor".to_vec();
+    std::fs::write(monitor.path().join(format!("c2cd-{id}.wav")), &wav).unwrap();
+    let r = d.admin_get(&path, TOKEN);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("audio/wav"));
+    assert_eq!(r.body, wav);
 
     // B in parallel: 101 busy, 300 answers, 102 is cancelled.
     let id = place_plan(

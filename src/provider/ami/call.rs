@@ -1102,6 +1102,7 @@ mod tests {
             dial: "PJSIP/{number}@trunk".into(),
             recording: AmiRecording::Dialplan,
             caller_id: "<{number}>".into(),
+            recordings_dir: "/var/spool/asterisk/monitor".into(),
             variables: Vec::new(),
             timeout: Duration::from_secs(5),
         };
