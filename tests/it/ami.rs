@@ -356,7 +356,9 @@ fn calls_on_asterisk_end_as_the_manager_reports() {
         .map(|(_, v)| v.as_str())
         .collect();
     assert!(
-        vars.contains(&"TIMEOUT(absolute)=600") && vars.contains(&"C2C_SITE=test"),
+        vars.contains(&"TIMEOUT(absolute)=660")
+            && vars.contains(&"C2C_TIME_LIMIT=600")
+            && vars.contains(&"C2C_SITE=test"),
         "{vars:?}"
     );
     let call = d.call(&id);
@@ -599,7 +601,7 @@ fn application_dial_takes_b_in_one_round() {
     let o = pbx.wait_action("Originate", "ChannelId", &id);
     assert_eq!(
         (get(&o, "Application"), get(&o, "Data")),
-        ("Dial", "Local/101@c2c-test&Local/300@c2c-test,30")
+        ("Dial", "Local/101@c2c-test&Local/300@c2c-test,30,S(7200)")
     );
     assert_eq!(legs(&d, &id), ["a1 hung_up", "b1 busy", "b2 hung_up"]);
 

@@ -32,6 +32,9 @@ const CAUSE_WAIT: Duration = Duration::from_secs(2);
 /// How long past A's ring timeout a try's verdict may be late before the try
 /// is given up (a manager user without `read = call` never hears one).
 const VERDICT_GRACE: Duration = Duration::from_secs(15);
+/// How long past its time limit a bridged call may run before c2cd hangs it
+/// up itself (Asterisk's `S()` should have).
+const LIMIT_GRACE: Duration = Duration::from_secs(30);
 
 /// What an `OriginateResponse` says of leg A.
 pub fn a_outcome(m: &Message) -> Result<(), LegOutcome> {
@@ -245,6 +248,7 @@ fn originate_action(cfg: &AmiConfig, o: &Originate, t: &ATry) -> Message {
     let chan = t.chan(o.call_id);
     let rounds = b_rounds(cfg, &plan.b);
     let b_ring = plan.b.ring_timeout.as_secs().to_string();
+    let limit = plan.time_limit.as_secs();
     let mut m = Message::action("Originate", &[("Channel", &fill(&cfg.channel, &t.digits))]);
     match &cfg.bridge {
         Bridge::Dialplan { context, exten } => {
@@ -256,7 +260,8 @@ fn originate_action(cfg: &AmiConfig, o: &Originate, t: &ATry) -> Message {
         Bridge::Dial => {
             let round = rounds.first().map_or("", String::as_str);
             m.push("Application", "Dial");
-            m.push("Data", &format!("{round},{b_ring}"));
+            // S(): the time limit, counted from B's answer.
+            m.push("Data", &format!("{round},{b_ring},S({limit})"));
         }
     }
     if let Some(cid) = t.caller_id.as_deref().filter(|c| !c.is_empty()) {
@@ -277,11 +282,14 @@ fn originate_action(cfg: &AmiConfig, o: &Originate, t: &ATry) -> Message {
     }
     var("C2C_B_RING", &b_ring);
     var("C2C_B_DELAY", &plan.b.retry_delay.as_secs().to_string());
+    var("C2C_TIME_LIMIT", &limit.to_string());
     if plan.record && cfg.recording == AmiRecording::Dialplan {
         var("C2C_RECORD", &record_file(o.call_id));
     }
-    // The time limit: Asterisk hangs the call up itself.
-    var("TIMEOUT(absolute)", &plan.time_limit.as_secs().to_string());
+    // The time limit is counted from B's answer by Dial's S(); as a backstop
+    // A's channel lives no longer than its ring, B's rounds and the limit.
+    let most = plan.a.ring_timeout + plan.b.longest_setup() + plan.time_limit;
+    var("TIMEOUT(absolute)", &most.as_secs().to_string());
     for (k, v) in &cfg.variables {
         var(k, v);
     }
@@ -444,6 +452,11 @@ struct Track {
     id: CallId,
     rounds: Vec<Vec<ATry>>,
     a_ring: Duration,
+    time_limit: Duration,
+    /// When B answered; c2cd hangs up a call running past its limit.
+    bridged_at: Option<Instant>,
+    /// The hang-up at the limit was sent.
+    cut: bool,
     /// The round of A ringing.
     round: usize,
     a: HashMap<u16, (AState, Option<u16>)>,
@@ -481,6 +494,9 @@ impl Track {
             id,
             rounds,
             a_ring: plan.a.ring_timeout,
+            time_limit: plan.time_limit,
+            bridged_at: None,
+            cut: false,
             round: 0,
             a,
             b,
@@ -566,6 +582,14 @@ impl Track {
 
     /// Takes one message from the manager.
     fn on(&mut self, m: &Message, now: Instant) -> Vec<Step> {
+        let steps = self.take(m, now);
+        if self.bridged && self.bridged_at.is_none() {
+            self.bridged_at = Some(now);
+        }
+        steps
+    }
+
+    fn take(&mut self, m: &Message, now: Instant) -> Vec<Step> {
         if self.done {
             return Vec::new();
         }
@@ -697,9 +721,26 @@ impl Track {
         }
     }
 
+    /// When a bridged call past its time limit is hung up by c2cd.
+    fn cut_at(&self) -> Option<Instant> {
+        let at = self.bridged_at? + self.time_limit + LIMIT_GRACE;
+        (!self.cut && !self.done).then_some(at)
+    }
+
     /// Failing tries whose wait for a cause is over end as they are; tries
-    /// whose verdict never came fail.
+    /// whose verdict never came fail; a call past its time limit is hung up.
     fn settle(&mut self, now: Instant) -> Vec<Step> {
+        if self.cut_at().is_some_and(|at| at <= now) {
+            self.cut = true;
+            if let Some(n) = self.winner() {
+                log::warn!(
+                    "call {}: still up {}s past its time limit; hanging it up",
+                    self.id,
+                    LIMIT_GRACE.as_secs()
+                );
+                return vec![Step::Hangup(channel_id(self.id, n))];
+            }
+        }
         let due: Vec<(u16, LegOutcome)> = self
             .a
             .iter()
@@ -730,6 +771,7 @@ impl Track {
                 AState::Failing(_, at) | AState::Ringing(at) => Some(*at),
                 _ => None,
             })
+            .chain(self.cut_at())
             .min()
     }
 
@@ -1322,6 +1364,25 @@ mod tests {
         assert!(t.settle(due - Duration::from_millis(1)).is_empty());
         let given_up = t.settle(due);
         assert_eq!(said(given_up), ["a1:a_ended_failed", "next round"]);
+    }
+
+    #[test]
+    fn a_call_past_its_time_limit_is_hung_up_by_c2cd() {
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 0)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        let now = Instant::now();
+        t.sent(1, true, now);
+        respond(&mut t, 1, "Success", "4");
+        let m = ev(&t, "DialEnd", 1, &[("DialStatus", "ANSWER")]);
+        t.on(&m, now);
+        let cut = now + Duration::from_secs(600) + LIMIT_GRACE;
+        assert_eq!(t.next_settle(), Some(cut));
+        assert!(t.settle(cut - Duration::from_secs(1)).is_empty());
+        assert_eq!(said(t.settle(cut)), ["hangup a1"]);
+        assert_eq!(t.next_settle(), None, "once");
     }
 
     #[test]
