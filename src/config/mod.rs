@@ -59,6 +59,8 @@ struct RawConfig {
     #[serde(default)]
     airtel: RawAirtel,
     #[serde(default)]
+    roundtrip: RawRoundTrip,
+    #[serde(default)]
     partner: Vec<RawPartner>,
     #[serde(default)]
     provider: Vec<RawProvider>,
@@ -164,6 +166,13 @@ struct RawAirtel {
     country_code: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRoundTrip {
+    /// How far a posted CallStart may be from the call's start. Default "900s".
+    tolerance: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgentPool {
@@ -211,7 +220,8 @@ struct RawPartner {
     /// The front doors this partner may use. Default ["xip"].
     dialects: Option<Vec<String>>,
     /// The provider its calls go to, or a route: providers tried in order.
-    provider: OneOrMany,
+    /// Not for a partner without dialects (a call center posting sales).
+    provider: Option<OneOrMany>,
     /// XIP PromptSet sent upstream. Default "XIP1".
     prompt_set: Option<String>,
     /// XIP Source sent upstream. Default "XIP1".
@@ -243,6 +253,11 @@ struct RawPartner {
     caller_ids: Option<Vec<String>>,
     /// Airtel: the agent pools ROUND ROBIN takes agents from.
     agent_pool: Option<Vec<RawAgentPool>>,
+    /// RoundTrip: "full" (sales for any call) or "restricted" (only for calls
+    /// to roundtrip_targets). Default: no RoundTrip access.
+    roundtrip: Option<String>,
+    /// RoundTrip: the 10-digit numbers a restricted partner takes calls at.
+    roundtrip_targets: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,8 +327,25 @@ pub struct Config {
     pub callbacks: Callbacks,
     pub spokn: Spokn,
     pub airtel: Airtel,
+    pub roundtrip: RoundTrip,
     pub partners: Vec<Partner>,
     pub providers: Vec<ProviderConfig>,
+}
+
+/// RoundTrip sales data: how matching by search behaves.
+#[derive(Debug, Clone)]
+pub struct RoundTrip {
+    /// How far a posted CallStart may be from the call's start (±).
+    pub tolerance: Duration,
+}
+
+/// What RoundTrip sales data a partner may post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoundTripAccess {
+    /// For any call.
+    Full,
+    /// Only for calls whose Target is one of these (E.164, `+1…`).
+    Restricted(Vec<String>),
 }
 
 /// The Spokn dialect's settings.
@@ -461,6 +493,8 @@ pub struct Partner {
     pub call_flow_ids: Vec<String>,
     pub caller_ids: Vec<String>,
     pub agent_pools: Vec<AgentPool>,
+    /// RoundTrip: which calls' sales data the partner may post, if any.
+    pub roundtrip: Option<RoundTripAccess>,
 }
 
 impl Partner {
@@ -1594,8 +1628,14 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         if partners.iter().any(|q| q.id == p.id) {
             v.err(&at("id"), format!("partner {:?} is declared twice", p.id));
         }
+        // A partner with RoundTrip access and no dialects named is a call
+        // center: it posts sales and places no calls.
+        let default_dialects = match p.roundtrip {
+            Some(_) => Vec::new(),
+            None => vec!["xip".to_string()],
+        };
         let mut dialects = Vec::new();
-        for d in p.dialects.clone().unwrap_or_else(|| vec!["xip".into()]) {
+        for d in p.dialects.clone().unwrap_or(default_dialects) {
             match d.as_str() {
                 "xip" => dialects.push(Dialect::Xip),
                 "native" => dialects.push(Dialect::Native),
@@ -1616,7 +1656,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 "partners using the xip dialect need a secret (the MD5 shared secret)",
             );
         }
-        if p.username.is_some() || dialects.iter().any(|d| d.basic_auth()) {
+        if p.username.is_some() || p.roundtrip.is_some() || dialects.iter().any(|d| d.basic_auth()) {
             match (&p.username, &p.password) {
                 (Some(u), _) if u.is_empty() || u.contains(':') => {
                     v.err(&at("username"), "must not be empty or contain ':'")
@@ -1636,7 +1676,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 (Some(_), None) => v.err(&at("password"), "a username needs a password"),
                 (None, _) => v.err(
                     &at("username"),
-                    "partners using the native, spokn or airtel dialect need a username and a password (HTTP Basic)",
+                    "partners using the native, spokn or airtel dialect or roundtrip need a username and a password (HTTP Basic)",
                 ),
             }
         }
@@ -1707,10 +1747,44 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 cents_per_minute: r.cents_per_minute,
             });
         }
-        let route = p.provider.list();
-        if route.is_empty() {
+        let route = p.provider.as_ref().map(OneOrMany::list).unwrap_or_default();
+        if route.is_empty() && !dialects.is_empty() {
             v.err(&at("provider"), "names no provider");
         }
+        let targets = p.roundtrip_targets.clone().unwrap_or_default();
+        for t in &targets {
+            if !ten(t) {
+                v.err(&at("roundtrip_targets"), format!("{t:?} is not a 10-digit number"));
+            }
+        }
+        let roundtrip = match p.roundtrip.as_deref() {
+            None => {
+                if p.roundtrip_targets.is_some() {
+                    v.err(&at("roundtrip_targets"), "is for roundtrip = \"restricted\" partners");
+                }
+                None
+            }
+            Some("full") => {
+                if p.roundtrip_targets.is_some() {
+                    v.err(&at("roundtrip_targets"), "is for roundtrip = \"restricted\" partners: a full one may post for any call");
+                }
+                Some(RoundTripAccess::Full)
+            }
+            Some("restricted") if targets.is_empty() => {
+                v.err(
+                    &at("roundtrip_targets"),
+                    "a restricted RoundTrip partner needs the numbers it takes calls at",
+                );
+                None
+            }
+            Some("restricted") => Some(RoundTripAccess::Restricted(
+                targets.iter().map(|t| format!("+1{t}")).collect(),
+            )),
+            Some(o) => {
+                v.err(&at("roundtrip"), format!("{o:?} is not \"full\" or \"restricted\""));
+                None
+            }
+        };
         for (j, name) in route.iter().enumerate() {
             if !raw.provider.iter().any(|q| &q.name == name) {
                 v.err(
@@ -1779,13 +1853,24 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             call_flow_ids: p.call_flow_ids.clone().unwrap_or_default(),
             caller_ids: p.caller_ids.clone().unwrap_or_default(),
             agent_pools,
+            roundtrip,
         });
     }
+
+    let roundtrip = RoundTrip {
+        tolerance: v.duration(
+            &[K("roundtrip"), K("tolerance")],
+            &raw.roundtrip.tolerance,
+            Duration::from_secs(900),
+            Duration::from_secs(86400),
+        ),
+    };
 
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
     Ok(Config {
+        roundtrip,
         source,
         server,
         database,
@@ -2304,6 +2389,7 @@ secret = "up"
             ("callbacks", "[callbacks]", ""),
             ("spokn", "[spokn]", ""),
             ("airtel", "[airtel]", ""),
+            ("roundtrip", "[roundtrip]", ""),
             ("partner", "[[partner]]", "id = \"x\"\nprovider = \"p\"\n"),
             (
                 "partner.rate",

@@ -41,6 +41,11 @@ pub const TABLES: &[(&str, &str, &str)] = &[
         "The Airtel front door (POST /v2/execute/workflow).",
     ),
     (
+        "roundtrip",
+        "[roundtrip]",
+        "RoundTrip sales data (POST /roundtrip): call centers post sales to the calls c2cd handled.",
+    ),
+    (
         "partner",
         "[[partner]]",
         "One per vendor, CRM or carrier that may ask for calls. Partners are synced into the database at start and on reload; one removed from the file is disabled there, never deleted.",
@@ -90,6 +95,7 @@ pub const KEYS: &[Key] = &[
     Key { table: "callbacks", name: "max_backoff", default: "\"10m\"", doc: "The longest delay between two attempts." },
     Key { table: "callbacks", name: "max_response_bytes", default: "16384", doc: "Bytes of a receiver's answer read at most." },
     Key { table: "spokn", name: "access_number", default: "none", doc: "E.164 number shown to a phone whose other party is a local extension (a Spokn ID, which a phone cannot be shown). Without one such a phone is shown no caller ID." },
+    Key { table: "roundtrip", name: "tolerance", default: "\"900s\"", doc: "How far a posted CallStart may be from a call's start for a search to match it (at most 24 h)." },
     Key { table: "airtel", name: "country_code", default: "\"91\"", doc: "The country code that makes Airtel's 10-digit numbers E.164." },
     Key { table: "partner", name: "id", default: "required", doc: "The partner's id; for XIP, the PartnerID it sends." },
     Key { table: "partner", name: "name", default: "the id", doc: "A name for operators." },
@@ -113,6 +119,8 @@ pub const KEYS: &[Key] = &[
     Key { table: "partner", name: "call_flow_ids", default: "required for airtel", doc: "Airtel: the callFlowIds the partner may start; another is INCORRECT_CALL_FLOW_ID." },
     Key { table: "partner", name: "caller_ids", default: "[] (any)", doc: "Airtel: the 10-digit virtual numbers the partner may show as callerId; another is INVALID_CALLER_ID." },
     Key { table: "partner", name: "agent_pool", default: "[]", doc: "Airtel: agent pools for ROUND ROBIN, as [[partner.agent_pool]] tables." },
+    Key { table: "partner", name: "roundtrip", default: "none", doc: "RoundTrip (POST /roundtrip): \"full\" posts sales data for any call; \"restricted\" (a call center) only for calls whose Target is in roundtrip_targets. Needs username and password. A partner with roundtrip and no dialects places no calls and needs no provider." },
+    Key { table: "partner", name: "roundtrip_targets", default: "required for restricted", doc: "RoundTrip: the 10-digit numbers a restricted partner takes calls at." },
     Key { table: "partner.agent_pool", name: "id", default: "required", doc: "What an addParticipant component names in agentPoolId." },
     Key { table: "partner.agent_pool", name: "agents", default: "required", doc: "The agents' 10-digit numbers (1 to 10), in the order round robin takes them." },
     Key { table: "provider", name: "name", default: "required", doc: "What partners refer to." },

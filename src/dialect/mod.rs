@@ -13,6 +13,7 @@
 
 pub mod airtel;
 pub mod native;
+pub mod roundtrip;
 pub mod spokn;
 pub mod xip;
 
@@ -50,6 +51,19 @@ pub fn basic_partner<'a>(
     dialect: impl Into<Option<Dialect>>,
 ) -> Result<&'a Partner, BasicError> {
     let dialect = dialect.into();
+    basic_partner_where(cfg, header, |p| match dialect {
+        Some(d) => p.dialects.contains(&d),
+        None => p.dialects.iter().any(|d| d.basic_auth()),
+    })
+}
+
+/// The partner whose HTTP Basic credentials `header` carries, if `allowed`
+/// lets it through this door.
+pub fn basic_partner_where<'a>(
+    cfg: &'a Config,
+    header: Option<&HeaderValue>,
+    allowed: impl Fn(&Partner) -> bool,
+) -> Result<&'a Partner, BasicError> {
     let (user, password) = basic_credentials(header).ok_or(BasicError::Unauthorized)?;
     let partner = cfg
         .partners
@@ -61,10 +75,6 @@ pub fn basic_partner<'a>(
         .unwrap_or("\u{0}no partner has this username\u{0}");
     // SECURITY: constant-time comparison, made for unknown usernames too.
     let ok = ct_eq(password.as_bytes(), expected.as_bytes());
-    let allowed = |p: &Partner| match dialect {
-        Some(d) => p.dialects.contains(&d),
-        None => p.dialects.iter().any(|d| d.basic_auth()),
-    };
     match partner {
         Some(p) if ok && p.enabled && allowed(p) => Ok(p),
         Some(_) if ok => Err(BasicError::Forbidden),

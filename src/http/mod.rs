@@ -153,6 +153,10 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
             detached(&app, dialect::airtel::handle(app.clone(), remote, req)).await,
         ),
         p if p.starts_with("/v2/") => ("airtel", dialect::airtel::not_found(false)),
+        dialect::roundtrip::PATH => (
+            "roundtrip",
+            detached(&app, dialect::roundtrip::handle(app.clone(), remote, req)).await,
+        ),
         p if p.starts_with(crate::provider::spokn::CALLBACK_PATH) => {
             ("spokn_callback", upstream_callback(&app, req).await)
         }

@@ -159,6 +159,64 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE callbacks ADD COLUMN method TEXT NOT NULL DEFAULT 'POST';
     ALTER TABLE callbacks ADD COLUMN headers TEXT;        -- JSON [[name, value], …]
     "#,
+    r#"
+    -- RoundTrip matches a sale to a call by ANI (A), Target (B) and CallStart.
+    CREATE INDEX calls_roundtrip ON calls (a_number, b_number, created_at)
+        WHERE state != 'rejected';
+
+    -- Calls the PBX handled without c2cd, from CDRs (AMI Cdr events, POST
+    -- /v1/cdrs): RoundTrip can match sales to them too.
+    CREATE TABLE pbx_calls (
+        id          TEXT PRIMARY KEY,        -- UUIDv7, c2cd's id for the call
+        source      TEXT NOT NULL,           -- 'ami:<provider>' or 'api'
+        unique_id   TEXT NOT NULL,           -- the CDR's own id
+        ani         TEXT NOT NULL,           -- E.164
+        target      TEXT NOT NULL,
+        dnis        TEXT,
+        started_at  INTEGER NOT NULL,
+        answered_at INTEGER,
+        ended_at    INTEGER,
+        disposition TEXT,
+        billable_s  INTEGER,
+        received    TEXT NOT NULL,           -- the CDR as received (JSON)
+        created_at  INTEGER NOT NULL,
+        UNIQUE (source, unique_id)
+    ) STRICT;
+    CREATE INDEX pbx_calls_roundtrip ON pbx_calls (ani, target, started_at);
+
+    -- Every RoundTrip submission, answered or refused: the history.
+    CREATE TABLE sales (
+        id           INTEGER PRIMARY KEY,
+        received_at  INTEGER NOT NULL,
+        partner_id   TEXT,                   -- the partner whose credentials matched
+        username     TEXT,                   -- the user that tried (never the password)
+        remote_addr  TEXT,
+        content_type TEXT,
+        body         BLOB NOT NULL,          -- as received: the supplemental data whole
+        how          TEXT,                   -- 'id' or 'search'
+        ani          TEXT,
+        target       TEXT,
+        dnis         TEXT,
+        call_start   INTEGER,                -- the posted CallStart, unix ms
+        call_id      TEXT,                   -- the call it was matched to
+        status       INTEGER NOT NULL,       -- the HTTP status answered
+        error        TEXT,
+        is_sale      INTEGER,
+        amount_cents INTEGER,
+        payment      TEXT,
+        items        TEXT                    -- JSON [{name, price_cents}, …]
+    ) STRICT;
+    CREATE INDEX sales_received ON sales (received_at);
+    CREATE INDEX sales_call ON sales (call_id, id) WHERE call_id IS NOT NULL;
+
+    -- A call's current sales data: matched once by search, replaced by ID.
+    CREATE TABLE call_sales (
+        call_id    TEXT PRIMARY KEY,
+        sale_id    INTEGER NOT NULL REFERENCES sales (id),
+        matched_at INTEGER NOT NULL,         -- when first matched
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

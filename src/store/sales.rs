@@ -1,0 +1,254 @@
+//! RoundTrip sales data: every submission is kept (`sales`), and a call's
+//! current sales data is the one `call_sales` points at. A search matches a
+//! call once; a submission by ID replaces the call's sales data, the earlier
+//! ones staying in the history.
+//!
+//! Calls that can be matched are c2cd's own (not rejected: ANI is A's number,
+//! Target B's, CallStart when the request came) and the PBX's, from CDRs
+//! (`pbx_calls`). Both are searched through an index on (ANI, Target, start).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// How a submission names its call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// By c2cd's call id.
+    Id(String),
+    /// The earliest call not yet matched from `ani` to `target` that started
+    /// within `tolerance_ms` of `start_ms`; with `dnis`, a call whose DNIS is
+    /// known must have that one.
+    Search {
+        ani: String,
+        target: String,
+        dnis: Option<String>,
+        start_ms: i64,
+        tolerance_ms: i64,
+    },
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    pub name: String,
+    pub price_cents: i64,
+}
+
+/// A submission as it is recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Posted {
+    pub received_at: i64,
+    pub partner_id: Option<String>,
+    pub username: Option<String>,
+    pub remote_addr: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    /// What IsSale, Amount and Items were derived from the classic order, if
+    /// one was posted.
+    pub order: Option<Order>,
+}
+
+/// The classic `rs:Order`: payment, items and what they add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Order {
+    pub payment: Option<String>,
+    pub items: Vec<Item>,
+}
+
+impl Order {
+    pub fn is_sale(&self) -> bool {
+        !self.items.is_empty()
+    }
+
+    pub fn amount_cents(&self) -> i64 {
+        self.items.iter().map(|i| i.price_cents).sum()
+    }
+}
+
+/// What became of a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Recorded as the call's sales data.
+    Matched(String),
+    /// No call by that ID, or none in the window.
+    NotFound,
+    /// Every call the search found has been matched already (the earliest).
+    AlreadyMatched(String),
+    /// The call's Target is not one of the restricted partner's.
+    NotTheirs,
+}
+
+impl Outcome {
+    /// The HTTP status the submission is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Matched(_) => 200,
+            Outcome::NotFound => 404,
+            Outcome::AlreadyMatched(_) => 409,
+            Outcome::NotTheirs => 403,
+        }
+    }
+}
+
+/// Records a submission refused before any call was looked at.
+pub fn refuse(conn: &Connection, p: &Posted, status: u16, error: &str) -> rusqlite::Result<i64> {
+    insert(conn, p, None, None, status, Some(error))
+}
+
+/// Looks the call up, and records the submission with what became of it, in
+/// the caller's transaction: two searches for one call cannot both match it.
+/// `targets` limits a restricted partner to calls to those numbers.
+pub fn submit(
+    conn: &Connection,
+    p: &Posted,
+    key: &Key,
+    targets: Option<&[String]>,
+) -> rusqlite::Result<Outcome> {
+    let outcome = match key {
+        Key::Id(id) => match call_target(conn, id)? {
+            None => Outcome::NotFound,
+            Some(t) if targets.is_some_and(|ts| !ts.contains(&t)) => Outcome::NotTheirs,
+            Some(_) => Outcome::Matched(id.clone()),
+        },
+        Key::Search { target, .. } if targets.is_some_and(|ts| !ts.contains(target)) => {
+            Outcome::NotTheirs
+        }
+        Key::Search { .. } => {
+            let found = candidates(conn, key)?;
+            match found.iter().find(|(_, matched)| !matched) {
+                Some((id, _)) => Outcome::Matched(id.clone()),
+                None => match found.first() {
+                    Some((id, _)) => Outcome::AlreadyMatched(id.clone()),
+                    None => Outcome::NotFound,
+                },
+            }
+        }
+    };
+    let error = match &outcome {
+        Outcome::Matched(_) => None,
+        Outcome::NotFound => Some(match key {
+            Key::Id(_) => "no call has this ID".to_string(),
+            Key::Search { .. } => "Call Not Found: no call matches within the tolerance; retry later".to_string(),
+        }),
+        Outcome::AlreadyMatched(id) => Some(format!(
+            "call {id}, the earliest that matches, already has sales data matched by search; send its ID to replace it"
+        )),
+        Outcome::NotTheirs => Some("the call's Target is not one of this partner's".to_string()),
+    };
+    let call = match &outcome {
+        Outcome::Matched(id) => Some(id.as_str()),
+        _ => None,
+    };
+    let sale = insert(conn, p, Some(key), call, outcome.status(), error.as_deref())?;
+    if let Some(id) = call {
+        conn.execute(
+            "INSERT INTO call_sales (call_id, sale_id, matched_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+             ON CONFLICT (call_id) DO UPDATE SET sale_id = excluded.sale_id, updated_at = excluded.updated_at",
+            params![id, sale, p.received_at],
+        )?;
+    }
+    Ok(outcome)
+}
+
+/// The Target of call `id` (c2cd's or the PBX's); `None` when there is none.
+fn call_target(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT b_number FROM calls WHERE id = ?1 AND state != 'rejected'
+         UNION ALL SELECT target FROM pbx_calls WHERE id = ?1",
+        [id],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()
+    .map(|t| t.map(Option::unwrap_or_default))
+}
+
+/// The calls a search finds, earliest first, each with whether it is matched.
+fn candidates(conn: &Connection, key: &Key) -> rusqlite::Result<Vec<(String, bool)>> {
+    let Key::Search {
+        ani,
+        target,
+        dnis,
+        start_ms,
+        tolerance_ms,
+    } = key
+    else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at, EXISTS (SELECT 1 FROM call_sales s WHERE s.call_id = found.id) FROM (
+             SELECT id, created_at AS at FROM calls
+              WHERE a_number = ?1 AND b_number = ?2 AND created_at BETWEEN ?3 AND ?4
+                AND state != 'rejected'
+             UNION ALL
+             SELECT id, started_at FROM pbx_calls
+              WHERE ani = ?1 AND target = ?2 AND started_at BETWEEN ?3 AND ?4
+                AND (?5 IS NULL OR dnis IS NULL OR dnis = ?5)
+         ) AS found ORDER BY at, id LIMIT 100",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            ani,
+            target,
+            start_ms - tolerance_ms,
+            start_ms + tolerance_ms,
+            dnis
+        ],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(2)?)),
+    )?;
+    rows.collect()
+}
+
+fn insert(
+    conn: &Connection,
+    p: &Posted,
+    key: Option<&Key>,
+    call: Option<&str>,
+    status: u16,
+    error: Option<&str>,
+) -> rusqlite::Result<i64> {
+    let (how, ani, target, dnis, start) = match key {
+        None => ("", None, None, None, None),
+        Some(Key::Id(_)) => ("id", None, None, None, None),
+        Some(Key::Search {
+            ani,
+            target,
+            dnis,
+            start_ms,
+            ..
+        }) => (
+            "search",
+            Some(ani.as_str()),
+            Some(target.as_str()),
+            dnis.as_deref(),
+            Some(*start_ms),
+        ),
+    };
+    let order = p.order.as_ref();
+    conn.execute(
+        "INSERT INTO sales (received_at, partner_id, username, remote_addr, content_type, body, how,
+                            ani, target, dnis, call_start, call_id, status, error, is_sale,
+                            amount_cents, payment, items)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULLIF(?7, ''), ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        params![
+            p.received_at,
+            p.partner_id,
+            p.username,
+            p.remote_addr,
+            p.content_type,
+            p.body,
+            how,
+            ani,
+            target,
+            dnis,
+            start,
+            call,
+            status,
+            error,
+            order.map(Order::is_sale),
+            order.map(Order::amount_cents),
+            order.and_then(|o| o.payment.clone()),
+            order.map(|o| serde_json::to_string(&o.items).unwrap_or_default()),
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
