@@ -1,9 +1,10 @@
 //! An upstream Airtel click-to-call API (seed 001) as a click-to-call server:
 //! the call flow built from the call's plan as the seed shows it, HTTP Basic
 //! with the account's credentials, the answer read into a result, and the
-//! real-time events Airtel posts back (at `/callbacks/airtel/<call id>/<sig>`)
-//! driving the call. The event names are those c2cd's own Airtel front door
-//! sends; the seed shows `Removed` with its `metaData` cause.
+//! real-time events and the CDR Airtel posts back (at
+//! `/callbacks/airtel/<call id>/<sig>`) driving the call. The event names and
+//! the CDR's shape are those c2cd's own Airtel front door sends; the seed shows
+//! `Removed` with its `metaData` cause, and no CDR.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -14,9 +15,12 @@ use serde_json::{json, Value};
 use super::spokn::signature;
 use super::{upstream, About, Originate, ProviderError, Refusal, Reply};
 use crate::config::AirtelUpConfig;
-use crate::core::call::{q850_text, Event, Leg, LegOutcome, Side};
+use crate::core::call::{next, q850_text, CallState, Event, Leg, LegOutcome, LegState, Side};
 use crate::core::plan::{CallPlan, SidePlan, Strategy};
+use crate::core::{now_ms, CallId};
+use crate::dialect::LegView;
 use crate::outbound::HttpClient;
+use crate::store::calls;
 
 /// The path Airtel calls back on.
 pub const CALLBACK_PATH: &str = "/callbacks/airtel/";
@@ -344,7 +348,294 @@ pub fn event_events(v: &Value, a: (&str, &str), b: (&str, &str)) -> Option<Vec<E
     })
 }
 
-/// `POST /callbacks/airtel/<call id>/<sig>`: one of Airtel's events.
+/// One participant of an Airtel CDR, as c2cd follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrLeg {
+    pub leg: Leg,
+    pub answered: bool,
+    /// How it ended.
+    pub outcome: LegOutcome,
+    /// Its cause, in Airtel's words, for the event that ends it.
+    pub detail: String,
+}
+
+/// An Airtel CDR: the seed says one comes after the call, with the recording's
+/// URL, but shows none. c2cd reads the one its own Airtel front door sends
+/// (README, "The Airtel dialect"): `eventType` `CDR`, `callStatus`, and
+/// `participants`, each with `participantAddress`, `leg` (`from`, `to`),
+/// `attempt`, `status`, `answerTime` and `causeCode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cdr {
+    /// `callStatus`, as given (`COMPLETED`, `FAILED`, …).
+    pub status: String,
+    /// A's participants, then B's, each side by attempt.
+    pub legs: Vec<CdrLeg>,
+}
+
+/// Whether an Airtel callback is its CDR rather than a real-time event.
+pub fn is_cdr(v: &Value) -> bool {
+    v["eventType"] == "CDR"
+}
+
+/// The CDR in `v` for call `(a, b)` (their 10-digit numbers and E.164
+/// forms); numbers are made E.164 with `country_code`. A participant's side is
+/// its `leg`, else its address; one of neither side is not c2cd's.
+pub fn read_cdr(v: &Value, a: (&str, &str), b: (&str, &str), country_code: &str) -> Cdr {
+    let mut legs: Vec<CdrLeg> = v["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let address = p["participantAddress"].as_str().unwrap_or_default();
+            let side = match (p["leg"].as_str(), address) {
+                (Some("from"), _) => Side::A,
+                (Some("to"), _) => Side::B,
+                (_, x) if x == a.0 => Side::A,
+                (_, x) if x == b.0 => Side::B,
+                _ => return None,
+            };
+            let number = match address {
+                x if x == a.0 => Some(a.1.to_string()),
+                x if x == b.0 => Some(b.1.to_string()),
+                x if x.len() == 10 && x.bytes().all(|c| c.is_ascii_digit()) => {
+                    Some(format!("+{country_code}{x}"))
+                }
+                _ => None,
+            };
+            let attempt = p["attempt"]
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(1);
+            let status = p["status"].as_str().unwrap_or_default();
+            let answered =
+                p["answerTime"].as_str().is_some_and(|t| !t.is_empty()) || status == "COMPLETED";
+            let cause = cause_of(&p["causeCode"]);
+            let outcome = match (cause, status) {
+                (Some(_), _) => outcome_of(cause),
+                (None, "BUSY") => LegOutcome::Busy,
+                (None, "NO_ANSWER") => LegOutcome::NoAnswer,
+                (None, "FAILED") => LegOutcome::Failed,
+                (None, _) => LegOutcome::Normal,
+            };
+            let detail = match cause_detail(p) {
+                Some(d) => format!("Airtel's CDR: {status}, {d}"),
+                None => format!("Airtel's CDR: {status}"),
+            };
+            Some(CdrLeg {
+                leg: Leg {
+                    side,
+                    attempt,
+                    number,
+                },
+                answered,
+                outcome,
+                detail,
+            })
+        })
+        .collect();
+    legs.sort_by_key(|l| (l.leg.side == Side::B, l.leg.attempt));
+    Cdr {
+        status: v["callStatus"].as_str().unwrap_or_default().to_string(),
+        legs,
+    }
+}
+
+/// How far a call in `state` has gone: A rung, A answered, B rung, bridged;
+/// an ended call is past everything.
+fn progress(state: CallState) -> u8 {
+    match state {
+        CallState::Requested | CallState::Originating | CallState::Accepted => 0,
+        CallState::DialingA => 1,
+        CallState::AAnswered => 2,
+        CallState::DialingB => 3,
+        CallState::Bridged => 4,
+        _ => 6,
+    }
+}
+
+impl Cdr {
+    /// The whole call as the CDR tells it, each event with how far the call
+    /// has gone once it happened (see [`progress`]; 5 ends the call) and its
+    /// detail: A's tries that did not win, A's answer, B's tries that did not
+    /// win, B's answer and the bridge, and the end.
+    fn story(&self) -> Vec<(Event, u8, String)> {
+        let mut out = Vec::new();
+        let mut ended_by = None;
+        for side in [Side::A, Side::B] {
+            let legs: Vec<&CdrLeg> = self.legs.iter().filter(|l| l.leg.side == side).collect();
+            let won = legs.iter().copied().find(|l| l.answered);
+            let (rung, answered) = match side {
+                Side::A => (1, 2),
+                Side::B => (3, 3),
+            };
+            let last = legs.last().copied();
+            for l in &legs {
+                let is_final = won.is_none() && last == Some(*l);
+                if Some(*l) == won || is_final {
+                    continue;
+                }
+                out.push((Event::Ringing(l.leg.clone()), rung, l.detail.clone()));
+                let end = Event::Ended {
+                    leg: l.leg.clone(),
+                    outcome: l.outcome,
+                    last: false,
+                };
+                out.push((end, rung, l.detail.clone()));
+            }
+            match (won, last) {
+                (Some(w), _) => {
+                    out.push((Event::Ringing(w.leg.clone()), rung, w.detail.clone()));
+                    out.push((Event::Answered(w.leg.clone()), answered, w.detail.clone()));
+                    if side == Side::A {
+                        ended_by = Some(w);
+                        continue;
+                    }
+                    out.push((Event::Bridged, 4, "Airtel's CDR".into()));
+                }
+                // This side never answered: its last try ends the call.
+                (None, Some(l)) => {
+                    out.push((Event::Ringing(l.leg.clone()), rung, l.detail.clone()));
+                    ended_by = Some(l);
+                }
+                (None, None) => {}
+            }
+            if side == Side::A && won.is_none() {
+                break;
+            }
+        }
+        if let Some(l) = ended_by {
+            let end = Event::Ended {
+                leg: l.leg.clone(),
+                outcome: l.outcome,
+                last: true,
+            };
+            out.push((end, 5, l.detail.clone()));
+        }
+        out
+    }
+
+    /// The events that bring a call in `state` with `legs` to the CDR's end:
+    /// the CDR's story less what the call has gone past or its legs already
+    /// show, and less what the call cannot take. Empty for an ended call, and
+    /// for one not yet accepted.
+    pub fn events(&self, state: CallState, legs: &[LegView]) -> Vec<(Event, String)> {
+        let shown = |e: &Event| {
+            let Some(l) = e.leg() else {
+                return false;
+            };
+            let Some(v) = legs
+                .iter()
+                .find(|v| v.side == l.side && v.attempt == l.attempt)
+            else {
+                return false;
+            };
+            match e {
+                Event::Ringing(_) => v.state != LegState::Created,
+                Event::Answered(_) => matches!(v.state, LegState::Answered | LegState::HungUp),
+                _ => v.state.is_terminal(),
+            }
+        };
+        let mut now = state;
+        let mut out = Vec::new();
+        for (event, stage, detail) in self.story() {
+            if stage < progress(now) || shown(&event) {
+                continue;
+            }
+            let Some(to) = next(now, &event) else {
+                continue;
+            };
+            now = to;
+            out.push((event, detail));
+        }
+        out
+    }
+
+    /// The state the CDR says the call ended in: completed when B answered,
+    /// failed when it did not; `None` when it names no participant of c2cd's.
+    pub fn end(&self) -> Option<CallState> {
+        if self.legs.is_empty() {
+            return None;
+        }
+        let b_answered = self
+            .legs
+            .iter()
+            .any(|l| l.leg.side == Side::B && l.answered);
+        Some(match b_answered {
+            true => CallState::Completed,
+            false => CallState::Failed,
+        })
+    }
+
+    /// Whether the CDR tells the end the call recorded.
+    pub fn agrees(&self, state: CallState) -> bool {
+        self.end() == Some(state) || self.status.eq_ignore_ascii_case(state.as_str())
+    }
+}
+
+/// Applies Airtel's CDR to call `id`, in one write with reading where the
+/// call stands: what it brings is applied (a call whose end event was lost
+/// ends with the CDR's causes), the rest was heard already. 200 when something
+/// applied, or when the call has ended (a CDR after the end event, or a
+/// repeat: logged as agreeing or not, since no retry can change an ended
+/// call) or when it names none of the call's participants; 409 while the call
+/// cannot take it yet (not accepted), for Airtel to send it again; 503 when it
+/// could not be recorded.
+async fn apply_cdr(app: &crate::app::App, id: CallId, cdr: Cdr) -> StatusCode {
+    let r = app
+        .store
+        .write(move |c| {
+            let Some((state, legs)) = calls::snapshot(c, id)? else {
+                return Ok(None);
+            };
+            let events = cdr.events(state, &legs);
+            let kinds: Vec<String> = events.iter().map(|(e, _)| e.kind()).collect();
+            let with: Vec<(Event, Option<&str>)> = events
+                .iter()
+                .map(|(e, d)| (e.clone(), Some(d.as_str())))
+                .collect();
+            let states = calls::apply(c, id, &with, now_ms())?;
+            Ok(Some((state, cdr, kinds, states)))
+        })
+        .await;
+    match r {
+        Ok(None) => StatusCode::NOT_FOUND,
+        Ok(Some((_, _, kinds, states))) if !states.is_empty() => {
+            log::info!("call {id}: Airtel's CDR applies {}", kinds.join(", "));
+            for (kind, state) in kinds.iter().zip(states) {
+                log::debug!("call {id}: {kind} -> {state}");
+            }
+            StatusCode::OK
+        }
+        Ok(Some((state, cdr, _, _))) if state.is_terminal() => {
+            if cdr.agrees(state) {
+                log::info!("call {id}: Airtel's CDR agrees with the call's end ({state})");
+            } else {
+                log::warn!(
+                    "call {id}: Airtel's CDR says {:?}, the call ended {state}: the call's record is kept",
+                    cdr.status
+                );
+            }
+            StatusCode::OK
+        }
+        // Nothing to learn from it, now or later.
+        Ok(Some((state, cdr, _, _))) if cdr.end().is_none() => {
+            log::warn!("call {id}: Airtel's CDR names none of the call's participants ({state})");
+            StatusCode::OK
+        }
+        Ok(Some((state, _, _, _))) => {
+            log::info!("call {id}: Airtel's CDR cannot apply to the call yet ({state})");
+            StatusCode::CONFLICT
+        }
+        Err(e) => {
+            log::warn!("call {id}: Airtel's CDR not recorded: {e}");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+/// `POST /callbacks/airtel/<call id>/<sig>`: one of Airtel's real-time
+/// events, or its CDR.
 pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusCode {
     let key = |p: &super::Provider| match p {
         super::Provider::Airtel(a) => Some(a.cfg.password.expose().to_string()),
@@ -364,6 +655,10 @@ pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusC
         return StatusCode::BAD_REQUEST;
     };
     let (ta, tb) = (up.ten(a).unwrap_or_default(), up.ten(b).unwrap_or_default());
+    if is_cdr(&v) {
+        let cdr = read_cdr(&v, (&ta, a), (&tb, b), &up.cfg.country_code);
+        return apply_cdr(app, call.call_id, cdr).await;
+    }
     match event_events(&v, (&ta, a), (&tb, b)) {
         Some(events) => {
             let detail = match v["event"].as_str() {
@@ -644,5 +939,148 @@ mod tests {
             cause_detail(&json!({"causeCode": "1", "sipCode": "404"})).as_deref(),
             Some("Airtel causeCode 1, sipCode 404: Unallocated (unassigned) number")
         );
+    }
+
+    const A: (&str, &str) = ("9810000001", "+919810000001");
+    const B: (&str, &str) = ("9810000002", "+919810000002");
+
+    fn cdr(status: &str, participants: Value) -> Cdr {
+        let v = json!({"eventType": "CDR", "correlationId": "x", "callStatus": status, "participants": participants});
+        assert!(is_cdr(&v));
+        read_cdr(&v, A, B, "91")
+    }
+
+    fn part(
+        address: &str,
+        leg: &str,
+        attempt: u16,
+        status: &str,
+        answered: bool,
+        cause: &str,
+    ) -> Value {
+        json!({"participantAddress": address, "leg": leg, "attempt": attempt, "status": status,
+            "answerTime": if answered { json!("2026-11-22T10:00:01.000+0000") } else { Value::Null },
+            "causeCode": cause, "sipCode": "200", "causeCodeDescription": "d"})
+    }
+
+    fn completed() -> Cdr {
+        cdr(
+            "COMPLETED",
+            json!([
+                part(A.0, "from", 1, "COMPLETED", true, "16"),
+                part(B.0, "to", 1, "COMPLETED", true, "16")
+            ]),
+        )
+    }
+
+    fn kinds(events: &[(Event, String)]) -> Vec<String> {
+        events.iter().map(|(e, _)| e.kind()).collect()
+    }
+
+    fn view(side: Side, state: LegState) -> LegView {
+        LegView {
+            side,
+            attempt: 1,
+            number: None,
+            state,
+            cause: None,
+            created_at: 0,
+            answered_at: None,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn a_cdr_tells_the_whole_call_to_one_that_heard_nothing() {
+        let c = completed();
+        assert_eq!(c.legs.len(), 2);
+        assert_eq!(c.legs[0].leg.number.as_deref(), Some(A.1));
+        assert_eq!(
+            c.legs[0].detail,
+            "Airtel's CDR: COMPLETED, Airtel causeCode 16, sipCode 200: d"
+        );
+        assert_eq!(
+            kinds(&c.events(CallState::Accepted, &[])),
+            [
+                "a_ringing",
+                "a_answered",
+                "b_ringing",
+                "b_answered",
+                "bridged",
+                "a_ended_normal"
+            ]
+        );
+        assert_eq!(c.end(), Some(CallState::Completed));
+        // B busy, tried twice; A answered.
+        let busy = cdr(
+            "FAILED",
+            json!([
+                part(A.0, "from", 1, "COMPLETED", true, "16"),
+                part(B.0, "to", 1, "BUSY", false, "17"),
+                part(B.0, "to", 2, "BUSY", false, "17"),
+            ]),
+        );
+        assert_eq!(
+            kinds(&busy.events(CallState::Accepted, &[])),
+            [
+                "a_ringing",
+                "a_answered",
+                "b_ringing",
+                "b_ended_busy",
+                "b_ringing",
+                "b_ended_busy"
+            ]
+        );
+        assert_eq!(busy.end(), Some(CallState::Failed));
+        // A never answered: B was never called.
+        let no_answer = cdr(
+            "FAILED",
+            json!([part(A.0, "", 1, "NO_ANSWER", false, "19")]),
+        );
+        assert_eq!(
+            kinds(&no_answer.events(CallState::Accepted, &[])),
+            ["a_ringing", "a_ended_no_answer"]
+        );
+    }
+
+    #[test]
+    fn a_cdr_brings_only_what_the_call_has_not_heard() {
+        let c = completed();
+        // The end event was lost: the CDR ends the call.
+        let legs = [
+            view(Side::A, LegState::Answered),
+            view(Side::B, LegState::Answered),
+        ];
+        let events = c.events(CallState::Bridged, &legs);
+        assert_eq!(kinds(&events), ["a_ended_normal"]);
+        assert!(events[0].1.starts_with("Airtel's CDR: COMPLETED"));
+        // B rang; its answer and the bridge were lost.
+        let legs = [
+            view(Side::A, LegState::Answered),
+            view(Side::B, LegState::Ringing),
+        ];
+        assert_eq!(
+            kinds(&c.events(CallState::DialingB, &legs)),
+            ["b_answered", "bridged", "a_ended_normal"]
+        );
+        // Ended, or not yet accepted: nothing.
+        let legs = [
+            view(Side::A, LegState::HungUp),
+            view(Side::B, LegState::HungUp),
+        ];
+        assert!(c.events(CallState::Completed, &legs).is_empty());
+        assert!(c.events(CallState::Originating, &[]).is_empty());
+        // Whether a CDR after the end agrees with it.
+        assert!(c.agrees(CallState::Completed));
+        assert!(!c.agrees(CallState::Failed));
+        assert!(!c.agrees(CallState::Lost));
+        assert!(cdr("LOST", json!([])).agrees(CallState::Lost));
+        // A participant of neither side is not c2cd's.
+        assert!(cdr(
+            "COMPLETED",
+            json!([part("9999999999", "", 1, "COMPLETED", true, "16")])
+        )
+        .legs
+        .is_empty());
     }
 }
