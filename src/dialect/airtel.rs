@@ -41,7 +41,7 @@ use crate::core::plan::{self, CallPlan, Participant, SidePlan, Strategy};
 use crate::core::{format_ms, CallId};
 use crate::http::{read_body, BodyError, Resp};
 use crate::notify::reserved_header;
-use crate::provider::{FollowUp, Originate};
+use crate::provider::{About, FollowUp, Originate, ProviderError};
 use crate::store::{calls, StoreError};
 
 /// The path of the one resource.
@@ -972,8 +972,26 @@ fn answer_of(id: CallId, r: Outcome) -> (Answer, Option<FollowUp>) {
             (answer, follow)
         }
         Err(pe) => {
-            let f = Failure::Internal(format!("the click-to-call server: {pe}"));
-            (Answer::failed(Event::Failed, f), None)
+            let detail = format!("the click-to-call server: {pe}");
+            // A refusal about a participant is told as Airtel tells it; any
+            // other is c2cd's problem, not the partner's.
+            let told = match &pe {
+                ProviderError::Refused(r) => match r.about {
+                    About::Number(Side::A) => Some(seed(codes::FROM_PARTICIPANT_REGEX)),
+                    About::Number(Side::B) => Some(seed(codes::TO_PARTICIPANT_REGEX)),
+                    About::Destination(_) => Some(bad(codes::FLOW, &r.to_string())),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let answer = match told {
+                Some(refusal) => Answer {
+                    detail: Some(detail),
+                    ..Answer::failed(Event::Failed, Failure::Refused(refusal))
+                },
+                None => Answer::failed(Event::Failed, Failure::Internal(detail)),
+            };
+            (answer, None)
         }
     }
 }

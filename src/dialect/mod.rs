@@ -145,16 +145,21 @@ pub fn content_type_is(req: &hyper::Request<hyper::body::Incoming>, mime: &str) 
 /// What the provider's answer (or failure) means for a dialect.
 pub type Outcome = Result<(Reply, Option<FollowUp>), ProviderError>;
 
-/// Whether an outcome should go to the next provider of the route: the
-/// provider could not be reached (the request never left) or failed on its side
-/// (5xx). A timeout or a broken answer may hide a placed call: going on would
-/// ring A twice, so those fail the call instead.
-fn worth_failover(out: &Outcome) -> Option<String> {
+/// Why an outcome should go to the next provider of the route, and whether it
+/// counts against the provider's breaker: the provider could not be reached
+/// (the request never left), failed on its side (5xx), or refused for a reason
+/// the next may not have (see [`crate::provider::About`]). A timeout or a
+/// broken answer may hide a placed call: going on would ring A twice, so those
+/// fail the call instead.
+fn worth_failover(out: &Outcome) -> Option<(String, bool)> {
     match out {
-        Err(e @ ProviderError::Unreachable(_)) => Some(e.to_string()),
+        Err(e @ ProviderError::Unreachable(_)) => Some((e.to_string(), true)),
+        Err(e @ ProviderError::Refused(r)) if r.about.fails_over() => {
+            Some((e.to_string(), r.about.is_failure()))
+        }
         Err(_) => None,
         Ok((reply, _)) if reply.event == Event::Failed && reply.status >= 500 => {
-            Some(format!("HTTP {}", reply.status))
+            Some((format!("HTTP {}", reply.status), true))
         }
         Ok(_) => None,
     }
@@ -275,13 +280,16 @@ pub async fn place<A: Recorded>(
                         r.provider.name()
                     )))
                 };
-                let Some(why) = worth_failover(&out) else {
+                let Some((why, failure)) = worth_failover(&out) else {
                     r.health.success();
                     log::debug!("call {id}: placed via {}", r.provider.name());
                     break answer_of(out);
                 };
-                if asked {
-                    r.health.failure(&why);
+                match (asked, failure) {
+                    (true, true) => r.health.failure(&why),
+                    // It answered sanely, for a call it cannot place.
+                    (true, false) => r.health.success(),
+                    (false, _) => {}
                 }
                 log::warn!("call {id}: provider {} failed: {why}", r.provider.name());
                 let Some(next) = route.get(i + 1) else {

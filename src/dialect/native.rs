@@ -109,6 +109,7 @@ impl NativeError {
                 NativeError::ProviderUnreachable
             }
             ProviderError::Timeout(_) => NativeError::ProviderTimeout,
+            ProviderError::Refused(_) => NativeError::ProviderFailed,
         }
     }
 

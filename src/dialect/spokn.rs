@@ -41,7 +41,7 @@ use crate::core::phone::Address;
 use crate::core::plan::{CallPlan, Participant, SidePlan, Strategy};
 use crate::core::{format_ms, CallId};
 use crate::http::{read_body, BodyError, Resp};
-use crate::provider::{FollowUp, Originate, ProviderError};
+use crate::provider::{About, FollowUp, Originate, ProviderError};
 use crate::store::{calls, StoreError};
 
 /// The path of the one resource.
@@ -592,7 +592,28 @@ fn answer_of(id: CallId, r: Outcome) -> (Answer, Option<FollowUp>) {
             },
             follow,
         ),
-        Err(pe) => (failed(provider_detail(&pe)), None),
+        Err(pe) => {
+            let detail = provider_detail(&pe);
+            // A refusal about a party is told as Spokn tells it; any other is
+            // c2cd's problem, not the partner's.
+            let e = match &pe {
+                ProviderError::Refused(r) => match r.about {
+                    About::Number(Side::A) => SpoknError::BadAparty(r.to_string()),
+                    About::Number(Side::B) => SpoknError::BadBparty(r.to_string()),
+                    About::Destination(Side::A) => SpoknError::AUnsupported(r.to_string()),
+                    About::Destination(Side::B) => SpoknError::BUnsupported(r.to_string()),
+                    _ => return (failed(detail), None),
+                },
+                _ => return (failed(detail), None),
+            };
+            let answer = Answer {
+                event: Event::Failed,
+                body: Bytes::from(answer_body(e.code())),
+                error: Some(e),
+                detail: Some(detail),
+            };
+            (answer, None)
+        }
     }
 }
 

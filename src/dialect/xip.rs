@@ -21,12 +21,12 @@ use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::app::App;
-use crate::core::call::Event;
+use crate::core::call::{Event, Side};
 use crate::core::phone::{last_chars, E164};
 use crate::core::plan::CallPlan;
 use crate::core::{hex_digest_eq, md5_hex, CallId};
 use crate::http::{read_body, BodyError, Resp};
-use crate::provider::{Originate, ProviderError};
+use crate::provider::{About, Originate, ProviderError};
 use crate::store::{calls, StoreError};
 
 use super::{record_refusal, Recorded, CALL_ID_HEADER};
@@ -57,6 +57,8 @@ pub enum XipError {
     UpstreamTimeout,
     #[error("Click-to-call server gave an unusable answer")]
     UpstreamBadResponse,
+    #[error("Click-to-call server refused the call")]
+    UpstreamRefused,
     #[error("Busy, retry later")]
     Overloaded,
     #[error("Internal error")]
@@ -78,6 +80,7 @@ impl XipError {
             XipError::UpstreamUnreachable => 110,
             XipError::UpstreamTimeout => 111,
             XipError::UpstreamBadResponse => 112,
+            XipError::UpstreamRefused => 113,
             XipError::Overloaded => 120,
             XipError::Internal => 121,
         }
@@ -93,9 +96,9 @@ impl XipError {
             XipError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             XipError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             XipError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            XipError::UpstreamUnreachable | XipError::UpstreamBadResponse => {
-                StatusCode::BAD_GATEWAY
-            }
+            XipError::UpstreamUnreachable
+            | XipError::UpstreamBadResponse
+            | XipError::UpstreamRefused => StatusCode::BAD_GATEWAY,
             XipError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             XipError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             XipError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,6 +110,18 @@ impl XipError {
             ProviderError::Unreachable(_) => XipError::UpstreamUnreachable,
             ProviderError::Timeout(_) => XipError::UpstreamTimeout,
             ProviderError::BadResponse(_) => XipError::UpstreamBadResponse,
+            // An upstream that speaks another dialect (Spokn, Airtel) refused:
+            // the vendor is told in XIP, and about its number when it was that.
+            ProviderError::Refused(r) => match r.about {
+                About::Number(side) => XipError::InvalidNumber {
+                    param: match side {
+                        Side::A => "Requestor",
+                        Side::B => "Fulfillment",
+                    },
+                    why: "refused by the click-to-call server".into(),
+                },
+                _ => XipError::UpstreamRefused,
+            },
         }
     }
 }

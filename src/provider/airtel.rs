@@ -1,9 +1,10 @@
 //! An upstream Airtel click-to-call API (seed 001) as a click-to-call server:
 //! the call flow built from the call's plan as the seed shows it, HTTP Basic
 //! with the account's credentials, the answer read into a result, and the
-//! real-time events Airtel posts back (at `/callbacks/airtel/<call id>/<sig>`)
-//! driving the call. The event names are those c2cd's own Airtel front door
-//! sends; the seed shows `Removed` with its `metaData` cause.
+//! real-time events and the CDR Airtel posts back (at
+//! `/callbacks/airtel/<call id>/<sig>`) driving the call. The event names and
+//! the CDR's shape are those c2cd's own Airtel front door sends; the seed shows
+//! `Removed` with its `metaData` cause, and no CDR.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,11 +13,14 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
 
 use super::spokn::signature;
-use super::{upstream, Originate, ProviderError, Reply};
+use super::{upstream, About, Originate, ProviderError, Refusal, Reply};
 use crate::config::AirtelUpConfig;
-use crate::core::call::{Event, Leg, LegOutcome, Side};
+use crate::core::call::{next, q850_text, CallState, Event, Leg, LegOutcome, LegState, Side};
 use crate::core::plan::{CallPlan, SidePlan, Strategy};
+use crate::core::{now_ms, CallId};
+use crate::dialect::LegView;
 use crate::outbound::HttpClient;
+use crate::store::calls;
 
 /// The path Airtel calls back on.
 pub const CALLBACK_PATH: &str = "/callbacks/airtel/";
@@ -141,27 +145,173 @@ impl AirtelUp {
             self.cfg.timeout,
         )
         .await?;
-        let ok = answer.status == 200
-            && serde_json::from_slice::<Value>(&answer.body)
-                .is_ok_and(|v| v["status"] == "success" || v["correlationId"].is_string());
+        outcome(answer.status, &answer.body)?;
         Ok(Reply {
             status: answer.status,
             content_type: answer.content_type,
             body: answer.body,
-            event: if ok { Event::Accepted } else { Event::Failed },
+            event: Event::Accepted,
         })
     }
 }
 
+/// The `errorCode`s of Airtel's 400 answer (seed 001): what each means, and
+/// what the refusal is about. The call flow, customer and caller ID come from
+/// the provider's config, so their errors are the account's.
+pub fn error_code(code: &str) -> Option<(&'static str, About)> {
+    use About::{Account, Fault, Number, Request};
+    Some(match code {
+        "INCORRECT_CALL_FLOW_ID" => ("incorrect call flow id", Account),
+        "CUSTOMER_DETAILS_NOT_AVAILABLE" => ("cpm details not found", Account),
+        "INCORRECT_CUSTOMER_ID" => ("incorrect customerId", Account),
+        "INVALID_CALLER_ID" => ("invalid called id", Account),
+        "CALLER_ID_REGEX_ERROR" => ("caller Id not valid", Account),
+        "DUPLICATE_PARTICIPANT_ADDRESS_FOUND" => {
+            ("participant address cannot be duplicate", Request)
+        }
+        // Airtel's own machinery failed, whatever the status says.
+        "UNABLE_TO_CREATE_SECRET_KEY" => ("unable to create secret key data", Fault),
+        "CLICK_TO_CALL_REQUEST_NULL_ERROR" => {
+            ("click to call request cannot be null/blank", Request)
+        }
+        "FROM_BODY_NULL_ERROR" => ("from body cannot be null/blank", Request),
+        "TO_BODY_NULL_ERROR" => ("to body cannot be null/blank", Request),
+        "CUSTOMER_ID_NULL_ERROR" => ("customerId cannot be null/blank", Account),
+        "CALL_FLOW_ID_NULL_ERROR" => ("callflowId cannot be null/blank", Account),
+        "ROUNDROBIN_AGENT_ID_MISSING" => (
+            "Agent Pool Id cannot be null/empty in case of Round Robin",
+            Request,
+        ),
+        "ROUNDROBIN_PARTICIPANT_DATA_NOT_ALLOWED" => (
+            "Participant List not allowed in case of Round Robin. Please provide Agent pool Id",
+            Request,
+        ),
+        "FROM_NUMBER_NULL_ERROR" => ("There should be atleast one participant in from", Request),
+        "FROM_PARTICIPANT_NUMBER_NULL_ERROR" => {
+            ("from participant number null error", Number(Side::A))
+        }
+        "FROM_PARTICIPANT_NUMBER_REGEX_ERROR" => {
+            ("from participant number not valid", Number(Side::A))
+        }
+        "FROM_PARTICIPANT_MAX_RETRIES_GREATER_THAN_REQUIRED_VALUE" => {
+            ("Max retries can't be greater than 3", Request)
+        }
+        "CALLER_ID_NULL_ERROR" => ("caller Id required", Account),
+        "TO_NUMBER_NULL_ERROR" => ("There should be atleast one participant in to", Request),
+        "TO_PARTICIPANT_NUMBER_NULL_ERROR" => ("to participant number null error", Number(Side::B)),
+        "TO_PARTICIPANT_NUMBER_REGEX_ERROR" => ("to participant number not valid", Number(Side::B)),
+        "TO_PARTICIPANT_MAX_RETRIES_GREATER_THAN_REQUIRED_VALUE" => {
+            ("Max retries can't be greater than 3", Request)
+        }
+        "CONFERENCE_MERGING_STRATEGY_NOT_ALLOWED_FOT_TO_NUMBER" => (
+            "CONFERENCE merging strategy not allowed in toNumber",
+            Request,
+        ),
+        // The 500's code; its errorMessage ("2") says nothing.
+        "AIRTEL_ONLINE_UNCAUGHT_ERROR" => ("uncaught error", Fault),
+        _ => return None,
+    })
+}
+
+/// The HTTP statuses of Airtel's glossary (seed 001) that refuse a call: what
+/// each means, and what the refusal is about.
+pub fn http_status(status: u16) -> (&'static str, About) {
+    use About::{Account, Fault, Request};
+    match status {
+        400 => ("Bad request", Request),
+        // Wrong credentials, or an account not let in: the account's.
+        401 => ("Authentication failure", Account),
+        403 => ("Forbidden", Account),
+        // c2cd's `url` for the provider is not Airtel's workflow resource.
+        404 => ("Resource not found", Account),
+        405 => ("Method Not Allowed", Account),
+        // The request clashes with one Airtel has: placing it elsewhere might
+        // ring the same people twice.
+        409 => ("Conflict", Request),
+        412 => ("Precondition Failed", Request),
+        413 => ("Request Entity Too Large", Request),
+        500 => ("Internal Server Error", Fault),
+        501 => ("Not Implemented", Fault),
+        503 => ("Service Unavailable", Fault),
+        s if s >= 500 => ("server error", Fault),
+        s if (300..400).contains(&s) => ("redirected: set url to where it points", Account),
+        _ => ("not a status Airtel documents", Request),
+    }
+}
+
+/// What Airtel's answer to the workflow request means: `Ok` when the call is
+/// placed (2xx with a `correlationId`; 202 is queued for execution, which is
+/// placed as far as c2cd can tell). A 2xx without one may hide a placed call:
+/// a bad response, which does not fail over. A 400's `errorCode` decides;
+/// otherwise the status does.
+pub fn outcome(status: u16, body: &[u8]) -> Result<(), ProviderError> {
+    let v = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    if (200..300).contains(&status) {
+        return match v["correlationId"].is_string() || v["status"] == "success" {
+            true => Ok(()),
+            false => Err(ProviderError::BadResponse(format!(
+                "HTTP {status} without a correlationId"
+            ))),
+        };
+    }
+    let code = v["errorCode"].as_str().filter(|c| !c.is_empty());
+    let (meaning, about) = match (code.and_then(error_code), http_status(status)) {
+        // A 5xx is the server's failure whatever code comes with it.
+        (Some((m, _)), (_, About::Fault)) => (m.to_string(), About::Fault),
+        (Some((m, about)), _) => (m.to_string(), about),
+        (None, (m, about)) => {
+            // A code the seed does not list: the server's own words for it.
+            let said = v["errorMessage"]
+                .as_str()
+                .filter(|m| code.is_some() && !m.is_empty());
+            (said.unwrap_or(m).to_string(), about)
+        }
+    };
+    let code = match code {
+        Some(c) => format!("Airtel HTTP {status} {c}"),
+        None => format!("Airtel HTTP {status}"),
+    };
+    Err(ProviderError::Refused(Refusal {
+        code,
+        meaning,
+        about,
+    }))
+}
+
 /// The leg outcome of a Q.850 cause Airtel reports.
-fn outcome(cause: Option<u16>) -> LegOutcome {
+fn outcome_of(cause: Option<u16>) -> LegOutcome {
     match cause {
-        Some(16) | None => LegOutcome::Normal,
+        // 31 is the normal clearing of networks that give no other.
+        Some(16 | 31) | None => LegOutcome::Normal,
         Some(17) => LegOutcome::Busy,
-        Some(18 | 19) => LegOutcome::NoAnswer,
+        // No user responding, no answer, subscriber absent (SIP 408, 480).
+        Some(18..=20) => LegOutcome::NoAnswer,
         Some(21) => LegOutcome::Rejected,
         Some(_) => LegOutcome::Failed,
     }
+}
+
+/// A cause as Airtel writes it: a string of digits, or a number.
+fn cause_of(v: &Value) -> Option<u16> {
+    v.as_str()
+        .and_then(|c| c.trim().parse().ok())
+        .or_else(|| v.as_u64().and_then(|c| u16::try_from(c).ok()))
+}
+
+/// The words recorded with a leg's end: Airtel's cause and SIP code, and
+/// what the cause means.
+fn cause_detail(meta: &Value) -> Option<String> {
+    let cause = cause_of(&meta["causeCode"])?;
+    let sip = match &meta["sipCode"] {
+        Value::String(s) if !s.is_empty() => format!(", sipCode {s}"),
+        Value::Number(n) => format!(", sipCode {n}"),
+        _ => String::new(),
+    };
+    let words = meta["causeCodeDescription"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| q850_text(cause));
+    Some(format!("Airtel causeCode {cause}{sip}: {words}"))
 }
 
 /// The events one Airtel real-time event means for call `(a, b)` (their
@@ -184,28 +334,308 @@ pub fn event_events(v: &Value, a: (&str, &str), b: (&str, &str)) -> Option<Vec<E
         attempt: 1,
         number: Some(number.to_string()),
     };
-    let cause = v["metaData"]["causeCode"]
-        .as_str()
-        .and_then(|c| c.parse().ok())
-        .or_else(|| {
-            v["metaData"]["causeCode"]
-                .as_u64()
-                .and_then(|c| u16::try_from(c).ok())
-        });
+    let cause = cause_of(&v["metaData"]["causeCode"]);
     Some(match v["event"].as_str()? {
         "Ringing" => vec![Event::Ringing(leg)],
         "Answered" => vec![Event::Answered(leg)],
         "Merged" => vec![Event::Bridged],
         "Removed" => vec![Event::Ended {
             leg,
-            outcome: outcome(cause),
+            outcome: outcome_of(cause),
             last: true,
         }],
         _ => return None,
     })
 }
 
-/// `POST /callbacks/airtel/<call id>/<sig>`: one of Airtel's events.
+/// One participant of an Airtel CDR, as c2cd follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdrLeg {
+    pub leg: Leg,
+    pub answered: bool,
+    /// How it ended.
+    pub outcome: LegOutcome,
+    /// Its cause, in Airtel's words, for the event that ends it.
+    pub detail: String,
+}
+
+/// An Airtel CDR: the seed says one comes after the call, with the recording's
+/// URL, but shows none. c2cd reads the one its own Airtel front door sends
+/// (README, "The Airtel dialect"): `eventType` `CDR`, `callStatus`, and
+/// `participants`, each with `participantAddress`, `leg` (`from`, `to`),
+/// `attempt`, `status`, `answerTime` and `causeCode`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cdr {
+    /// `callStatus`, as given (`COMPLETED`, `FAILED`, …).
+    pub status: String,
+    /// A's participants, then B's, each side by attempt.
+    pub legs: Vec<CdrLeg>,
+}
+
+/// Whether an Airtel callback is its CDR rather than a real-time event.
+pub fn is_cdr(v: &Value) -> bool {
+    v["eventType"] == "CDR"
+}
+
+/// The CDR in `v` for call `(a, b)` (their 10-digit numbers and E.164
+/// forms); numbers are made E.164 with `country_code`. A participant's side is
+/// its `leg`, else its address; one of neither side is not c2cd's.
+pub fn read_cdr(v: &Value, a: (&str, &str), b: (&str, &str), country_code: &str) -> Cdr {
+    let mut legs: Vec<CdrLeg> = v["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let address = p["participantAddress"].as_str().unwrap_or_default();
+            let side = match (p["leg"].as_str(), address) {
+                (Some("from"), _) => Side::A,
+                (Some("to"), _) => Side::B,
+                (_, x) if x == a.0 => Side::A,
+                (_, x) if x == b.0 => Side::B,
+                _ => return None,
+            };
+            let number = match address {
+                x if x == a.0 => Some(a.1.to_string()),
+                x if x == b.0 => Some(b.1.to_string()),
+                x if x.len() == 10 && x.bytes().all(|c| c.is_ascii_digit()) => {
+                    Some(format!("+{country_code}{x}"))
+                }
+                _ => None,
+            };
+            let attempt = p["attempt"]
+                .as_u64()
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(1);
+            let status = p["status"].as_str().unwrap_or_default();
+            let answered =
+                p["answerTime"].as_str().is_some_and(|t| !t.is_empty()) || status == "COMPLETED";
+            let cause = cause_of(&p["causeCode"]);
+            let outcome = match (cause, status) {
+                (Some(_), _) => outcome_of(cause),
+                (None, "BUSY") => LegOutcome::Busy,
+                (None, "NO_ANSWER") => LegOutcome::NoAnswer,
+                (None, "FAILED") => LegOutcome::Failed,
+                (None, _) => LegOutcome::Normal,
+            };
+            let detail = match cause_detail(p) {
+                Some(d) => format!("Airtel's CDR: {status}, {d}"),
+                None => format!("Airtel's CDR: {status}"),
+            };
+            Some(CdrLeg {
+                leg: Leg {
+                    side,
+                    attempt,
+                    number,
+                },
+                answered,
+                outcome,
+                detail,
+            })
+        })
+        .collect();
+    legs.sort_by_key(|l| (l.leg.side == Side::B, l.leg.attempt));
+    Cdr {
+        status: v["callStatus"].as_str().unwrap_or_default().to_string(),
+        legs,
+    }
+}
+
+/// How far a call in `state` has gone: A rung, A answered, B rung, bridged;
+/// an ended call is past everything.
+fn progress(state: CallState) -> u8 {
+    match state {
+        CallState::Requested | CallState::Originating | CallState::Accepted => 0,
+        CallState::DialingA => 1,
+        CallState::AAnswered => 2,
+        CallState::DialingB => 3,
+        CallState::Bridged => 4,
+        _ => 6,
+    }
+}
+
+impl Cdr {
+    /// The whole call as the CDR tells it, each event with how far the call
+    /// has gone once it happened (see [`progress`]; 5 ends the call) and its
+    /// detail: A's tries that did not win, A's answer, B's tries that did not
+    /// win, B's answer and the bridge, and the end.
+    fn story(&self) -> Vec<(Event, u8, String)> {
+        let mut out = Vec::new();
+        let mut ended_by = None;
+        for side in [Side::A, Side::B] {
+            let legs: Vec<&CdrLeg> = self.legs.iter().filter(|l| l.leg.side == side).collect();
+            let won = legs.iter().copied().find(|l| l.answered);
+            let (rung, answered) = match side {
+                Side::A => (1, 2),
+                Side::B => (3, 3),
+            };
+            let last = legs.last().copied();
+            for l in &legs {
+                let is_final = won.is_none() && last == Some(*l);
+                if Some(*l) == won || is_final {
+                    continue;
+                }
+                out.push((Event::Ringing(l.leg.clone()), rung, l.detail.clone()));
+                let end = Event::Ended {
+                    leg: l.leg.clone(),
+                    outcome: l.outcome,
+                    last: false,
+                };
+                out.push((end, rung, l.detail.clone()));
+            }
+            match (won, last) {
+                (Some(w), _) => {
+                    out.push((Event::Ringing(w.leg.clone()), rung, w.detail.clone()));
+                    out.push((Event::Answered(w.leg.clone()), answered, w.detail.clone()));
+                    if side == Side::A {
+                        ended_by = Some(w);
+                        continue;
+                    }
+                    out.push((Event::Bridged, 4, "Airtel's CDR".into()));
+                }
+                // This side never answered: its last try ends the call.
+                (None, Some(l)) => {
+                    out.push((Event::Ringing(l.leg.clone()), rung, l.detail.clone()));
+                    ended_by = Some(l);
+                }
+                (None, None) => {}
+            }
+            if side == Side::A && won.is_none() {
+                break;
+            }
+        }
+        if let Some(l) = ended_by {
+            let end = Event::Ended {
+                leg: l.leg.clone(),
+                outcome: l.outcome,
+                last: true,
+            };
+            out.push((end, 5, l.detail.clone()));
+        }
+        out
+    }
+
+    /// The events that bring a call in `state` with `legs` to the CDR's end:
+    /// the CDR's story less what the call has gone past or its legs already
+    /// show, and less what the call cannot take. Empty for an ended call, and
+    /// for one not yet accepted.
+    pub fn events(&self, state: CallState, legs: &[LegView]) -> Vec<(Event, String)> {
+        let shown = |e: &Event| {
+            let Some(l) = e.leg() else {
+                return false;
+            };
+            let Some(v) = legs
+                .iter()
+                .find(|v| v.side == l.side && v.attempt == l.attempt)
+            else {
+                return false;
+            };
+            match e {
+                Event::Ringing(_) => v.state != LegState::Created,
+                Event::Answered(_) => matches!(v.state, LegState::Answered | LegState::HungUp),
+                _ => v.state.is_terminal(),
+            }
+        };
+        let mut now = state;
+        let mut out = Vec::new();
+        for (event, stage, detail) in self.story() {
+            if stage < progress(now) || shown(&event) {
+                continue;
+            }
+            let Some(to) = next(now, &event) else {
+                continue;
+            };
+            now = to;
+            out.push((event, detail));
+        }
+        out
+    }
+
+    /// The state the CDR says the call ended in: completed when B answered,
+    /// failed when it did not; `None` when it names no participant of c2cd's.
+    pub fn end(&self) -> Option<CallState> {
+        if self.legs.is_empty() {
+            return None;
+        }
+        let b_answered = self
+            .legs
+            .iter()
+            .any(|l| l.leg.side == Side::B && l.answered);
+        Some(match b_answered {
+            true => CallState::Completed,
+            false => CallState::Failed,
+        })
+    }
+
+    /// Whether the CDR tells the end the call recorded.
+    pub fn agrees(&self, state: CallState) -> bool {
+        self.end() == Some(state) || self.status.eq_ignore_ascii_case(state.as_str())
+    }
+}
+
+/// Applies Airtel's CDR to call `id`, in one write with reading where the
+/// call stands: what it brings is applied (a call whose end event was lost
+/// ends with the CDR's causes), the rest was heard already. 200 when something
+/// applied, or when the call has ended (a CDR after the end event, or a
+/// repeat: logged as agreeing or not, since no retry can change an ended
+/// call) or when it names none of the call's participants; 409 while the call
+/// cannot take it yet (not accepted), for Airtel to send it again; 503 when it
+/// could not be recorded.
+async fn apply_cdr(app: &crate::app::App, id: CallId, cdr: Cdr) -> StatusCode {
+    let r = app
+        .store
+        .write(move |c| {
+            let Some((state, legs)) = calls::snapshot(c, id)? else {
+                return Ok(None);
+            };
+            let events = cdr.events(state, &legs);
+            let kinds: Vec<String> = events.iter().map(|(e, _)| e.kind()).collect();
+            let with: Vec<(Event, Option<&str>)> = events
+                .iter()
+                .map(|(e, d)| (e.clone(), Some(d.as_str())))
+                .collect();
+            let states = calls::apply(c, id, &with, now_ms())?;
+            Ok(Some((state, cdr, kinds, states)))
+        })
+        .await;
+    match r {
+        Ok(None) => StatusCode::NOT_FOUND,
+        Ok(Some((_, _, kinds, states))) if !states.is_empty() => {
+            log::info!("call {id}: Airtel's CDR applies {}", kinds.join(", "));
+            for (kind, state) in kinds.iter().zip(states) {
+                log::debug!("call {id}: {kind} -> {state}");
+            }
+            StatusCode::OK
+        }
+        Ok(Some((state, cdr, _, _))) if state.is_terminal() => {
+            if cdr.agrees(state) {
+                log::info!("call {id}: Airtel's CDR agrees with the call's end ({state})");
+            } else {
+                log::warn!(
+                    "call {id}: Airtel's CDR says {:?}, the call ended {state}: the call's record is kept",
+                    cdr.status
+                );
+            }
+            StatusCode::OK
+        }
+        // Nothing to learn from it, now or later.
+        Ok(Some((state, cdr, _, _))) if cdr.end().is_none() => {
+            log::warn!("call {id}: Airtel's CDR names none of the call's participants ({state})");
+            StatusCode::OK
+        }
+        Ok(Some((state, _, _, _))) => {
+            log::info!("call {id}: Airtel's CDR cannot apply to the call yet ({state})");
+            StatusCode::CONFLICT
+        }
+        Err(e) => {
+            log::warn!("call {id}: Airtel's CDR not recorded: {e}");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+/// `POST /callbacks/airtel/<call id>/<sig>`: one of Airtel's real-time
+/// events, or its CDR.
 pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusCode {
     let key = |p: &super::Provider| match p {
         super::Provider::Airtel(a) => Some(a.cfg.password.expose().to_string()),
@@ -225,8 +655,18 @@ pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusC
         return StatusCode::BAD_REQUEST;
     };
     let (ta, tb) = (up.ten(a).unwrap_or_default(), up.ten(b).unwrap_or_default());
+    if is_cdr(&v) {
+        let cdr = read_cdr(&v, (&ta, a), (&tb, b), &up.cfg.country_code);
+        return apply_cdr(app, call.call_id, cdr).await;
+    }
     match event_events(&v, (&ta, a), (&tb, b)) {
-        Some(events) => upstream::apply(app, call.call_id, events).await,
+        Some(events) => {
+            let detail = match v["event"].as_str() {
+                Some("Removed") => cause_detail(&v["metaData"]),
+                _ => None,
+            };
+            upstream::apply(app, call.call_id, events, detail).await
+        }
         None => StatusCode::OK,
     }
 }
@@ -256,5 +696,391 @@ mod tests {
             None
         );
         assert_eq!(kinds(json!({"eventType": "CDR"})), None);
+    }
+
+    /// What an answer comes to, as in the Spokn tests.
+    fn read(status: u16, body: &Value) -> String {
+        match outcome(status, body.to_string().as_bytes()) {
+            Ok(()) => "placed".into(),
+            Err(ProviderError::Refused(r)) => format!(
+                "{r} / {:?} / {}",
+                r.about,
+                if r.about.fails_over() {
+                    "next"
+                } else {
+                    "final"
+                }
+            ),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn error(code: &str) -> Value {
+        json!({"httpStatus": 400, "displayMessage": null, "errorMessage": "m", "errorCode": code,
+            "errorType": null, "apiPath": null, "errorDetails": null, "resourceLayer": "CONTROLLER", "errorMeta": null})
+    }
+
+    #[test]
+    fn every_error_code_of_the_400_has_its_own_result() {
+        use About::{Account, Fault, Number, Request};
+        use Side::{A, B};
+        let table = [
+            ("INCORRECT_CALL_FLOW_ID", "incorrect call flow id", Account),
+            (
+                "CUSTOMER_DETAILS_NOT_AVAILABLE",
+                "cpm details not found",
+                Account,
+            ),
+            ("INCORRECT_CUSTOMER_ID", "incorrect customerId", Account),
+            ("INVALID_CALLER_ID", "invalid called id", Account),
+            ("CALLER_ID_REGEX_ERROR", "caller Id not valid", Account),
+            (
+                "DUPLICATE_PARTICIPANT_ADDRESS_FOUND",
+                "participant address cannot be duplicate",
+                Request,
+            ),
+            (
+                "UNABLE_TO_CREATE_SECRET_KEY",
+                "unable to create secret key data",
+                Fault,
+            ),
+            (
+                "CLICK_TO_CALL_REQUEST_NULL_ERROR",
+                "click to call request cannot be null/blank",
+                Request,
+            ),
+            (
+                "FROM_BODY_NULL_ERROR",
+                "from body cannot be null/blank",
+                Request,
+            ),
+            (
+                "TO_BODY_NULL_ERROR",
+                "to body cannot be null/blank",
+                Request,
+            ),
+            (
+                "CUSTOMER_ID_NULL_ERROR",
+                "customerId cannot be null/blank",
+                Account,
+            ),
+            (
+                "CALL_FLOW_ID_NULL_ERROR",
+                "callflowId cannot be null/blank",
+                Account,
+            ),
+            (
+                "ROUNDROBIN_AGENT_ID_MISSING",
+                "Agent Pool Id cannot be null/empty in case of Round Robin",
+                Request,
+            ),
+            (
+                "ROUNDROBIN_PARTICIPANT_DATA_NOT_ALLOWED",
+                "Participant List not allowed in case of Round Robin. Please provide Agent pool Id",
+                Request,
+            ),
+            (
+                "FROM_NUMBER_NULL_ERROR",
+                "There should be atleast one participant in from",
+                Request,
+            ),
+            (
+                "FROM_PARTICIPANT_NUMBER_NULL_ERROR",
+                "from participant number null error",
+                Number(A),
+            ),
+            (
+                "FROM_PARTICIPANT_NUMBER_REGEX_ERROR",
+                "from participant number not valid",
+                Number(A),
+            ),
+            (
+                "FROM_PARTICIPANT_MAX_RETRIES_GREATER_THAN_REQUIRED_VALUE",
+                "Max retries can't be greater than 3",
+                Request,
+            ),
+            ("CALLER_ID_NULL_ERROR", "caller Id required", Account),
+            (
+                "TO_NUMBER_NULL_ERROR",
+                "There should be atleast one participant in to",
+                Request,
+            ),
+            (
+                "TO_PARTICIPANT_NUMBER_NULL_ERROR",
+                "to participant number null error",
+                Number(B),
+            ),
+            (
+                "TO_PARTICIPANT_NUMBER_REGEX_ERROR",
+                "to participant number not valid",
+                Number(B),
+            ),
+            (
+                "TO_PARTICIPANT_MAX_RETRIES_GREATER_THAN_REQUIRED_VALUE",
+                "Max retries can't be greater than 3",
+                Request,
+            ),
+            (
+                "CONFERENCE_MERGING_STRATEGY_NOT_ALLOWED_FOT_TO_NUMBER",
+                "CONFERENCE merging strategy not allowed in toNumber",
+                Request,
+            ),
+            ("AIRTEL_ONLINE_UNCAUGHT_ERROR", "uncaught error", Fault),
+        ];
+        for (code, meaning, about) in table {
+            assert_eq!(error_code(code), Some((meaning, about)), "{code}");
+            let Err(ProviderError::Refused(r)) = outcome(400, error(code).to_string().as_bytes())
+            else {
+                panic!("{code}")
+            };
+            assert_eq!(r.to_string(), format!("Airtel HTTP 400 {code}: {meaning}"));
+            assert_eq!(r.about, about, "{code}");
+        }
+        assert_eq!(
+            read(400, &error("INVALID_CALLER_ID")),
+            "Airtel HTTP 400 INVALID_CALLER_ID: invalid called id / Account / next"
+        );
+        assert_eq!(
+            read(400, &error("TO_PARTICIPANT_NUMBER_REGEX_ERROR")),
+            "Airtel HTTP 400 TO_PARTICIPANT_NUMBER_REGEX_ERROR: to participant number not valid / Number(B) / final"
+        );
+        // A code the seed does not list: the server's own message.
+        assert_eq!(
+            read(400, &error("CALL_TYPE_NOT_SUPPORTED")),
+            "Airtel HTTP 400 CALL_TYPE_NOT_SUPPORTED: m / Request / final"
+        );
+    }
+
+    #[test]
+    fn every_status_of_the_glossary_has_its_own_result() {
+        let ok = json!({"status": "success", "correlationId": "Xchange123863"});
+        for status in [200, 201, 202] {
+            assert_eq!(read(status, &ok), "placed");
+        }
+        assert_eq!(read(200, &json!({"correlationId": "x"})), "placed");
+        assert_eq!(
+            read(200, &json!({"status": "queued"})),
+            "bad response: HTTP 200 without a correlationId"
+        );
+        let table = [
+            (400, "Airtel HTTP 400: Bad request / Request / final"),
+            (
+                401,
+                "Airtel HTTP 401: Authentication failure / Account / next",
+            ),
+            (403, "Airtel HTTP 403: Forbidden / Account / next"),
+            (404, "Airtel HTTP 404: Resource not found / Account / next"),
+            (405, "Airtel HTTP 405: Method Not Allowed / Account / next"),
+            (409, "Airtel HTTP 409: Conflict / Request / final"),
+            (
+                412,
+                "Airtel HTTP 412: Precondition Failed / Request / final",
+            ),
+            (
+                413,
+                "Airtel HTTP 413: Request Entity Too Large / Request / final",
+            ),
+            (500, "Airtel HTTP 500: Internal Server Error / Fault / next"),
+            (501, "Airtel HTTP 501: Not Implemented / Fault / next"),
+            (503, "Airtel HTTP 503: Service Unavailable / Fault / next"),
+        ];
+        for (status, want) in table {
+            assert_eq!(read(status, &json!({"message": "Unauthorized"})), want);
+        }
+        // The seed's 500 body, word for word.
+        let uncaught = json!({"httpStatus": 500, "displayMessage": null, "errorMessage": "2",
+            "errorCode": "AIRTEL_ONLINE_UNCAUGHT_ERROR", "errorType": null, "apiPath": null,
+            "errorDetails": null, "resourceLayer": "UNKNOWN", "errorMeta": null});
+        assert_eq!(
+            read(500, &uncaught),
+            "Airtel HTTP 500 AIRTEL_ONLINE_UNCAUGHT_ERROR: uncaught error / Fault / next"
+        );
+        // A 5xx is the server's failure whatever code it carries.
+        assert_eq!(
+            read(503, &error("INVALID_CALLER_ID")).rsplit(" / ").nth(1),
+            Some("Fault")
+        );
+        assert_eq!(
+            read(502, &Value::Null),
+            "Airtel HTTP 502: server error / Fault / next"
+        );
+        assert_eq!(
+            read(418, &Value::Null),
+            "Airtel HTTP 418: not a status Airtel documents / Request / final"
+        );
+    }
+
+    #[test]
+    fn q850_causes_map_to_the_nearest_outcome() {
+        let table = [
+            (None, LegOutcome::Normal),
+            (Some(16), LegOutcome::Normal),
+            (Some(31), LegOutcome::Normal),
+            (Some(17), LegOutcome::Busy),
+            (Some(18), LegOutcome::NoAnswer),
+            (Some(19), LegOutcome::NoAnswer),
+            (Some(20), LegOutcome::NoAnswer),
+            (Some(21), LegOutcome::Rejected),
+            (Some(1), LegOutcome::Failed),
+            (Some(28), LegOutcome::Failed),
+            (Some(34), LegOutcome::Failed),
+            (Some(38), LegOutcome::Failed),
+            (Some(41), LegOutcome::Failed),
+            (Some(42), LegOutcome::Failed),
+            (Some(127), LegOutcome::Failed),
+        ];
+        for (cause, want) in table {
+            assert_eq!(outcome_of(cause), want, "{cause:?}");
+        }
+        assert_eq!(cause_of(&json!("17")), Some(17));
+        assert_eq!(cause_of(&json!(17)), Some(17));
+        assert_eq!(cause_of(&json!("")), None);
+        assert_eq!(
+            cause_detail(&json!({"causeCode": "1", "sipCode": "404"})).as_deref(),
+            Some("Airtel causeCode 1, sipCode 404: Unallocated (unassigned) number")
+        );
+    }
+
+    const A: (&str, &str) = ("9810000001", "+919810000001");
+    const B: (&str, &str) = ("9810000002", "+919810000002");
+
+    fn cdr(status: &str, participants: Value) -> Cdr {
+        let v = json!({"eventType": "CDR", "correlationId": "x", "callStatus": status, "participants": participants});
+        assert!(is_cdr(&v));
+        read_cdr(&v, A, B, "91")
+    }
+
+    fn part(
+        address: &str,
+        leg: &str,
+        attempt: u16,
+        status: &str,
+        answered: bool,
+        cause: &str,
+    ) -> Value {
+        json!({"participantAddress": address, "leg": leg, "attempt": attempt, "status": status,
+            "answerTime": if answered { json!("2026-11-22T10:00:01.000+0000") } else { Value::Null },
+            "causeCode": cause, "sipCode": "200", "causeCodeDescription": "d"})
+    }
+
+    fn completed() -> Cdr {
+        cdr(
+            "COMPLETED",
+            json!([
+                part(A.0, "from", 1, "COMPLETED", true, "16"),
+                part(B.0, "to", 1, "COMPLETED", true, "16")
+            ]),
+        )
+    }
+
+    fn kinds(events: &[(Event, String)]) -> Vec<String> {
+        events.iter().map(|(e, _)| e.kind()).collect()
+    }
+
+    fn view(side: Side, state: LegState) -> LegView {
+        LegView {
+            side,
+            attempt: 1,
+            number: None,
+            state,
+            cause: None,
+            created_at: 0,
+            answered_at: None,
+            ended_at: None,
+        }
+    }
+
+    #[test]
+    fn a_cdr_tells_the_whole_call_to_one_that_heard_nothing() {
+        let c = completed();
+        assert_eq!(c.legs.len(), 2);
+        assert_eq!(c.legs[0].leg.number.as_deref(), Some(A.1));
+        assert_eq!(
+            c.legs[0].detail,
+            "Airtel's CDR: COMPLETED, Airtel causeCode 16, sipCode 200: d"
+        );
+        assert_eq!(
+            kinds(&c.events(CallState::Accepted, &[])),
+            [
+                "a_ringing",
+                "a_answered",
+                "b_ringing",
+                "b_answered",
+                "bridged",
+                "a_ended_normal"
+            ]
+        );
+        assert_eq!(c.end(), Some(CallState::Completed));
+        // B busy, tried twice; A answered.
+        let busy = cdr(
+            "FAILED",
+            json!([
+                part(A.0, "from", 1, "COMPLETED", true, "16"),
+                part(B.0, "to", 1, "BUSY", false, "17"),
+                part(B.0, "to", 2, "BUSY", false, "17"),
+            ]),
+        );
+        assert_eq!(
+            kinds(&busy.events(CallState::Accepted, &[])),
+            [
+                "a_ringing",
+                "a_answered",
+                "b_ringing",
+                "b_ended_busy",
+                "b_ringing",
+                "b_ended_busy"
+            ]
+        );
+        assert_eq!(busy.end(), Some(CallState::Failed));
+        // A never answered: B was never called.
+        let no_answer = cdr(
+            "FAILED",
+            json!([part(A.0, "", 1, "NO_ANSWER", false, "19")]),
+        );
+        assert_eq!(
+            kinds(&no_answer.events(CallState::Accepted, &[])),
+            ["a_ringing", "a_ended_no_answer"]
+        );
+    }
+
+    #[test]
+    fn a_cdr_brings_only_what_the_call_has_not_heard() {
+        let c = completed();
+        // The end event was lost: the CDR ends the call.
+        let legs = [
+            view(Side::A, LegState::Answered),
+            view(Side::B, LegState::Answered),
+        ];
+        let events = c.events(CallState::Bridged, &legs);
+        assert_eq!(kinds(&events), ["a_ended_normal"]);
+        assert!(events[0].1.starts_with("Airtel's CDR: COMPLETED"));
+        // B rang; its answer and the bridge were lost.
+        let legs = [
+            view(Side::A, LegState::Answered),
+            view(Side::B, LegState::Ringing),
+        ];
+        assert_eq!(
+            kinds(&c.events(CallState::DialingB, &legs)),
+            ["b_answered", "bridged", "a_ended_normal"]
+        );
+        // Ended, or not yet accepted: nothing.
+        let legs = [
+            view(Side::A, LegState::HungUp),
+            view(Side::B, LegState::HungUp),
+        ];
+        assert!(c.events(CallState::Completed, &legs).is_empty());
+        assert!(c.events(CallState::Originating, &[]).is_empty());
+        // Whether a CDR after the end agrees with it.
+        assert!(c.agrees(CallState::Completed));
+        assert!(!c.agrees(CallState::Failed));
+        assert!(!c.agrees(CallState::Lost));
+        assert!(cdr("LOST", json!([])).agrees(CallState::Lost));
+        // A participant of neither side is not c2cd's.
+        assert!(cdr(
+            "COMPLETED",
+            json!([part("9999999999", "", 1, "COMPLETED", true, "16")])
+        )
+        .legs
+        .is_empty());
     }
 }

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::config::{self, ProviderKind};
-use crate::core::call::Event;
+use crate::core::call::{Event, Side};
 use crate::core::plan::CallPlan;
 use crate::core::{md5_hex, now_ms, CallId};
 use crate::outbound::HttpClient;
@@ -148,6 +148,65 @@ pub enum ProviderError {
     Timeout(std::time::Duration),
     #[error("bad response: {0}")]
     BadResponse(String),
+    /// The server answered, and its answer says it did not place the call.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+}
+
+/// Why a click-to-call server did not place a call: the code it answered, what
+/// the code means, and what the refusal is about. The call's row keeps the
+/// first two (`calls.error`); the third decides the failover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The code as the server gave it, named: `Spokn code 103`, `Spokn HTTP
+    /// 401`, `Airtel HTTP 400 INVALID_CALLER_ID`.
+    pub code: String,
+    /// What the code means, in its seed's words (or the server's own, for a
+    /// code its seed does not list).
+    pub meaning: String,
+    pub about: About,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.meaning)
+    }
+}
+
+/// What a refusal is about. No call was placed, so asking the route's next
+/// provider never rings anyone twice; the question is only whether the next
+/// one would do better, and whether this one is unwell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum About {
+    /// The server failed on its side (a 5xx, Spokn's 105): the next provider
+    /// is asked and the failure counts against this one's breaker.
+    Fault,
+    /// This provider's account cannot place calls: its credentials, its
+    /// settings in c2cd's config (URL, call flow, customer, caller ID) or its
+    /// credit. Every call fails here until the operator acts, so it is treated
+    /// as a fault.
+    Account,
+    /// The server does not serve this side's destination: the next provider
+    /// may, so it is asked; this one is well (its breaker counts a success).
+    Destination(Side),
+    /// This side's number is not valid: final, the partner is told.
+    Number(Side),
+    /// The request was refused as invalid or conflicting: final. c2cd shapes
+    /// each request to its server (a provider that cannot place a plan says
+    /// so before it is asked), so this is a request no provider should get.
+    Request,
+}
+
+impl About {
+    /// Whether the route's next provider is asked.
+    pub fn fails_over(self) -> bool {
+        !matches!(self, About::Number(_) | About::Request)
+    }
+
+    /// Whether it counts as a failure of the provider (its breaker).
+    pub fn is_failure(self) -> bool {
+        matches!(self, About::Fault | About::Account)
+    }
 }
 
 /// A task that follows the call after the provider's answer has been recorded.

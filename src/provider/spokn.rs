@@ -14,7 +14,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
 use sha2::Sha256;
 
-use super::{upstream, Originate, ProviderError, Reply};
+use super::{upstream, About, Originate, ProviderError, Refusal, Reply};
 use crate::config::SpoknUpConfig;
 use crate::core::call::{Event, Leg, LegOutcome, Side};
 use crate::outbound::HttpClient;
@@ -44,22 +44,117 @@ pub fn signature(key: &str, id: &str) -> String {
         .collect()
 }
 
-/// The `<code>` of a Spokn XML answer.
-pub fn answer_code(body: &[u8]) -> Option<u16> {
+/// The `<code>` and `<desc>` of a Spokn XML answer.
+pub fn answer(body: &[u8]) -> Option<(u16, String)> {
     let mut r = quick_xml::Reader::from_reader(body);
-    let mut in_code = false;
+    let (mut code, mut desc) = (None, String::new());
+    let mut inside: Option<&'static str> = None;
     let mut buf = Vec::new();
     loop {
         match r.read_event_into(&mut buf).ok()? {
-            quick_xml::events::Event::Start(e) => in_code = e.local_name().as_ref() == b"code",
-            quick_xml::events::Event::Text(t) if in_code => {
-                return String::from_utf8_lossy(t.as_ref()).trim().parse().ok();
+            quick_xml::events::Event::Start(e) => {
+                inside = match e.local_name().as_ref() {
+                    b"code" => Some("code"),
+                    b"desc" => Some("desc"),
+                    _ => None,
+                }
             }
-            quick_xml::events::Event::End(_) => in_code = false,
-            quick_xml::events::Event::Eof => return None,
+            quick_xml::events::Event::Text(t) => {
+                let text = String::from_utf8_lossy(t.as_ref()).trim().to_string();
+                match inside {
+                    Some("code") => code = text.parse().ok(),
+                    Some("desc") => desc = text,
+                    _ => {}
+                }
+            }
+            quick_xml::events::Event::End(_) => inside = None,
+            quick_xml::events::Event::Eof => return code.map(|c| (c, desc)),
             _ => {}
         }
         buf.clear();
+    }
+}
+
+/// Spokn's return codes (seed 002): what each means and, but for 200, what
+/// the refusal is about.
+pub fn code(code: u16) -> Option<(&'static str, Option<About>)> {
+    Some(match code {
+        200 => ("Request successful", None),
+        // c2cd's `url` for the provider names no Spokn resource.
+        100 => ("Resource not found", Some(About::Account)),
+        101 => ("Authentication failed", Some(About::Account)),
+        102 => ("Invalid input parameters", Some(About::Request)),
+        103 => ("Bad aparty number", Some(About::Number(Side::A))),
+        104 => ("Bad bparty number", Some(About::Number(Side::B))),
+        // Spokn's billing failed it, not the call.
+        105 => ("Unable to fetch credits information", Some(About::Fault)),
+        106 => (
+            "aparty destination not supported",
+            Some(About::Destination(Side::A)),
+        ),
+        107 => (
+            "bparty destination not supported",
+            Some(About::Destination(Side::B)),
+        ),
+        // The account's balance: no call places until it is topped up.
+        108 => ("Insufficient credits for call", Some(About::Account)),
+        // The token is the call's id, 36 characters: never, unless Spokn changes.
+        109 => (
+            "Token length exceeded. Max length is 128 characters.",
+            Some(About::Request),
+        ),
+        _ => return None,
+    })
+}
+
+/// Spokn's HTTP statuses (seed 002), for an answer without a `<code>`.
+fn http(status: u16) -> (&'static str, About) {
+    match status {
+        401 => ("Authentication failed", About::Account),
+        404 => ("Resource not found", About::Account),
+        // c2cd always sends a form: what answers at `url` is not Spokn's API.
+        415 => ("Unsupported Media Type", About::Account),
+        500 => ("Internal Server Error", About::Fault),
+        s if s >= 500 => ("server error", About::Fault),
+        _ => ("not a status Spokn documents", About::Request),
+    }
+}
+
+/// What Spokn's answer (HTTP `status`, and the XML's `<code>` and `<desc>`)
+/// means: `Ok` when the call is placed. The `<code>` decides; without one,
+/// the HTTP status. A 2xx without a code, or with 200 beside an error status,
+/// may hide a placed call: that is a bad response, which does not fail over.
+pub fn outcome(status: u16, answer: Option<(u16, String)>) -> Result<(), ProviderError> {
+    let ok = (200..300).contains(&status);
+    let refused = |code: String, meaning: &str, about| {
+        Err(ProviderError::Refused(Refusal {
+            code,
+            meaning: meaning.to_string(),
+            about,
+        }))
+    };
+    match answer {
+        Some((200, _)) if ok => Ok(()),
+        Some((200, _)) => Err(ProviderError::BadResponse(format!(
+            "HTTP {status} with <code>200</code>"
+        ))),
+        Some((c, desc)) => match code(c) {
+            Some((meaning, Some(about))) => refused(format!("Spokn code {c}"), meaning, about),
+            // Not Spokn's (c2cd's own front door answers 500 for its failures):
+            // its <desc>, and what its HTTP status says.
+            _ => {
+                let (said, about) = http(status);
+                let meaning = if desc.is_empty() { said } else { &desc };
+                refused(format!("Spokn code {c}"), meaning, about)
+            }
+        },
+        None if ok => Err(ProviderError::BadResponse(
+            "the answer has no <code>".into(),
+        )),
+        None => {
+            let (meaning, about) = http(status);
+            refused(format!("Spokn HTTP {status}"), meaning, about)
+        }
     }
 }
 
@@ -167,17 +262,11 @@ impl SpoknUp {
             self.cfg.timeout,
         )
         .await?;
-        let code = answer_code(&answer.body);
-        if answer.status == 200 && code.is_none() {
-            return Err(ProviderError::BadResponse(
-                "the answer has no <code>".into(),
-            ));
-        }
-        let event = match (answer.status, code) {
-            (200, Some(200)) if self.cfg.enterprise => Event::Accepted,
+        outcome(answer.status, self::answer(&answer.body))?;
+        let event = match self.cfg.enterprise {
+            true => Event::Accepted,
             // Without callbacks nothing more will be heard of the call.
-            (200, Some(200)) => Event::HandedOff,
-            _ => Event::Failed,
+            false => Event::HandedOff,
         };
         Ok(Reply {
             status: answer.status,
@@ -188,6 +277,28 @@ impl SpoknUp {
     }
 }
 
+/// Spokn's leg statuses (seed 002): what each means, and how the leg ended
+/// (`None`: answered, and hung up normally). Where no outcome is as exact as
+/// the status, the event's detail keeps the status and its meaning.
+pub fn status(status: &str) -> Option<(&'static str, Option<LegOutcome>)> {
+    Some(match status {
+        "0" => ("Success", None),
+        "1" => ("Number busy", Some(LegOutcome::Busy)),
+        "2" => ("No answer", Some(LegOutcome::NoAnswer)),
+        // Congestion is Q.850 34's family (34, 38, 41, 42).
+        "3" => ("Route congested", Some(LegOutcome::Failed)),
+        // Cleared before answer: the leg shows cancelled.
+        "4" => ("Call cancelled before answer", Some(LegOutcome::Normal)),
+        // Q.850 1 (unallocated number) has no outcome of its own.
+        "5" => ("Invalid number", Some(LegOutcome::Failed)),
+        "6" => ("Other error", Some(LegOutcome::Failed)),
+        // Spokn would not place a second call between the same parties: a
+        // refusal (Q.850 21), which says nothing of the party being busy.
+        "7" => ("Call already in progress", Some(LegOutcome::Rejected)),
+        _ => return None,
+    })
+}
+
 /// The events a Spokn leg report means. Spokn reports when the call is over:
 /// leg 1 (aparty) first, leg 2 (bparty) second.
 pub fn report_events(
@@ -196,14 +307,7 @@ pub fn report_events(
     a: Option<String>,
     b: Option<String>,
 ) -> Option<Vec<Event>> {
-    let outcome = match status {
-        "0" => None,
-        "1" => Some(LegOutcome::Busy),
-        "2" => Some(LegOutcome::NoAnswer),
-        "4" => Some(LegOutcome::Normal),
-        "3" | "5" | "6" | "7" => Some(LegOutcome::Failed),
-        _ => return None,
-    };
+    let (_, outcome) = self::status(status)?;
     let (side, number) = match leg {
         "1" => (Side::A, a),
         "2" => (Side::B, b),
@@ -252,14 +356,15 @@ pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusC
         form_urlencoded::parse(&body).into_owned().collect();
     let leg = form.get("leg").map(String::as_str).unwrap_or("");
     let status = form.get("status").map(String::as_str).unwrap_or("");
-    let Some(events) = report_events(leg, status, call.a, call.b) else {
+    let (Some(events), Some((meaning, _))) = (
+        report_events(leg, status, call.a, call.b),
+        self::status(status),
+    ) else {
         return StatusCode::BAD_REQUEST;
     };
-    log::info!(
-        "call {}: Spokn reports leg {leg} status {status}",
-        call.call_id
-    );
-    upstream::apply(app, call.call_id, events).await
+    let detail = format!("Spokn leg {leg} status {status}: {meaning}");
+    log::info!("call {}: {detail}", call.call_id);
+    upstream::apply(app, call.call_id, events, Some(detail)).await
 }
 
 #[cfg(test)]
@@ -275,8 +380,176 @@ mod tests {
     <desc>Bad aparty number</desc>
   </c2c>
 </spokn>"#;
-        assert_eq!(answer_code(body), Some(103));
-        assert_eq!(answer_code(b"<html>oops</html>"), None);
+        assert_eq!(answer(body), Some((103, "Bad aparty number".to_string())));
+        assert_eq!(answer(b"<html>oops</html>"), None);
+    }
+
+    fn xml(code: u16) -> Vec<u8> {
+        format!("<?xml version=\"1.0\"?>\n<spokn xmlns=\"http://api.spokn.com/api/c2c.xsd\">\n  <c2c version=\"1.0\">\n    <code>{code}</code>\n    <desc>d</desc>\n  </c2c>\n</spokn>\n").into_bytes()
+    }
+
+    /// What an answer comes to: placed, refused (code, meaning, what about,
+    /// whether the next provider is asked), or a bad response.
+    fn read(status: u16, body: &[u8]) -> String {
+        match outcome(status, answer(body)) {
+            Ok(()) => "placed".into(),
+            Err(ProviderError::Refused(r)) => format!(
+                "{r} / {:?} / {}",
+                r.about,
+                if r.about.fails_over() {
+                    "next"
+                } else {
+                    "final"
+                }
+            ),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_return_code_has_its_own_result() {
+        use Side::{A, B};
+        let table: [(u16, &str, Option<About>); 11] = [
+            (200, "Request successful", None),
+            (100, "Resource not found", Some(About::Account)),
+            (101, "Authentication failed", Some(About::Account)),
+            (102, "Invalid input parameters", Some(About::Request)),
+            (103, "Bad aparty number", Some(About::Number(A))),
+            (104, "Bad bparty number", Some(About::Number(B))),
+            (
+                105,
+                "Unable to fetch credits information",
+                Some(About::Fault),
+            ),
+            (
+                106,
+                "aparty destination not supported",
+                Some(About::Destination(A)),
+            ),
+            (
+                107,
+                "bparty destination not supported",
+                Some(About::Destination(B)),
+            ),
+            (108, "Insufficient credits for call", Some(About::Account)),
+            (
+                109,
+                "Token length exceeded. Max length is 128 characters.",
+                Some(About::Request),
+            ),
+        ];
+        for (c, meaning, about) in table {
+            assert_eq!(code(c), Some((meaning, about)), "{c}");
+            let got = outcome(200, answer(&xml(c)));
+            match about {
+                None => assert!(got.is_ok(), "{c}"),
+                Some(about) => {
+                    let Err(ProviderError::Refused(r)) = got else {
+                        panic!("{c}: {got:?}")
+                    };
+                    assert_eq!(r.to_string(), format!("Spokn code {c}: {meaning}"));
+                    assert_eq!(r.about, about);
+                }
+            }
+        }
+        assert_eq!(code(110), None);
+        // Which refusals go to the next provider of the route.
+        assert_eq!(
+            read(200, &xml(101)),
+            "Spokn code 101: Authentication failed / Account / next"
+        );
+        assert_eq!(
+            read(200, &xml(103)),
+            "Spokn code 103: Bad aparty number / Number(A) / final"
+        );
+        assert_eq!(
+            read(200, &xml(105)),
+            "Spokn code 105: Unable to fetch credits information / Fault / next"
+        );
+        assert_eq!(
+            read(200, &xml(107)),
+            "Spokn code 107: bparty destination not supported / Destination(B) / next"
+        );
+        assert_eq!(read(200, &xml(109)).rsplit(" / ").next(), Some("final"));
+    }
+
+    #[test]
+    fn the_http_status_decides_when_there_is_no_code() {
+        assert_eq!(
+            read(401, b"Unauthorized"),
+            "Spokn HTTP 401: Authentication failed / Account / next"
+        );
+        assert_eq!(
+            read(404, b""),
+            "Spokn HTTP 404: Resource not found / Account / next"
+        );
+        assert_eq!(
+            read(415, b""),
+            "Spokn HTTP 415: Unsupported Media Type / Account / next"
+        );
+        assert_eq!(
+            read(500, b"<html/>"),
+            "Spokn HTTP 500: Internal Server Error / Fault / next"
+        );
+        assert_eq!(
+            read(502, b""),
+            "Spokn HTTP 502: server error / Fault / next"
+        );
+        assert_eq!(
+            read(418, b""),
+            "Spokn HTTP 418: not a status Spokn documents / Request / final"
+        );
+        // A code with an error status: the code decides.
+        assert_eq!(
+            read(401, &xml(101)),
+            "Spokn code 101: Authentication failed / Account / next"
+        );
+        // A code the seed lacks (c2cd's own front door fails with 500): its
+        // desc, and the status's weight.
+        assert_eq!(read(500, &xml(500)), "Spokn code 500: d / Fault / next");
+        assert_eq!(read(200, &xml(999)), "Spokn code 999: d / Request / final");
+        // What may hide a placed call is a bad response, never a failover.
+        assert_eq!(
+            read(200, b"<html>oops</html>"),
+            "bad response: the answer has no <code>"
+        );
+        assert_eq!(
+            read(500, &xml(200)),
+            "bad response: HTTP 500 with <code>200</code>"
+        );
+        assert_eq!(read(202, &xml(200)), "placed");
+    }
+
+    #[test]
+    fn every_leg_status_has_its_nearest_outcome() {
+        let table = [
+            ("0", "Success", None),
+            ("1", "Number busy", Some(LegOutcome::Busy)),
+            ("2", "No answer", Some(LegOutcome::NoAnswer)),
+            ("3", "Route congested", Some(LegOutcome::Failed)),
+            (
+                "4",
+                "Call cancelled before answer",
+                Some(LegOutcome::Normal),
+            ),
+            ("5", "Invalid number", Some(LegOutcome::Failed)),
+            ("6", "Other error", Some(LegOutcome::Failed)),
+            ("7", "Call already in progress", Some(LegOutcome::Rejected)),
+        ];
+        for (s, meaning, outcome) in table {
+            assert_eq!(status(s), Some((meaning, outcome)), "{s}");
+            let events = report_events("2", s, None, None).unwrap();
+            let want = match outcome {
+                None => "a_ended_normal".to_string(),
+                Some(o) => format!("b_ended_{}", o.as_str()),
+            };
+            assert_eq!(events.last().map(Event::kind), Some(want), "{s}");
+        }
+        assert_eq!(status("8"), None);
+        assert_eq!(
+            report_events("1", "7", None, None).unwrap()[1].cause(),
+            Some(21)
+        );
     }
 
     #[test]

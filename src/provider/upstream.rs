@@ -10,9 +10,11 @@ use hyper::{Request, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Event, Events, Provider, ProviderError};
-use crate::core::CallId;
+use super::{Event, Provider, ProviderError};
+use crate::core::call::CallState;
+use crate::core::{now_ms, CallId};
 use crate::outbound::HttpClient;
+use crate::store::{calls, StoreError};
 
 /// An upstream's answer: status, media type and (bounded) body.
 pub struct Answer {
@@ -128,12 +130,65 @@ pub async fn incoming(
     })
 }
 
-/// Applies what a callback reports. Nothing applied (a report ahead of the
-/// call's acceptance, or out of order) is 409, so that the sender tries again
-/// rather than the report being lost.
-pub async fn apply(app: &crate::app::App, id: CallId, events: Vec<Event>) -> StatusCode {
-    match Events::new(app.store.clone()).emit_all(id, events).await {
-        0 => StatusCode::CONFLICT,
-        _ => StatusCode::OK,
+/// Applies what a callback reports, `detail` (the upstream's own words for
+/// it) recorded with its last event. A report that applies nothing is 409 while
+/// the call may still take it (it came ahead of the call's acceptance, or out
+/// of order), so that the sender tries again rather than the report being lost;
+/// once the call has ended it is 200: a repeat, or news too late to change a
+/// closed call, which no retry would change either.
+pub async fn apply(
+    app: &crate::app::App,
+    id: CallId,
+    events: Vec<Event>,
+    detail: Option<String>,
+) -> StatusCode {
+    let kinds: Vec<String> = events.iter().map(Event::kind).collect();
+    let r = app
+        .store
+        .write(move |c| {
+            let last = events.len().saturating_sub(1);
+            let with: Vec<(Event, Option<&str>)> = events
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (e, detail.as_deref().filter(|_| i == last)))
+                .collect();
+            let states = calls::apply(c, id, &with, now_ms())?;
+            let now = match states.is_empty() {
+                true => calls::state(c, id)?,
+                false => None,
+            };
+            Ok((states, now))
+        })
+        .await;
+    answer(id, &kinds, r)
+}
+
+/// The answer to a report, once applied (see [`apply`]): the states it moved
+/// the call to, else the call's state.
+fn answer(
+    id: CallId,
+    kinds: &[String],
+    applied: Result<(Vec<CallState>, Option<CallState>), StoreError>,
+) -> StatusCode {
+    match applied {
+        Ok((states, _)) if !states.is_empty() => {
+            for (kind, state) in kinds.iter().zip(states) {
+                log::debug!("call {id}: {kind} -> {state}");
+            }
+            StatusCode::OK
+        }
+        Ok((_, Some(state))) if state.is_terminal() => {
+            log::info!(
+                "call {id}: {} not applied: the call has ended ({state})",
+                kinds.join(", ")
+            );
+            StatusCode::OK
+        }
+        Ok(_) => StatusCode::CONFLICT,
+        // Stopping, or the database failed: the sender tries again.
+        Err(e) => {
+            log::warn!("call {id}: {} not recorded: {e}", kinds.join(", "));
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }

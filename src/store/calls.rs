@@ -388,6 +388,25 @@ pub fn apply(
     Ok(steps.into_iter().map(|(_, _, to)| to).collect())
 }
 
+/// The call's state, if there is such a call.
+pub fn state(conn: &Connection, id: CallId) -> rusqlite::Result<Option<CallState>> {
+    Ok(Head::load(conn, &id.to_string())?.map(|h| h.state))
+}
+
+/// The call's state and legs, for a report that may repeat what the call has
+/// already recorded (an upstream's CDR) to weigh itself against.
+pub fn snapshot(
+    conn: &Connection,
+    id: CallId,
+) -> rusqlite::Result<Option<(CallState, Vec<LegView>)>> {
+    let Some(head) = Head::load(conn, &id.to_string())? else {
+        return Ok(None);
+    };
+    let [a, b] = head.numbers;
+    let legs = legs::Legs::new(id, a, b).views(conn)?;
+    Ok(Some((head.state, legs)))
+}
+
 /// Records that the call went to another provider, and what was sent to it.
 pub fn set_provider(
     conn: &Connection,

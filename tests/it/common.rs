@@ -168,6 +168,14 @@ impl Daemon {
         early.unwrap_or_else(|| self.wait_log(needle))
     }
 
+    /// Replaces the config with `text` (`{DB}` as in [`write_config`]) and
+    /// reloads it (SIGHUP), returning once it is in use.
+    pub fn reload(&mut self, text: &str) {
+        write_config(self.dir.path(), text);
+        self.signal("-HUP");
+        self.wait_log("config reloaded");
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }

@@ -4,6 +4,7 @@
 mod airtel;
 mod ami;
 mod callbacks;
+mod chain;
 mod common;
 mod config;
 mod lifecycle;
