@@ -1656,7 +1656,8 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 "partners using the xip dialect need a secret (the MD5 shared secret)",
             );
         }
-        if p.username.is_some() || p.roundtrip.is_some() || dialects.iter().any(|d| d.basic_auth()) {
+        if p.username.is_some() || p.roundtrip.is_some() || dialects.iter().any(|d| d.basic_auth())
+        {
             match (&p.username, &p.password) {
                 (Some(u), _) if u.is_empty() || u.contains(':') => {
                     v.err(&at("username"), "must not be empty or contain ':'")
@@ -1754,13 +1755,19 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         let targets = p.roundtrip_targets.clone().unwrap_or_default();
         for t in &targets {
             if !ten(t) {
-                v.err(&at("roundtrip_targets"), format!("{t:?} is not a 10-digit number"));
+                v.err(
+                    &at("roundtrip_targets"),
+                    format!("{t:?} is not a 10-digit number"),
+                );
             }
         }
         let roundtrip = match p.roundtrip.as_deref() {
             None => {
                 if p.roundtrip_targets.is_some() {
-                    v.err(&at("roundtrip_targets"), "is for roundtrip = \"restricted\" partners");
+                    v.err(
+                        &at("roundtrip_targets"),
+                        "is for roundtrip = \"restricted\" partners",
+                    );
                 }
                 None
             }
@@ -1781,7 +1788,10 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 targets.iter().map(|t| format!("+1{t}")).collect(),
             )),
             Some(o) => {
-                v.err(&at("roundtrip"), format!("{o:?} is not \"full\" or \"restricted\""));
+                v.err(
+                    &at("roundtrip"),
+                    format!("{o:?} is not \"full\" or \"restricted\""),
+                );
                 None
             }
         };

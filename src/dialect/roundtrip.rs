@@ -135,7 +135,11 @@ fn cents(s: &str) -> Option<i64> {
     if whole.is_empty() || whole.len() > 12 || frac.len() > 2 {
         return None;
     }
-    if !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if !whole
+        .bytes()
+        .chain(frac.bytes())
+        .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let c = whole.parse::<i64>().ok()? * 100 + format!("{frac:0<2}").parse::<i64>().ok()?;
@@ -170,7 +174,8 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
         let (ns, ev) = r
             .read_resolved_event()
             .map_err(|e| format!("the body is not well-formed XML: {e}"))?;
-        let in_ns = |want: &str| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want.as_bytes());
+        let in_ns =
+            |want: &str| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == want.as_bytes());
         match ev {
             Xml::Start(ref e) | Xml::Empty(ref e) => {
                 let empty = matches!(ev, Xml::Empty(_));
@@ -186,7 +191,8 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
                         root_seen = true;
                     }
                     2 if in_ns(NAMESPACE)
-                        && ["ID", "DNIS", "ANI", "Target", "CallStart"].contains(&local.as_str()) =>
+                        && ["ID", "DNIS", "ANI", "Target", "CallStart"]
+                            .contains(&local.as_str()) =>
                     {
                         if fields.iter().any(|(k, _)| *k == local) {
                             return Err(format!("<{local}> is given twice"));
@@ -233,10 +239,8 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
             Xml::GeneralRef(g) => {
                 let c = match g.resolve_char_ref() {
                     Ok(Some(c)) => Some(c),
-                    _ => quick_xml::escape::resolve_predefined_entity(
-                        &String::from_utf8_lossy(&g),
-                    )
-                    .and_then(|s| s.chars().next()),
+                    _ => quick_xml::escape::resolve_predefined_entity(&String::from_utf8_lossy(&g))
+                        .and_then(|s| s.chars().next()),
                 };
                 if let Some(c) = c {
                     if let Some((_, v)) = core.as_mut() {
@@ -325,8 +329,7 @@ fn close(
         3 => {
             if let (Some((price, name)), Some(o)) = (item.take(), order.as_mut()) {
                 let name = name.trim().to_string();
-                let price_cents =
-                    price.ok_or_else(|| format!("rs:Item {name:?} has no price"))?;
+                let price_cents = price.ok_or_else(|| format!("rs:Item {name:?} has no price"))?;
                 o.items.push(Item { name, price_cents });
             }
         }
@@ -493,7 +496,10 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
                 ),
                 _ => "the call's Target is not one of this partner's numbers".to_string(),
             };
-            log::info!("roundtrip: partner {partner_id}: {}: {why}", status.as_u16());
+            log::info!(
+                "roundtrip: partner {partner_id}: {}: {why}",
+                status.as_u16()
+            );
             error(status, &why)
         }
         Err(e) => {
@@ -560,7 +566,12 @@ mod tests {
             call_start("2010-09-01T16:13:31.250Z"),
             Ok(1_283_357_611_250)
         );
-        for bad in ["2010-09-01T09:13:31", "2010-09-01", "yesterday", "2010-09-01 09:13:31Z"] {
+        for bad in [
+            "2010-09-01T09:13:31",
+            "2010-09-01",
+            "yesterday",
+            "2010-09-01 09:13:31Z",
+        ] {
             assert!(call_start(bad).is_err(), "{bad}");
         }
     }

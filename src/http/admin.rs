@@ -209,7 +209,10 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<Caller, Box<Resp>> {
         .and_then(|v| v.trim().split_once(' '))
         .unwrap_or(("", ""));
     if scheme.eq_ignore_ascii_case("basic") {
-        return match dialect::basic_partner(&rt.config, header, None) {
+        let basic_door = |p: &crate::config::Partner| {
+            p.roundtrip.is_some() || p.dialects.iter().any(|d| d.basic_auth())
+        };
+        return match dialect::basic_partner_where(&rt.config, header, basic_door) {
             Ok(p) => Ok(Caller::Partner(p.id.clone())),
             Err(dialect::BasicError::Forbidden) => Err(Box::new(error(
                 StatusCode::FORBIDDEN,
@@ -324,6 +327,23 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         }
         return hangup(app, &caller, id).await;
     }
+    if path == "/v1/cdrs" {
+        if req.method() != Method::POST {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "POST CDRs here",
+            );
+        }
+        if !matches!(caller, Caller::Admin) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "CDRs are posted with the admin token",
+            );
+        }
+        return post_cdrs(app, req).await;
+    }
     if req.method() != Method::GET {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -336,6 +356,27 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
             .into_owned()
             .collect();
     let q = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if path == "/v1/sales" {
+        let limit = match q("limit").map(|l| l.parse::<usize>()) {
+            None => 50,
+            Some(Ok(l)) if (1..=1000).contains(&l) => l,
+            Some(_) => return bad_query("limit: must be 1 to 1000".into()),
+        };
+        // A partner sees only its own submissions.
+        let partner = match &caller {
+            Caller::Admin => q("partner"),
+            Caller::Partner(p) => Some(p.clone()),
+        };
+        let call = q("call_id");
+        let r = app
+            .store
+            .read(move |c| crate::store::sales::list(c, call.as_deref(), partner.as_deref(), limit))
+            .await;
+        return match r {
+            Ok(rows) => json(StatusCode::OK, &json!({ "sales": rows })),
+            Err(e) => store_error(e),
+        };
+    }
     match path.strip_prefix("/v1/calls") {
         Some("") => {
             let limit = match q("limit").map(|l| l.parse::<usize>()) {
@@ -527,6 +568,142 @@ async fn read_recording(path: &std::path::Path) -> Result<Vec<u8>, Resp> {
             "the recording is larger than c2cd serves; the operator has it on the box",
         )
     })
+}
+
+/// The most CDRs one `POST /v1/cdrs` may carry.
+pub const MAX_CDRS: usize = 1000;
+
+/// `POST /v1/cdrs`: the PBX's calls c2cd did not place, for RoundTrip to match
+/// sales to. `{"source": "…", "cdrs": [{"id", "ani", "target", "dnis", "start",
+/// "answer", "end", "disposition", "billable_seconds"}, …]}`. All or none: a
+/// bad CDR refuses the batch, naming it. Idempotent on each CDR's `id`.
+async fn post_cdrs(app: &App, req: Request<Incoming>) -> Resp {
+    let rt = app.runtime();
+    let limits = (
+        rt.config.server.max_body_bytes,
+        rt.config.server.body_read_timeout,
+    );
+    drop(rt);
+    if !dialect::content_type_is(&req, "application/json") {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        );
+    }
+    let body = match crate::http::read_body(req, limits.0, limits.1).await {
+        Ok(b) => b,
+        Err(crate::http::BodyError::TooLarge) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the body is larger than server.max_body_bytes: send fewer CDRs at a time",
+            )
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "unreadable",
+                &format!("the body: {e:?}"),
+            )
+        }
+    };
+    let cdrs = match parse_cdrs(&body) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "invalid", &why),
+    };
+    let now = crate::core::now_ms();
+    let done = app
+        .store
+        .write(move |c| {
+            cdrs.iter()
+                .map(|cdr| crate::store::pbx::ingest(c, cdr, now))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await;
+    match done {
+        Ok(list) => {
+            let new = list.iter().filter(|i| i.new).count();
+            log::info!("cdrs: {new} ingested, {} already known", list.len() - new);
+            json(
+                StatusCode::OK,
+                &json!({ "ingested": new, "known": list.len() - new, "calls": list }),
+            )
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// The CDRs of a `POST /v1/cdrs` body, or what is wrong with it.
+fn parse_cdrs(body: &[u8]) -> Result<Vec<crate::store::pbx::Cdr>, String> {
+    use crate::dialect::roundtrip::{call_start, nanpa};
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let source = match v.get("source") {
+        None => "api".to_string(),
+        Some(serde_json::Value::String(s))
+            if !s.is_empty()
+                && s.len() <= 64
+                && !s.starts_with("ami:")
+                && s.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            s.clone()
+        }
+        Some(_) => {
+            return Err("source: 1 to 64 printable characters, not starting with \"ami:\"".into())
+        }
+    };
+    let list = v
+        .get("cdrs")
+        .and_then(|c| c.as_array())
+        .ok_or("the body must be {\"cdrs\": [ … ]}")?;
+    if list.len() > MAX_CDRS {
+        return Err(format!("at most {MAX_CDRS} CDRs at a time"));
+    }
+    let number = |s: &str| match s.strip_prefix('+') {
+        Some(_) => crate::core::phone::E164::from_canonical(s)
+            .map(|n| n.as_str().to_string())
+            .map_err(|e| e.to_string()),
+        None => nanpa(s),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (i, c) in list.iter().enumerate() {
+        let at = |k: &str, why: String| format!("cdrs[{i}].{k}: {why}");
+        let text = |k: &str| c.get(k).and_then(|x| x.as_str()).map(str::trim);
+        let need = |k: &str| {
+            text(k)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| at(k, "required".into()))
+        };
+        let id = need("id")?;
+        if id.len() > 128 {
+            return Err(at("id", "at most 128 characters".into()));
+        }
+        let time = |k: &str| {
+            text(k)
+                .filter(|s| !s.is_empty())
+                .map(|s| call_start(s).map_err(|e| at(k, e)))
+                .transpose()
+        };
+        out.push(crate::store::pbx::Cdr {
+            source: source.clone(),
+            unique_id: id.to_string(),
+            ani: number(need("ani")?).map_err(|e| at("ani", e))?,
+            target: number(need("target")?).map_err(|e| at("target", e))?,
+            dnis: text("dnis")
+                .filter(|s| !s.is_empty())
+                .map(number)
+                .transpose()
+                .map_err(|e| at("dnis", e))?,
+            started_at: call_start(need("start")?).map_err(|e| at("start", e))?,
+            answered_at: time("answer")?,
+            ended_at: time("end")?,
+            disposition: text("disposition").map(str::to_string),
+            billable_s: c.get("billable_seconds").and_then(|b| b.as_i64()),
+            received: c.to_string(),
+        });
+    }
+    Ok(out)
 }
 
 /// A call as `caller` may see it: a partner is not shown what c2cd sent its

@@ -14,6 +14,7 @@ pub mod callbacks;
 pub mod calls;
 pub mod legs;
 pub mod partners;
+pub mod pbx;
 pub mod sales;
 mod schema;
 

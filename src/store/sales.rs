@@ -252,3 +252,82 @@ fn insert(
     )?;
     Ok(conn.last_insert_rowid())
 }
+
+/// One submission, as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SaleRow {
+    pub id: i64,
+    pub received_at: String,
+    pub partner_id: Option<String>,
+    pub username: Option<String>,
+    pub remote_addr: Option<String>,
+    pub content_type: Option<String>,
+    pub how: Option<String>,
+    pub ani: Option<String>,
+    pub target: Option<String>,
+    pub dnis: Option<String>,
+    pub call_start: Option<String>,
+    pub call_id: Option<String>,
+    pub status: u16,
+    pub error: Option<String>,
+    pub is_sale: Option<bool>,
+    pub amount_cents: Option<i64>,
+    pub payment: Option<String>,
+    pub items: Option<serde_json::Value>,
+    /// Whether this is the call's current sales data.
+    pub current: bool,
+    pub body: String,
+}
+
+/// The latest submissions, newest first: all, or a call's, or a partner's.
+pub fn list(
+    conn: &Connection,
+    call_id: Option<&str>,
+    partner_id: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<SaleRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.id, s.received_at, s.partner_id, s.username, s.remote_addr, s.content_type, s.how,
+                s.ani, s.target, s.dnis, s.call_start, s.call_id, s.status, s.error, s.is_sale,
+                s.amount_cents, s.payment, s.items,
+                EXISTS (SELECT 1 FROM call_sales cs WHERE cs.sale_id = s.id), s.body
+           FROM sales s
+          WHERE (?1 IS NULL OR s.call_id = ?1) AND (?2 IS NULL OR s.partner_id = ?2)
+          ORDER BY s.id DESC LIMIT ?3",
+    )?;
+    let time = |ms: Option<i64>| ms.map(crate::core::format_ms);
+    let rows = stmt.query_map(
+        params![
+            call_id,
+            partner_id,
+            i64::try_from(limit).unwrap_or(i64::MAX)
+        ],
+        |r| {
+            Ok(SaleRow {
+                id: r.get(0)?,
+                received_at: crate::core::format_ms(r.get(1)?),
+                partner_id: r.get(2)?,
+                username: r.get(3)?,
+                remote_addr: r.get(4)?,
+                content_type: r.get(5)?,
+                how: r.get(6)?,
+                ani: r.get(7)?,
+                target: r.get(8)?,
+                dnis: r.get(9)?,
+                call_start: time(r.get(10)?),
+                call_id: r.get(11)?,
+                status: r.get(12)?,
+                error: r.get(13)?,
+                is_sale: r.get(14)?,
+                amount_cents: r.get(15)?,
+                payment: r.get(16)?,
+                items: r
+                    .get::<_, Option<String>>(17)?
+                    .and_then(|s| serde_json::from_str(&s).ok()),
+                current: r.get(18)?,
+                body: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(19)?).into_owned(),
+            })
+        },
+    )?;
+    rows.collect()
+}

@@ -10,6 +10,7 @@ mod config;
 mod lifecycle;
 mod native;
 mod openapi;
+mod roundtrip;
 mod routing;
 mod spokn;
 mod upstream;
