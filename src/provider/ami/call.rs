@@ -404,13 +404,28 @@ pub fn channel_id(id: CallId, attempt: u16) -> String {
 enum AState {
     /// Not sent yet (a later round).
     Idle,
+    /// Its round has started; its Originate is on its way.
+    Sending,
     /// Sent; its verdict is due by the instant.
     Ringing(Instant),
     /// Failed; its Hangup cause is awaited until the instant.
     Failing(LegOutcome, Instant),
     /// Answered: the call's A.
     Won,
+    /// Answered as well, a moment after the winner: the dialplan's TRYLOCK
+    /// lets one of the two through to B, whichever it is.
+    Spare,
     Ended,
+}
+
+/// One try of A as the manager has told of it.
+#[derive(Debug, Clone, Copy)]
+struct ATrack {
+    state: AState,
+    /// Its channel's Hangup cause.
+    cause: Option<u16>,
+    /// Its channel hung up.
+    gone: bool,
 }
 
 /// Where one try of leg B is.
@@ -459,7 +474,9 @@ struct Track {
     cut: bool,
     /// The round of A ringing.
     round: usize,
-    a: HashMap<u16, (AState, Option<u16>)>,
+    a: HashMap<u16, ATrack>,
+    /// B is dialled by the dialplan (which lets one answering A through).
+    dialplan: bool,
     b: Vec<BTry>,
     /// The recording's reference, for a recorded call.
     record: Option<String>,
@@ -474,7 +491,14 @@ impl Track {
         let a = rounds
             .iter()
             .flatten()
-            .map(|t| (t.attempt, (AState::Idle, None)))
+            .map(|t| {
+                let idle = ATrack {
+                    state: AState::Idle,
+                    cause: None,
+                    gone: false,
+                };
+                (t.attempt, idle)
+            })
             .collect();
         let b = plan
             .b
@@ -499,6 +523,7 @@ impl Track {
             cut: false,
             round: 0,
             a,
+            dialplan: false,
             b,
             record,
             mixmonitor: false,
@@ -513,6 +538,7 @@ impl Track {
             t.dial = dial_string(&fill(&cfg.dial, &t.dial)).to_string();
         }
         self.mixmonitor = cfg.recording == AmiRecording::MixMonitor;
+        self.dialplan = matches!(cfg.bridge, Bridge::Dialplan { .. });
         self
     }
 
@@ -537,20 +563,37 @@ impl Track {
     }
 
     fn state(&self, attempt: u16) -> AState {
-        self.a.get(&attempt).map_or(AState::Ended, |s| s.0)
+        self.a.get(&attempt).map_or(AState::Ended, |s| s.state)
     }
 
     fn set(&mut self, attempt: u16, state: AState) {
         if let Some(s) = self.a.get_mut(&attempt) {
-            s.0 = state;
+            s.state = state;
         }
     }
 
-    fn winner(&self) -> Option<u16> {
+    /// The try in `state`, if one is.
+    fn find(&self, state: AState) -> Option<u16> {
         self.a
             .iter()
-            .find(|(_, (s, _))| *s == AState::Won)
+            .find(|(_, t)| t.state == state)
             .map(|(n, _)| *n)
+    }
+
+    fn winner(&self) -> Option<u16> {
+        self.find(AState::Won)
+    }
+
+    /// The tries in one of `states`.
+    fn tries_in(&self, states: impl Fn(AState) -> bool) -> Vec<u16> {
+        let mut v: Vec<u16> = self
+            .a
+            .iter()
+            .filter(|(_, t)| states(t.state))
+            .map(|(n, _)| *n)
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// The try whose channel id is `chan`.
@@ -560,18 +603,31 @@ impl Track {
         self.a.contains_key(&n).then_some(n)
     }
 
-    /// The tries of the current round, to be sent.
+    /// The tries of the current round, to be sent: each is on its way from
+    /// now, so that one refused does not end the round before the others go.
     fn start_round(&mut self) -> Vec<Step> {
         let tries: Vec<u16> = self
             .rounds
             .get(self.round)
             .map(|r| r.iter().map(|t| t.attempt).collect())
             .unwrap_or_default();
+        for n in &tries {
+            self.set(*n, AState::Sending);
+        }
         tries.into_iter().map(Step::Originate).collect()
+    }
+
+    /// Whether try `n` is still to be sent (the call has not ended, nor
+    /// another try answered, meanwhile).
+    fn to_send(&self, n: u16) -> bool {
+        !self.done && self.state(n) == AState::Sending
     }
 
     /// Try `attempt` was sent (`Ok`) or refused at once.
     fn sent(&mut self, attempt: u16, ok: bool, now: Instant) -> Vec<Step> {
+        if self.state(attempt) != AState::Sending {
+            return Vec::new();
+        }
         if ok {
             self.set(attempt, AState::Ringing(now + self.a_ring + VERDICT_GRACE));
             vec![Step::Emit(vec![Event::Ringing(self.a_leg(attempt))])]
@@ -608,7 +664,11 @@ impl Track {
                     return Vec::new();
                 };
                 let mut steps = Vec::new();
-                if self.state(n) != AState::Won {
+                if self.state(n) == AState::Spare {
+                    // The dialplan let the spare through: the winner was the
+                    // one TRYLOCK hung up.
+                    steps = self.switch_to(n);
+                } else if self.state(n) != AState::Won {
                     // Dialling B means A answered, whatever the verdict's order.
                     steps = self.verdict(n, Ok(()), now);
                     if self.state(n) != AState::Won {
@@ -630,37 +690,42 @@ impl Track {
     /// The verdict on try `n` of A.
     fn verdict(&mut self, n: u16, v: Result<(), LegOutcome>, now: Instant) -> Vec<Step> {
         let state = self.state(n);
+        let waiting = matches!(state, AState::Ringing(_) | AState::Idle | AState::Sending);
         match v {
-            Ok(()) if matches!(state, AState::Ringing(_) | AState::Idle) => {
-                if self.winner().is_some() {
-                    // Two answered at once: the later one is let go.
-                    self.set(n, AState::Ended);
-                    let ended = Event::Ended {
-                        leg: self.a_leg(n),
-                        outcome: LegOutcome::Normal,
-                        last: false,
-                    };
-                    return vec![
-                        Step::Hangup(channel_id(self.id, n)),
-                        Step::Emit(vec![ended]),
-                    ];
+            Ok(()) if waiting && self.winner().is_some() => {
+                if self.dialplan && !self.gone(n) {
+                    // Two answered at once: the dialplan's TRYLOCK drops the
+                    // one that is second there, which c2cd cannot tell yet.
+                    self.set(n, AState::Spare);
+                    return Vec::new();
                 }
+                // Let the later one go.
+                self.set(n, AState::Ended);
+                let ended = Event::Ended {
+                    leg: self.a_leg(n),
+                    outcome: LegOutcome::Normal,
+                    last: false,
+                };
+                vec![
+                    Step::Hangup(channel_id(self.id, n)),
+                    Step::Emit(vec![ended]),
+                ]
+            }
+            Ok(()) if waiting => {
                 self.set(n, AState::Won);
                 let mut steps = vec![Step::Emit(vec![Event::Answered(self.a_leg(n))])];
                 if self.mixmonitor && self.record.is_some() {
                     steps.push(Step::MixMonitor(channel_id(self.id, n)));
                 }
-                // The others of the round lose the race.
-                let losers: Vec<u16> = self
-                    .a
-                    .iter()
-                    .filter(|(_, (s, _))| matches!(s, AState::Ringing(_) | AState::Failing(..)))
-                    .map(|(n, _)| *n)
-                    .collect();
+                // The others of the round lose the race; those not sent yet
+                // are not.
+                for l in self.tries_in(|s| s == AState::Sending) {
+                    self.set(l, AState::Ended);
+                }
                 let mut ended = Vec::new();
-                for l in losers {
+                for l in self.tries_in(|s| matches!(s, AState::Ringing(_) | AState::Failing(..))) {
                     let outcome = match self.state(l) {
-                        AState::Failing(o, _) => o,
+                        AState::Failing(o, _) => refine(o, self.a[&l].cause),
                         _ => {
                             steps.push(Step::Hangup(channel_id(self.id, l)));
                             LegOutcome::Normal
@@ -676,10 +741,14 @@ impl Track {
                 if !ended.is_empty() {
                     steps.push(Step::Emit(ended));
                 }
+                if self.gone(n) {
+                    // Its Hangup came before its verdict: answered, and gone.
+                    steps.extend(self.won_gone(n));
+                }
                 steps
             }
-            Err(outcome) if matches!(state, AState::Ringing(_)) => {
-                let cause = self.a.get(&n).and_then(|s| s.1);
+            Err(outcome) if matches!(state, AState::Ringing(_) | AState::Sending) => {
+                let cause = self.a.get(&n).and_then(|s| s.cause);
                 if cause.is_none() && outcome == LegOutcome::Failed {
                     // Reason 0 says little; the Hangup cause may follow.
                     self.set(n, AState::Failing(outcome, now + CAUSE_WAIT));
@@ -691,34 +760,78 @@ impl Track {
         }
     }
 
+    fn gone(&self, n: u16) -> bool {
+        self.a.get(&n).is_some_and(|t| t.gone)
+    }
+
     /// The channel of try `n` hung up with `cause`.
     fn hung_up(&mut self, n: u16, cause: Option<u16>) -> Vec<Step> {
-        if let Some(s) = self.a.get_mut(&n) {
-            s.1 = s.1.or(cause);
+        if let Some(t) = self.a.get_mut(&n) {
+            t.cause = t.cause.or(cause);
+            t.gone = true;
         }
         match self.state(n) {
             AState::Failing(outcome, _) => self.a_failed(n, refine(outcome, cause)),
-            AState::Won => {
-                // The call is over: anything of B still ringing went with it.
-                let mut ended: Vec<Event> = (0..self.b.len())
-                    .filter(|i| matches!(self.b[*i].state, BState::Ringing(_)))
-                    .map(|i| Event::Ended {
-                        leg: self.b_leg(i),
-                        outcome: LegOutcome::Normal,
-                        last: false,
-                    })
-                    .collect();
-                ended.push(Event::Ended {
+            AState::Won => self.won_gone(n),
+            AState::Spare => {
+                // TRYLOCK let it go.
+                self.set(n, AState::Ended);
+                vec![Step::Emit(vec![Event::Ended {
                     leg: self.a_leg(n),
                     outcome: LegOutcome::Normal,
-                    last: true,
-                });
-                self.set(n, AState::Ended);
-                self.done = true;
-                vec![Step::Emit(ended)]
+                    last: false,
+                }])]
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The winner `n`'s channel is gone. Before B was dialled, with a spare
+    /// still up, the dialplan let the spare through instead; otherwise the
+    /// call is over, and anything of B still ringing went with it.
+    fn won_gone(&mut self, n: u16) -> Vec<Step> {
+        let b_begun = self.b.iter().any(|t| t.state != BState::Idle);
+        if let Some(spare) = self.find(AState::Spare).filter(|_| !b_begun) {
+            self.set(n, AState::Ended);
+            self.set(spare, AState::Won);
+            return vec![Step::Emit(vec![Event::Ended {
+                leg: self.a_leg(n),
+                outcome: LegOutcome::Normal,
+                last: false,
+            }])];
+        }
+        let mut ended: Vec<Event> = (0..self.b.len())
+            .filter(|i| matches!(self.b[*i].state, BState::Ringing(_)))
+            .map(|i| Event::Ended {
+                leg: self.b_leg(i),
+                outcome: LegOutcome::Normal,
+                last: false,
+            })
+            .collect();
+        ended.push(Event::Ended {
+            leg: self.a_leg(n),
+            outcome: LegOutcome::Normal,
+            last: true,
+        });
+        self.set(n, AState::Ended);
+        self.done = true;
+        vec![Step::Emit(ended)]
+    }
+
+    /// The spare `n` dials B: it is the call's A now, and the winner is let go.
+    fn switch_to(&mut self, n: u16) -> Vec<Step> {
+        let mut steps = Vec::new();
+        if let Some(old) = self.winner() {
+            self.set(old, AState::Ended);
+            steps.push(Step::Hangup(channel_id(self.id, old)));
+            steps.push(Step::Emit(vec![Event::Ended {
+                leg: self.a_leg(old),
+                outcome: LegOutcome::Normal,
+                last: false,
+            }]));
+        }
+        self.set(n, AState::Won);
+        steps
     }
 
     /// When a bridged call past its time limit is hung up by c2cd.
@@ -741,12 +854,15 @@ impl Track {
                 return vec![Step::Hangup(channel_id(self.id, n))];
             }
         }
+        let mut steps = Vec::new();
         let due: Vec<(u16, LegOutcome)> = self
             .a
             .iter()
-            .filter_map(|(n, (s, _))| match s {
+            .filter_map(|(n, t)| match &t.state {
                 AState::Failing(o, at) if *at <= now => Some((*n, *o)),
                 AState::Ringing(at) if *at <= now => {
+                    // Whatever the channel does, c2cd no longer follows it.
+                    steps.push(Step::Hangup(channel_id(self.id, *n)));
                     log::warn!(
                         "call {}: no OriginateResponse for A try {n} by its ring timeout and {}s more; does the manager user have read = call?",
                         self.id,
@@ -757,9 +873,10 @@ impl Track {
                 _ => None,
             })
             .collect();
-        due.into_iter()
-            .flat_map(|(n, o)| self.a_failed(n, o))
-            .collect()
+        for (n, o) in due {
+            steps.extend(self.a_failed(n, o));
+        }
+        steps
     }
 
     /// When the next failing try stops waiting for its cause, or the next
@@ -767,8 +884,8 @@ impl Track {
     fn next_settle(&self) -> Option<Instant> {
         self.a
             .values()
-            .filter_map(|(s, _)| match s {
-                AState::Failing(_, at) | AState::Ringing(at) => Some(*at),
+            .filter_map(|t| match t.state {
+                AState::Failing(_, at) | AState::Ringing(at) => Some(at),
                 _ => None,
             })
             .chain(self.cut_at())
@@ -779,10 +896,16 @@ impl Track {
     /// next round, or ends.
     fn a_failed(&mut self, n: u16, outcome: LegOutcome) -> Vec<Step> {
         self.set(n, AState::Ended);
-        let open = self
-            .a
-            .values()
-            .any(|(s, _)| matches!(s, AState::Ringing(_) | AState::Failing(..) | AState::Won));
+        let open = self.a.values().any(|t| {
+            matches!(
+                t.state,
+                AState::Sending
+                    | AState::Ringing(_)
+                    | AState::Failing(..)
+                    | AState::Won
+                    | AState::Spare
+            )
+        });
         let more = self.round + 1 < self.rounds.len();
         let last = !open && !more;
         let mut steps = vec![Step::Emit(vec![Event::Ended {
@@ -901,10 +1024,12 @@ impl Track {
         vec![Step::Emit(events)]
     }
 
-    /// The manager connection was lost: nothing more will be heard of the
-    /// call, which fails on the leg it was at.
+    /// The manager connection was lost. A bridged call goes on in Asterisk,
+    /// whose events reach the next login: it is still followed (and closed as
+    /// lost if its end is missed). Any other fails on the leg it was at: what
+    /// it was waiting for will not be heard.
     fn lost(&mut self) -> Vec<Step> {
-        if self.done {
+        if self.done || self.bridged {
             return Vec::new();
         }
         self.done = true;
@@ -914,11 +1039,9 @@ impl Track {
             (None, Some(n)) => self.a_leg(n),
             (None, None) => {
                 let n = self
-                    .a
-                    .iter()
-                    .filter(|(_, (s, _))| matches!(s, AState::Ringing(_) | AState::Failing(..)))
-                    .map(|(n, _)| *n)
-                    .max()
+                    .tries_in(|s| matches!(s, AState::Ringing(_) | AState::Failing(..)))
+                    .last()
+                    .copied()
                     .unwrap_or(1);
                 self.a_leg(n)
             }
@@ -947,9 +1070,11 @@ impl Follow {
     async fn run(mut self) {
         let id = self.call.call_id;
         // Try 1 was sent by `originate`; the rest of round 1 now.
+        let round = self.track.start_round();
         let mut steps = self.track.sent(1, true, Instant::now());
-        steps.extend(self.track.start_round().into_iter().skip(1));
+        steps.extend(round.into_iter().skip(1));
         let link = self.manager.clone();
+        let mut link_up = true;
         // Past the longest the call can take, with room for a late end, the
         // follow-up stops: the reconciler then closes the call as lost.
         let deadline = Instant::now() + self.call.plan.longest() + Duration::from_secs(300);
@@ -981,9 +1106,18 @@ impl Follow {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = wait_down(&link) => {
-                    log::warn!("call {id}: the manager connection was lost; failing the call");
+                _ = wait_down(&link), if link_up => {
+                    link_up = false;
                     steps = self.track.lost();
+                    if self.track.done {
+                        log::warn!("call {id}: the manager connection was lost; failing the call");
+                    } else {
+                        log::warn!("call {id}: the manager connection was lost; the call is bridged, so it is followed again once the manager is back");
+                    }
+                    continue;
+                }
+                _ = link.wait_link(|l| *l == Link::Up), if !link_up => {
+                    link_up = true;
                     continue;
                 }
             };
@@ -1007,6 +1141,9 @@ impl Follow {
                 let Some(t) = self.track.try_of(n).cloned() else {
                     return Vec::new();
                 };
+                if !self.track.to_send(n) {
+                    return Vec::new();
+                }
                 // A hang-up takes the call's channels: no new try then.
                 let live = self
                     .channels
@@ -1021,7 +1158,14 @@ impl Follow {
                     .manager
                     .send(originate_action(&self.cfg, &self.call, &t))
                     .await;
-                let ok = matches!(&r, Ok(m) if m.get("Response") == Some("Success"));
+                // Not sent (down, busy) or refused: the try failed. Sent with
+                // no reply (a timeout, the link lost): it may ring, so it is
+                // followed, its verdict awaited within its grace.
+                let ok = match &r {
+                    Ok(m) => m.get("Response") == Some("Success"),
+                    Err(super::AmiError::Down(_) | super::AmiError::Busy) => false,
+                    Err(_) => true,
+                };
                 if !ok {
                     log::warn!("call {id}: the Originate of A try {n} was refused: {r:?}");
                 }
@@ -1150,7 +1294,9 @@ mod tests {
         };
         let id = CallId::new();
         let record = record.then(|| "ami://pbx/rec.wav".to_string());
-        Track::new(id, &plan, record).with_dial(&cfg)
+        let mut t = Track::new(id, &plan, record).with_dial(&cfg);
+        t.start_round();
+        t
     }
 
     /// A manager message of call `t` on the channel of A's try `attempt`.
@@ -1363,7 +1509,10 @@ mod tests {
         assert_eq!(due - now, Duration::from_secs(30) + VERDICT_GRACE);
         assert!(t.settle(due - Duration::from_millis(1)).is_empty());
         let given_up = t.settle(due);
-        assert_eq!(said(given_up), ["a1:a_ended_failed", "next round"]);
+        assert_eq!(
+            said(given_up),
+            ["hangup a1", "a1:a_ended_failed", "next round"]
+        );
     }
 
     #[test]
@@ -1454,6 +1603,109 @@ mod tests {
         assert!(t.done);
     }
 
+    /// Review finding: a refused try of a parallel round must not end the
+    /// round while the others are still to be sent.
+    #[test]
+    fn a_refused_try_leaves_the_rest_of_its_round_ringing() {
+        let mut t = track(
+            side(Strategy::Parallel, &[("100", 0), ("101", 0)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        assert_eq!(
+            said(t.sent(1, false, Instant::now())),
+            ["a1:a_ended_failed"]
+        );
+        assert!(!t.done);
+        assert!(t.to_send(2));
+        assert_eq!(said(t.sent(2, true, Instant::now())), ["a2:a_ringing"]);
+        assert_eq!(
+            respond(&mut t, 2, "Failure", "5"),
+            ["a2:a_ended_busy (last)"]
+        );
+        // Once the call is over nothing more is sent.
+        assert!(!t.to_send(2));
+    }
+
+    /// The verdict after the Hangup and the Cdr (section 1's order reversed),
+    /// for an A that answered and hung up before B was dialled.
+    #[test]
+    fn an_answered_a_that_is_gone_before_its_verdict_ends_the_call() {
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 0)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        t.sent(1, true, Instant::now());
+        assert!(on(&mut t, "Hangup", 1, &[("Cause", "16")]).is_empty());
+        assert_eq!(
+            respond(&mut t, 1, "Success", "4"),
+            ["a1:a_answered", "a1:a_ended_normal (last)"]
+        );
+        assert!(t.done);
+    }
+
+    /// Two A answer at once in dialplan mode: TRYLOCK, not c2cd, picks the
+    /// one that dials B, so the second is kept until the dialplan tells.
+    #[test]
+    fn the_dialplan_picks_between_two_answers() {
+        let parallel = || side(Strategy::Parallel, &[("100", 0), ("101", 0)]);
+        let b = || side(Strategy::Sequential, &[("200", 0)]);
+        // The second through TRYLOCK dials B: it becomes the call's A.
+        let mut t = track(parallel(), b(), false);
+        t.sent(1, true, Instant::now());
+        t.sent(2, true, Instant::now());
+        let mut m = ev(&t, "OriginateResponse", 2, &[("Response", "Success")]);
+        let mut first = t.on(&m, Instant::now());
+        m = ev(&t, "OriginateResponse", 1, &[("Response", "Success")]);
+        first.extend(t.on(&m, Instant::now()));
+        assert_eq!(
+            said(first),
+            ["a2:a_answered", "hangup a1", "a1:a_ended_normal"]
+        );
+
+        let mut t = track(parallel(), b(), false);
+        t.sent(1, true, Instant::now());
+        t.sent(2, true, Instant::now());
+        respond(&mut t, 1, "Success", "4");
+        // a2 was not hung up: it answered before c2cd could.
+        t.set(2, AState::Ringing(Instant::now()));
+        assert!(respond(&mut t, 2, "Success", "4").is_empty());
+        assert_eq!(t.state(2), AState::Spare);
+        assert_eq!(
+            begin(&mut t, 2, "200@trunk", "b-1"),
+            ["hangup a1", "a1:a_ended_normal", "b1:b_ringing"]
+        );
+        assert_eq!(t.winner(), Some(2));
+
+        // Or TRYLOCK drops the spare: the winner goes on.
+        let mut t = track(parallel(), b(), false);
+        t.sent(1, true, Instant::now());
+        t.sent(2, true, Instant::now());
+        respond(&mut t, 1, "Success", "4");
+        t.set(2, AState::Ringing(Instant::now()));
+        respond(&mut t, 2, "Success", "4");
+        assert_eq!(
+            on(&mut t, "Hangup", 2, &[("Cause", "16")]),
+            ["a2:a_ended_normal"]
+        );
+        assert_eq!(begin(&mut t, 1, "200@trunk", "b-1"), ["b1:b_ringing"]);
+
+        // The winner is dropped before B is dialled: the spare is the A.
+        let mut t = track(parallel(), b(), false);
+        t.sent(1, true, Instant::now());
+        t.sent(2, true, Instant::now());
+        respond(&mut t, 1, "Success", "4");
+        t.set(2, AState::Ringing(Instant::now()));
+        respond(&mut t, 2, "Success", "4");
+        assert_eq!(
+            on(&mut t, "Hangup", 1, &[("Cause", "16")]),
+            ["a1:a_ended_normal"]
+        );
+        assert_eq!(t.winner(), Some(2));
+        assert!(!t.done);
+    }
+
     #[test]
     fn a_lost_connection_ends_the_leg_the_call_was_at() {
         let mut t = track(
@@ -1467,5 +1719,21 @@ mod tests {
         let lost = t.lost();
         assert_eq!(said(lost), ["b1:b_ended_failed (last)"]);
         assert!(t.lost().is_empty());
+
+        // A bridged call goes on in Asterisk: it is still followed.
+        let mut t = track(
+            side(Strategy::Sequential, &[("100", 0)]),
+            side(Strategy::Sequential, &[("200", 0)]),
+            false,
+        );
+        t.sent(1, true, Instant::now());
+        begin(&mut t, 1, "200@trunk", "b-1");
+        end(&mut t, 1, "ANSWER", "b-1");
+        assert!(t.lost().is_empty());
+        assert!(!t.done);
+        assert_eq!(
+            on(&mut t, "Hangup", 1, &[("Cause", "16")]),
+            ["a1:a_ended_normal (last)"]
+        );
     }
 }
