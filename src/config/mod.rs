@@ -558,6 +558,21 @@ pub struct SpoknUpConfig {
     pub max_response_bytes: usize,
 }
 
+/// Why a Local channel needs `/n`.
+const LOCAL_N: &str = "a Local channel must end in /n (Local/{number}@context/n): without it Asterisk optimises the channel away once bridged, and c2cd would take that for the end of the call and lose its time limit";
+
+/// Whether `template` is a Local channel Asterisk may optimise away (no `/n`).
+fn local_optimised(template: &str) -> bool {
+    let is_local = template
+        .get(..6)
+        .is_some_and(|t| t.eq_ignore_ascii_case("local/"));
+    let options = template
+        .rsplit_once('@')
+        .and_then(|(_, context)| context.split_once('/'))
+        .map(|(_, options)| options);
+    is_local && !options.is_some_and(|o| o.contains('n'))
+}
+
 /// How an AMI provider reaches B once A has answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bridge {
@@ -1329,6 +1344,8 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                         &at("channel"),
                         "must be a channel with {number} in it, e.g. PJSIP/{number}@trunk",
                     );
+                } else if local_optimised(&channel) {
+                    v.err(&at("channel"), LOCAL_N);
                 }
                 let dial = match &p.dial {
                     Some(d) if d.contains("{number}") && d.contains('/') && !d.contains(',') => {
@@ -1343,6 +1360,9 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                     }
                     None => channel.clone(),
                 };
+                if p.dial.is_some() && local_optimised(&dial) {
+                    v.err(&at("dial"), LOCAL_N);
+                }
                 let bridge = match &p.context {
                     Some(c) if !c.trim().is_empty() => Bridge::Dialplan {
                         context: c.trim().to_string(),
@@ -1405,14 +1425,15 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                                 && name
                                     .bytes()
                                     .all(|b| b.is_ascii_alphanumeric() || b"_()".contains(&b))
-                                // Asterisk splits a Variable header at commas.
-                                && !value.contains([',', '\r', '\n']) =>
+                                // Asterisk splits a Variable header at commas
+                                // and strips quotes and backslashes.
+                                && !value.contains([',', '"', '\\', '\r', '\n']) =>
                         {
                             variables.push((name.to_string(), value.to_string()))
                         }
                         _ => v.err(
                             &at("variables"),
-                            format!("{var:?} is not NAME=value (the value without commas)"),
+                            format!("{var:?} is not NAME=value (the value without commas, quotes or backslashes)"),
                         ),
                     }
                 }
@@ -2258,7 +2279,7 @@ secret = "up"
             (a.dial.as_str(), a.recording),
             ("PJSIP/{number}@trunk", AmiRecording::Dialplan)
         );
-        let c = parse(&ami("dial = \"Local/{number}@out\"\n"), Source::Embedded).unwrap();
+        let c = parse(&ami("dial = \"Local/{number}@out/n\"\n"), Source::Embedded).unwrap();
         let ProviderKind::Ami(a) = &c.providers[0].kind else {
             panic!("not ami")
         };
@@ -2280,6 +2301,10 @@ secret = "up"
             (
                 "context = \"c2cd\"\nvariables = [\"SITE=a,b\"]\n",
                 "provider.variables: \"SITE=a,b\" is not NAME=value",
+            ),
+            (
+                "context = \"c2cd\"\ndial = \"Local/{number}@out\"\n",
+                "provider.dial: a Local channel must end in /n",
             ),
         ] {
             let e = err(&ami(extra));

@@ -472,7 +472,7 @@ async fn recording(app: &App, caller: &Caller, id: String) -> Resp {
         .store
         .read(move |c| {
             c.query_row(
-                "SELECT partner_id, recording, (SELECT billable_s FROM cdrs WHERE call_id = calls.id)
+                "SELECT partner_id, recording, (SELECT billable_s FROM cdrs WHERE call_id = calls.id), state
                  FROM calls WHERE id = ?1",
                 [id],
                 |r| {
@@ -480,16 +480,18 @@ async fn recording(app: &App, caller: &Caller, id: String) -> Resp {
                         r.get::<_, Option<String>>(0)?,
                         r.get::<_, Option<String>>(1)?,
                         r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, String>(3)?,
                     ))
                 },
             )
             .optional()
         })
         .await;
-    let (reference, billable) = match row {
+    let (reference, billable, ended) = match row {
         Err(e) => return store_error(e),
-        Ok(Some((owner, reference, billable))) if caller.may_see(owner.as_deref()) => {
-            (reference, billable)
+        Ok(Some((owner, reference, billable, state))) if caller.may_see(owner.as_deref()) => {
+            let ended = CallState::parse(&state).is_some_and(CallState::is_terminal);
+            (reference, billable, ended)
         }
         Ok(_) => return not_found(),
     };
@@ -503,6 +505,14 @@ async fn recording(app: &App, caller: &Caller, id: String) -> Resp {
     let config = &app.runtime().config;
     let wav = match recordings::locate(&reference, billable.unwrap_or(0), config) {
         Some(recordings::Audio::Made(wav)) => wav,
+        // Asterisk writes the file while the call is up.
+        Some(recordings::Audio::File(_)) if !ended => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no_recording",
+                "the recording is served once the call has ended",
+            )
+        }
         Some(recordings::Audio::File(path)) => match read_recording(&path).await {
             Ok(wav) => wav,
             Err(r) => return r,
@@ -545,14 +555,30 @@ async fn read_recording(path: &std::path::Path) -> Result<Vec<u8>, Resp> {
             )
         }
     };
+    // A few at a time: each is held in memory while it is sent.
+    static READING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+    let _turn = READING.acquire().await;
     // Files are read on the blocking pool, never on the request's thread.
     let p = path.to_path_buf();
     let read = tokio::task::spawn_blocking(move || {
-        let size = std::fs::metadata(&p)?.len();
-        if size > recordings::MAX_FILE_BYTES {
-            return Ok(Err(size));
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        // Never through a link, never blocking on a FIFO: Asterisk's user can
+        // write in that directory.
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&p)?;
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
         }
-        std::fs::read(&p).map(Ok)
+        if meta.len() > recordings::MAX_FILE_BYTES {
+            return Ok(Err(meta.len()));
+        }
+        let mut wav = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        f.read_to_end(&mut wav)?;
+        Ok(Ok(wav))
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e)));

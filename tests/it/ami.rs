@@ -297,7 +297,7 @@ kind = "ami"
 address = "{ami}"
 username = "c2c"
 secret = "c2c-secret"
-channel = "Local/{{number}}@c2c-test"
+channel = "Local/{{number}}@c2c-test/n"
 context = "c2c-test"
 variables = ["C2C_SITE=test"]
 caller_id = '"Test" <{{number}}>'
@@ -343,7 +343,7 @@ fn calls_on_asterisk_end_as_the_manager_reports() {
     let id = r.call_id();
     d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
     let o = pbx.wait_action("Originate", "ChannelId", &id);
-    assert_eq!(get(&o, "Channel"), "Local/100@c2c-test");
+    assert_eq!(get(&o, "Channel"), "Local/100@c2c-test/n");
     assert_eq!(
         (get(&o, "Context"), get(&o, "Exten"), get(&o, "Async")),
         ("c2c-test", "200", "true")
@@ -356,7 +356,7 @@ fn calls_on_asterisk_end_as_the_manager_reports() {
         .map(|(_, v)| v.as_str())
         .collect();
     assert!(
-        vars.contains(&"TIMEOUT(absolute)=660")
+        vars.contains(&"TIMEOUT(absolute)=720")
             && vars.contains(&"C2C_TIME_LIMIT=600")
             && vars.contains(&"C2C_SITE=test"),
         "{vars:?}"
@@ -493,9 +493,9 @@ fn plans_play_out_on_asterisk_in_rounds() {
         .collect();
     for want in [
         "C2C_B_ROUNDS=3",
-        "C2C_B_DIAL_1=Local/101@c2c-test",
-        "C2C_B_DIAL_2=Local/101@c2c-test",
-        "C2C_B_DIAL_3=Local/300@c2c-test",
+        "C2C_B_DIAL_1=Local/101@c2c-test/n",
+        "C2C_B_DIAL_2=Local/101@c2c-test/n",
+        "C2C_B_DIAL_3=Local/300@c2c-test/n",
     ] {
         assert!(vars.contains(&want), "{want} not in {vars:?}");
     }
@@ -533,6 +533,13 @@ fn plans_play_out_on_asterisk_in_rounds() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("audio/wav"));
     assert_eq!(r.body, wav);
+    // A link in Asterisk's directory is not followed.
+    let file = monitor.path().join(format!("c2cd-{id}.wav"));
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(d.config.as_path(), &file).unwrap();
+    let r = d.admin_get(&path, TOKEN);
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert!(r.text().contains("recording_unreadable"), "{}", r.text());
 
     // B in parallel: 101 busy, 300 answers, 102 is cancelled.
     let id = place_plan(
@@ -548,7 +555,7 @@ fn plans_play_out_on_asterisk_in_rounds() {
     let o = pbx.wait_action("Originate", "ChannelId", &id);
     assert!(
         o.iter().any(|(k, v)| k == "Variable"
-            && v == "C2C_B_DIAL_1=Local/101@c2c-test&Local/300@c2c-test&Local/102@c2c-test"),
+            && v == "C2C_B_DIAL_1=Local/101@c2c-test/n&Local/300@c2c-test/n&Local/102@c2c-test/n"),
         "{o:?}"
     );
     assert_eq!(
@@ -583,7 +590,7 @@ fn application_dial_takes_b_in_one_round() {
     let pbx = Asterisk::start();
     let cfg = config(&pbx.addr).replace(
         "context = \"c2c-test\"",
-        "dial = \"Local/{number}@c2c-test\"",
+        "dial = \"Local/{number}@c2c-test/n\"",
     );
     let mut d = Daemon::start(&cfg);
     d.wait_logged("logged in as");
@@ -601,7 +608,10 @@ fn application_dial_takes_b_in_one_round() {
     let o = pbx.wait_action("Originate", "ChannelId", &id);
     assert_eq!(
         (get(&o, "Application"), get(&o, "Data")),
-        ("Dial", "Local/101@c2c-test&Local/300@c2c-test,30,S(7200)")
+        (
+            "Dial",
+            "Local/101@c2c-test/n&Local/300@c2c-test/n,30,S(7200)"
+        )
     );
     assert_eq!(legs(&d, &id), ["a1 hung_up", "b1 busy", "b2 hung_up"]);
 

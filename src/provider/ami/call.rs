@@ -288,7 +288,9 @@ fn originate_action(cfg: &AmiConfig, o: &Originate, t: &ATry) -> Message {
     }
     // The time limit is counted from B's answer by Dial's S(); as a backstop
     // A's channel lives no longer than its ring, B's rounds and the limit.
-    let most = plan.a.ring_timeout + plan.b.longest_setup() + plan.time_limit;
+    // (A minute more covers the hold prompt and each round's setup.)
+    let most =
+        plan.a.ring_timeout + plan.b.longest_setup() + plan.time_limit + Duration::from_secs(60);
     var("TIMEOUT(absolute)", &most.as_secs().to_string());
     for (k, v) in &cfg.variables {
         var(k, v);
