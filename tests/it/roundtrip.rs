@@ -89,6 +89,7 @@ fn cdrs(d: &Daemon, body: serde_json::Value) -> serde_json::Value {
         ),
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    crate::openapi::check("post", "/v1/cdrs", &r);
     serde_json::from_slice(&r.body).unwrap()
 }
 
@@ -105,6 +106,7 @@ fn ids(v: &serde_json::Value) -> Vec<String> {
 fn sales(d: &Daemon, query: &str) -> Vec<serde_json::Value> {
     let r = d.admin_get(&format!("/v1/sales?{query}"), TOKEN);
     assert_eq!(r.status, 200, "{}", r.text());
+    crate::openapi::check("get", "/v1/sales", &r);
     let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     v["sales"].as_array().unwrap().clone()
 }
