@@ -53,6 +53,8 @@ pub struct App {
     pub client: HttpClient,
     /// Where each round-robin pool starts its next call.
     pub rotation: Rotation,
+    /// Counts runtimes swapped in, for tasks that follow the providers.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 /// Round robin's memory: for each pool of participants (by their numbers), the
@@ -111,7 +113,13 @@ impl App {
             metrics: Metrics::default(),
             inflight: Arc::new(Inflight::default()),
             rotation: Rotation::default(),
+            reloads: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes each time a reload swaps in a new runtime.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
     }
 
     /// The current runtime.
@@ -129,6 +137,7 @@ impl App {
             Ok(mut g) => *g = new,
             Err(poisoned) => *poisoned.into_inner() = new,
         }
+        self.reloads.send_modify(|n| *n += 1);
     }
 }
 

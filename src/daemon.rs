@@ -48,6 +48,7 @@ pub async fn run(
     ));
     tokio::spawn(crate::reconcile::run(app.clone()));
     tokio::spawn(crate::notify::run(app.clone()));
+    tokio::spawn(crate::provider::ami::cdr::run(app.clone()));
 
     for l in &listeners {
         if let Ok(a) = l.local_addr() {

@@ -543,6 +543,20 @@ impl Providers {
         self.map.get(name).cloned()
     }
 
+    /// Each AMI provider's name, manager number and events from now on.
+    pub fn ami_events(&self) -> Vec<(String, u64, tokio::sync::broadcast::Receiver<ami::Message>)> {
+        self.names
+            .iter()
+            .filter_map(|n| match self.map.get(n).map(|p| &**p) {
+                Some(Provider::Ami(a)) => {
+                    let (id, rx) = a.events();
+                    Some((n.clone(), id, rx))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The providers of a route, in order, each with its health.
     pub fn route(&self, names: &[String]) -> Vec<Routed> {
         names

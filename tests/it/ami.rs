@@ -139,10 +139,24 @@ fn serve(stream: TcpStream, seen: Seen) {
         }
         let id = get(&m, "ActionID").to_string();
         match get(&m, "Action") {
-            "Login" => send(
-                &mut w,
-                &format!("Response: Success\nActionID: {id}\nMessage: Authentication accepted\n\n"),
-            ),
+            "Login" => {
+                send(
+                    &mut w,
+                    &format!(
+                        "Response: Success\nActionID: {id}\nMessage: Authentication accepted\n\n"
+                    ),
+                );
+                // The box's own calls end meanwhile (cdr_manager): one from a
+                // trunk to the call center's number, one of c2cd's channels and
+                // one between extensions, which RoundTrip cannot match.
+                for (unique, source, destination) in [
+                    ("1700000000.7", "3105550199", "8881234567"),
+                    ("c2cd-0192-a1", "3105550199", "8881234567"),
+                    ("1700000000.8", "201", "202"),
+                ] {
+                    send(&mut w, &format!("Event: Cdr\nPrivilege: cdr,all\nAccountCode: \nSource: {source}\nDestination: {destination}\nDestinationContext: from-trunk\nCallerID: <{source}>\nChannel: PJSIP/trunk-00000007\nDestinationChannel: PJSIP/agent-00000008\nLastApplication: Dial\nLastData: PJSIP/agent,30\nStartTime: 2026-11-22 02:00:00\nAnswerTime: 2026-11-22 02:00:04\nEndTime: 2026-11-22 02:05:00\nDuration: 300\nBillableSeconds: 296\nDisposition: ANSWERED\nAMAFlags: DOCUMENTATION\nUniqueID: {unique}\nUserField: \n\n"));
+                }
+            }
             "Ping" => send(
                 &mut w,
                 &format!("Response: Success\nActionID: {id}\nPing: Pong\nTimestamp: 1.0\n\n"),
@@ -644,4 +658,40 @@ fn application_dial_takes_b_in_one_round() {
             "{body}"
         );
     }
+}
+
+/// The box's own calls come from the manager's Cdr events, in its time zone,
+/// and RoundTrip matches sales data to them.
+#[test]
+fn the_pbxs_own_calls_are_ingested_from_cdr_events_for_roundtrip() {
+    let pbx = Asterisk::start();
+    let cfg = config(&pbx.addr)
+        + r#"
+[[partner]]
+id = "center"
+roundtrip = "restricted"
+roundtrip_targets = ["8881234567"]
+username = "center"
+password = "center-password-0123456789"
+"#;
+    let mut d = Daemon::start_env(&cfg, &[("TZ", std::path::Path::new("America/Los_Angeles"))]);
+    let line = d.wait_logged("CDR 1700000000.7 ingested as call");
+    let call = line.rsplit("as call ").next().unwrap().trim().to_string();
+    // 02:00 in Los Angeles in November is 10:00Z.
+    let body = "<Call xmlns=\"http://www.dial800.com/roundtrip/2011-07-15\"><ANI>tel:3105550199</ANI><Target>tel:8881234567</Target><CallStart>2026-11-22T10:00:00Z</CallStart></Call>";
+    use base64::Engine;
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode("center:center-password-0123456789");
+    let r = request(
+        d.addr,
+        &format!(
+            "POST /roundtrip HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {auth}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text().trim(), format!("<ID>{call}</ID>"));
+    // Only that one was ingested.
+    let log = d.log_text();
+    assert_eq!(log.matches("ingested as call").count(), 1, "{log}");
 }

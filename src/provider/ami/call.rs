@@ -110,6 +110,9 @@ pub struct Ami {
     following: Arc<Following>,
     /// The channels of each call being followed, for a hang-up.
     channels: Channels,
+    /// Events from the start, until the CDR ingest takes them: a CDR heard
+    /// right after the first login is not lost.
+    first_events: Mutex<Option<broadcast::Receiver<Message>>>,
 }
 
 type Channels = Arc<Mutex<HashMap<CallId, Vec<String>>>>;
@@ -128,6 +131,7 @@ impl Ami {
         Ami {
             name: name.to_string(),
             cfg,
+            first_events: Mutex::new(Some(manager.subscribe())),
             manager,
             following,
             channels: Arc::default(),
@@ -136,6 +140,14 @@ impl Ami {
 
     pub fn link(&self) -> Link {
         self.manager.link()
+    }
+
+    /// The manager connection's number and every event from now on (for the
+    /// CDR ingest, which must not keep the connection alive: no handle).
+    pub fn events(&self) -> (u64, broadcast::Receiver<Message>) {
+        let first = self.first_events.lock().ok().and_then(|mut f| f.take());
+        let rx = first.unwrap_or_else(|| self.manager.subscribe());
+        (self.manager.id(), rx)
     }
 
     /// Whether `cfg` is what this provider runs with: a reload keeps it then.

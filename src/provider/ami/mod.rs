@@ -10,6 +10,7 @@
 //! drops, every action waiting for a reply fails, and subscribers are told.
 
 pub mod call;
+pub mod cdr;
 pub mod codec;
 
 use std::collections::HashMap;
@@ -83,7 +84,12 @@ pub struct Manager {
     /// Tells ActionIDs apart across c2cd processes sharing one Asterisk.
     prefix: String,
     timeout: Duration,
+    /// Unique to this connection in this process.
+    id: u64,
 }
+
+/// Numbers the managers started by this process.
+static MANAGERS: AtomicU64 = AtomicU64::new(1);
 
 impl Manager {
     /// Starts the connection task. It runs until every handle is dropped.
@@ -98,6 +104,7 @@ impl Manager {
             link,
             events,
             next_id: Arc::new(AtomicU64::new(1)),
+            id: MANAGERS.fetch_add(1, Ordering::Relaxed),
             prefix: format!("c2cd-{}", std::process::id()),
             timeout,
         }
@@ -114,6 +121,12 @@ impl Manager {
 
     pub fn link(&self) -> Link {
         self.link.borrow().clone()
+    }
+
+    /// This connection's number in this process: a reload that keeps the
+    /// provider keeps it.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Waits until the link is in a state `f` accepts.
