@@ -179,7 +179,7 @@ pub async fn apply(
 
 /// The answer to a report, once applied (see [`apply`]): the states it moved
 /// the call to, else the call's state.
-fn answer(
+pub(super) fn answer(
     id: CallId,
     kinds: &[String],
     applied: Result<(Vec<CallState>, Option<CallState>), StoreError>,
