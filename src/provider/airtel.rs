@@ -706,12 +706,66 @@ impl Cdr {
         out
     }
 
+    /// The CDR's legs under the attempt numbers the call gave them, A's then
+    /// B's, each side by attempt. Both number a side's legs in the order they
+    /// started, but the call's events may have missed some or heard parallel
+    /// legs start in another order: so the k-th leg of a number on a side is
+    /// the call's k-th leg of that number there (a leg without a number, the
+    /// one of its attempt), and a leg the call has not heard of takes the
+    /// side's next number.
+    fn aligned(&self, legs: &[LegView]) -> Vec<CdrLeg> {
+        let mut taken = vec![false; legs.len()];
+        let mut next = [Side::A, Side::B].map(|side| {
+            legs.iter()
+                .filter(|l| l.side == side)
+                .map(|l| l.attempt)
+                .max()
+                .unwrap_or(0)
+        });
+        let mut out = Vec::with_capacity(self.legs.len());
+        for c in &self.legs {
+            let free = |i: usize, l: &LegView| !taken[i] && l.side == c.leg.side;
+            let by_number = legs
+                .iter()
+                .enumerate()
+                .position(|(i, l)| free(i, l) && l.number.is_some() && l.number == c.leg.number);
+            let by_attempt = || {
+                legs.iter().enumerate().position(|(i, l)| {
+                    free(i, l)
+                        && l.attempt == c.leg.attempt
+                        && (l.number.is_none() || c.leg.number.is_none())
+                })
+            };
+            let mut leg = c.clone();
+            match by_number.or_else(by_attempt) {
+                Some(i) => {
+                    taken[i] = true;
+                    leg.leg.attempt = legs[i].attempt;
+                }
+                None => {
+                    let n = &mut next[usize::from(c.leg.side == Side::B)];
+                    *n = n.saturating_add(1);
+                    leg.leg.attempt = *n;
+                }
+            }
+            out.push(leg);
+        }
+        out.sort_by_key(|l| (l.leg.side == Side::B, l.leg.attempt));
+        out
+    }
+
     /// The events that bring a call in `state` with `legs` to the CDR's end:
-    /// the CDR's story less what the call has gone past or its legs already
-    /// show, and less what the call cannot take. Empty for an ended call, and
-    /// for one not yet accepted.
+    /// the CDR's story (its legs numbered as the call numbered them) less what
+    /// the call has gone past or its legs already show, and less what the call
+    /// cannot take. The end is never shown: a call that has not ended has not
+    /// heard it, though the leg that ends it may have ended (a busy try with a
+    /// retry to come that never came). Empty for an ended call, and for one
+    /// not yet accepted.
     pub fn events(&self, state: CallState, legs: &[LegView]) -> Vec<(Event, String)> {
         let shown = |e: &Event| {
+            if matches!(e, Event::Ended { last: true, .. }) {
+                return false;
+            }
             let Some(l) = e.leg() else {
                 return false;
             };
@@ -729,7 +783,7 @@ impl Cdr {
         };
         let mut now = state;
         let mut out = Vec::new();
-        for (event, stage, detail) in Self::story(&self.legs) {
+        for (event, stage, detail) in Self::story(&self.aligned(legs)) {
             if stage < progress(now) || shown(&event) {
                 continue;
             }
@@ -1698,5 +1752,104 @@ mod tests {
         )
         .legs
         .is_empty());
+    }
+
+    /// Applies what `cdr` brings to call `id`, as [`apply_cdr`] does: the
+    /// kinds applied.
+    fn apply_to(c: &Connection, id: CallId, cdr: &Cdr) -> Vec<String> {
+        let (state, legs) = calls::snapshot(c, id).unwrap().unwrap();
+        let events = cdr.events(state, &legs);
+        let with: Vec<(Event, Option<&str>)> = events
+            .iter()
+            .map(|(e, d)| (e.clone(), Some(d.as_str())))
+            .collect();
+        let states = calls::apply(c, id, &with, 60_000).unwrap();
+        assert_eq!(states.len(), events.len());
+        kinds(&events)
+    }
+
+    #[test]
+    fn a_cdr_ends_a_call_whose_retry_never_came() {
+        let p = plan(one(A1, 1), one(B1, 0));
+        let (c, id) = placed(&p);
+        play(
+            &c,
+            id,
+            &p,
+            &[ev(A1, "Ringing", ""), ev(A1, "Removed", "17")],
+        );
+        assert_eq!(calls::state(&c, id).unwrap(), Some(CallState::DialingA));
+        // Airtel gave up after one try: its CDR names it alone.
+        let v = json!({"eventType": "CDR", "callStatus": "FAILED",
+            "participants": [part(A1, "from", 1, "BUSY", false, "17")]});
+        let cdr = read_cdr(&v, &p, "91");
+        assert_eq!(apply_to(&c, id, &cdr), ["a_ended_busy"]);
+        assert_eq!(calls::state(&c, id).unwrap(), Some(CallState::Failed));
+        assert_eq!(legs_of(&c, id), [format!("a1 {A1} busy")]);
+    }
+
+    #[test]
+    fn a_cdr_and_the_events_name_the_same_legs() {
+        let p = plan(
+            one(A1, 1),
+            side(Strategy::Parallel, vec![who(B1, 0), who(B2, 0)]),
+        );
+        let (c, id) = placed(&p);
+        // B2 was heard ringing before B1; the merge and the end were lost.
+        play(
+            &c,
+            id,
+            &p,
+            &[
+                ev(A1, "Ringing", ""),
+                ev(A1, "Removed", "17"),
+                ev(A1, "Ringing", ""),
+                ev(A1, "Answered", ""),
+                ev(B2, "Ringing", ""),
+                ev(B1, "Ringing", ""),
+                ev(B2, "Answered", ""),
+            ],
+        );
+        let v = json!({"eventType": "CDR", "callStatus": "COMPLETED", "participants": [
+            part(A1, "from", 1, "BUSY", false, "17"),
+            part(A1, "from", 2, "COMPLETED", true, "16"),
+            part(B1, "to", 1, "CANCELLED", false, "16"),
+            part(B2, "to", 2, "COMPLETED", true, "16"),
+        ]});
+        let cdr = read_cdr(&v, &p, "91");
+        assert_eq!(
+            apply_to(&c, id, &cdr),
+            ["b_ended_normal", "bridged", "a_ended_normal"]
+        );
+        assert_eq!(calls::state(&c, id).unwrap(), Some(CallState::Completed));
+        assert_eq!(
+            legs_of(&c, id),
+            [
+                format!("a1 {A1} busy"),
+                format!("a2 {A1} hung_up"),
+                format!("b1 {B2} hung_up"),
+                format!("b2 {B1} cancelled")
+            ]
+        );
+        // Told to a call that heard nothing, the CDR numbers the legs as they
+        // started; without `attempt`, in the order listed.
+        let v = json!({"eventType": "CDR", "callStatus": "FAILED", "participants": [
+            {"participantAddress": A1, "status": "BUSY", "causeCode": "17"},
+            {"participantAddress": A1, "status": "NO_ANSWER", "causeCode": "19"},
+        ]});
+        let (c, id) = placed(&p);
+        assert_eq!(
+            apply_to(&c, id, &read_cdr(&v, &p, "91")),
+            [
+                "a_ringing",
+                "a_ended_busy",
+                "a_ringing",
+                "a_ended_no_answer"
+            ]
+        );
+        assert_eq!(
+            legs_of(&c, id),
+            [format!("a1 {A1} busy"), format!("a2 {A1} no_answer")]
+        );
     }
 }
