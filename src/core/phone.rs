@@ -139,6 +139,15 @@ impl serde::Serialize for Address {
     }
 }
 
+/// A stored plan reads its numbers back as written: `+` and digits, or local
+/// digits.
+impl<'de> serde::Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Address::parse(&s).map_err(|e| serde::de::Error::custom(format!("number {s:?} {e}")))
+    }
+}
+
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -7,10 +7,13 @@
 //! answer wins and the others still ringing are cancelled. A participant with
 //! `retries` is rung again, after `retry_delay`, when it does not answer. Every
 //! ring is a leg, numbered per side 1, 2, … in the order they start.
+//!
+//! The plan is stored with its call as JSON (`calls.plan`) and reads back from
+//! it: an upstream provider's reports are read against the plan of their call.
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::phone::Address;
 
@@ -26,7 +29,7 @@ pub const RING_TIMEOUT_RANGE: (Duration, Duration) =
 /// The longest wait between two tries of a participant.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// One participant after another, in the order given.
@@ -49,7 +52,7 @@ impl Strategy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {
     pub number: Address,
     /// What this participant is shown; the side's caller ID when `None`.
@@ -68,7 +71,7 @@ impl Participant {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SidePlan {
     pub participants: Vec<Participant>,
     pub strategy: Strategy,
@@ -168,7 +171,7 @@ impl SidePlan {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallPlan {
     pub a: SidePlan,
     pub b: SidePlan,
@@ -218,11 +221,17 @@ impl CallPlan {
     }
 }
 
+/// Durations as whole seconds, as the plan is stored with its call.
 mod secs {
+    use serde::Deserialize;
     use std::time::Duration;
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
     }
 }
 
@@ -318,6 +327,26 @@ mod tests {
                 vec![t(3, "16045550001")]
             ]
         );
+    }
+
+    #[test]
+    fn a_plan_reads_back_as_it_is_stored() {
+        let a = E164::from_digits("16045550001").unwrap();
+        let b = E164::from_digits("16045550002").unwrap();
+        let mut plan = CallPlan::simple(a, Some("x".into()), b, None, Duration::from_secs(600));
+        plan.a.participants.push(Participant {
+            number: Address::parse("1234").unwrap(),
+            caller_id: Some("+16045550009".into()),
+            retries: 2,
+        });
+        plan.a.retry_delay = Duration::from_secs(5);
+        plan.b.strategy = Strategy::Parallel;
+        plan.record = true;
+        let stored = serde_json::to_value(&plan).unwrap();
+        assert_eq!(stored["a"]["participants"][1]["number"], "1234");
+        assert_eq!(serde_json::from_value::<CallPlan>(stored).unwrap(), plan);
+        let bad = serde_json::json!({"number": "+12", "caller_id": null, "retries": 0});
+        assert!(serde_json::from_value::<Participant>(bad).is_err());
     }
 
     #[test]

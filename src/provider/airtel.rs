@@ -5,18 +5,27 @@
 //! `/callbacks/airtel/<call id>/<sig>`) driving the call. The event names and
 //! the CDR's shape are those c2cd's own Airtel front door sends; the seed shows
 //! `Removed` with its `metaData` cause, and no CDR.
+//!
+//! Both are read against the plan stored with the call and the legs it has
+//! recorded: an address names a participant of the plan, and so its side; a
+//! side's legs are numbered in the order they start, as the core numbers them
+//! and the CDR's `attempt` does; and a leg's end ends the call only when no
+//! retry and no other participant of its side can still come (see
+//! [`event_events`]).
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, StatusCode};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 use super::spokn::signature;
 use super::{upstream, About, Originate, ProviderError, Refusal, Reply};
 use crate::config::AirtelUpConfig;
 use crate::core::call::{next, q850_text, CallState, Event, Leg, LegOutcome, LegState, Side};
-use crate::core::plan::{CallPlan, SidePlan, Strategy};
+use crate::core::phone::Address;
+use crate::core::plan::{CallPlan, Participant, SidePlan, Strategy};
 use crate::core::{now_ms, CallId};
 use crate::dialect::LegView;
 use crate::outbound::HttpClient;
@@ -48,10 +57,7 @@ impl AirtelUp {
 
     /// A number's 10 digits, when it is in the account's country.
     fn ten(&self, number: &str) -> Option<String> {
-        let d = number
-            .strip_prefix('+')?
-            .strip_prefix(&self.cfg.country_code)?;
-        (d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit())).then(|| d.to_string())
+        ten_of(number, &self.cfg.country_code)
     }
 
     /// Why Airtel cannot place `plan`: numbers outside its country, or round
@@ -314,38 +320,223 @@ fn cause_detail(meta: &Value) -> Option<String> {
     Some(format!("Airtel causeCode {cause}{sip}: {words}"))
 }
 
-/// The events one Airtel real-time event means for call `(a, b)` (their
-/// 10-digit numbers and E.164 forms); `None` when it says nothing c2cd follows.
-pub fn event_events(v: &Value, a: (&str, &str), b: (&str, &str)) -> Option<Vec<Event>> {
-    let address = v["participantAddress"].as_str().unwrap_or_default();
-    let side = if address == a.0 {
-        Side::A
-    } else if address == b.0 {
-        Side::B
-    } else {
-        return match v["event"].as_str() {
-            Some("Merged") => Some(vec![Event::Bridged]),
-            _ => None,
+/// The 10 digits Airtel writes for `number`, when it is a number of
+/// `country_code` (`+91` and ten digits).
+fn ten_of(number: &str, country_code: &str) -> Option<String> {
+    let d = number.strip_prefix('+')?.strip_prefix(country_code)?;
+    (d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit())).then(|| d.to_string())
+}
+
+/// An address as Airtel reports it, as its 10 digits: the seed writes them
+/// alone, but one with the country code (with or without `+`) is the same.
+fn address_ten<'a>(address: &'a str, country_code: &str) -> &'a str {
+    let d = address.trim().trim_start_matches('+');
+    match d.strip_prefix(country_code) {
+        Some(t) if t.len() == 10 && t.bytes().all(|b| b.is_ascii_digit()) => t,
+        _ => d,
+    }
+}
+
+/// The side and participant of `plan` an Airtel address names. A number on
+/// both sides is taken as A's: Airtel refuses such a call
+/// (`DUPLICATE_PARTICIPANT_ADDRESS_FOUND`), so no event names one.
+fn participant<'a>(
+    plan: &'a CallPlan,
+    address: &str,
+    country_code: &str,
+) -> Option<(Side, &'a Participant)> {
+    let address = address_ten(address, country_code);
+    [(Side::A, &plan.a), (Side::B, &plan.b)]
+        .into_iter()
+        .find_map(|(side, s)| {
+            s.participants
+                .iter()
+                .find(|p| ten_of(p.number.as_str(), country_code).as_deref() == Some(address))
+                .map(|p| (side, p))
+        })
+}
+
+/// How many legs `s` rings at most: every participant, and each of its retries.
+fn tries(s: &SidePlan) -> usize {
+    s.rounds().iter().map(Vec::len).sum()
+}
+
+/// Where a call placed through Airtel stands, for reading its next event.
+pub struct Standing<'a> {
+    /// What the call was to dial: who each address is, and how many tries
+    /// each side has.
+    pub plan: &'a CallPlan,
+    pub state: CallState,
+    /// The legs recorded so far: their attempt numbers, numbers and states.
+    pub legs: &'a [LegView],
+    /// `[airtel] country_code`, which makes Airtel's 10-digit addresses E.164.
+    pub country_code: &'a str,
+}
+
+impl Standing<'_> {
+    /// Whether the end of leg `attempt` of `side` (`answered` before it ends;
+    /// `new` when the call had not heard of it) ends the call. The answered
+    /// leg's end does: the bridged call ends, or the side that answered left
+    /// before it was bridged. An unanswered one does not when it lost the race
+    /// to answer, nor while another leg of its side still rings or a retry or
+    /// another participant of the side is still to come; a B leg does once A
+    /// has left.
+    fn ends_call(&self, side: Side, attempt: u16, answered: bool, new: bool) -> bool {
+        if answered {
+            return true;
+        }
+        let others = || {
+            self.legs
+                .iter()
+                .filter(move |l| l.side == side && l.attempt != attempt)
         };
+        if others().any(|l| matches!(l.state, LegState::Answered | LegState::HungUp)) {
+            return false;
+        }
+        let a_on_line = self
+            .legs
+            .iter()
+            .any(|l| l.side == Side::A && l.state == LegState::Answered);
+        if side == Side::B && !a_on_line {
+            return true;
+        }
+        if others().any(|l| !l.state.is_terminal()) {
+            return false;
+        }
+        let started = self.legs.iter().filter(|l| l.side == side).count() + usize::from(new);
+        let plan = match side {
+            Side::A => &self.plan.a,
+            Side::B => &self.plan.b,
+        };
+        started >= tries(plan)
+    }
+}
+
+/// What one Airtel real-time event means for a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// The call event it brings.
+    Event(Event),
+    /// Nothing new: a repeat of what the call has heard (a leg already
+    /// ringing, answered or bridged), or a try of a participant that has had
+    /// all its tries.
+    Heard,
+    /// Nothing c2cd follows: another event, or an address that is no
+    /// participant of the call.
+    Ignored,
+}
+
+/// What Airtel real-time event `v` means for the call standing at `st`.
+///
+/// Its `participantAddress` names the plan's participant, and so the side and
+/// the leg's number. An event for a participant with a leg still open (created,
+/// ringing or answered) is about that leg; any other starts the side's next leg,
+/// numbered after the legs recorded on that side (every ring is a leg, numbered
+/// per side in the order legs start: the core's numbering, which the CDR's
+/// `attempt` follows too). `Removed` ends the call only when nothing more can
+/// come of it (see [`Standing::ends_call`]).
+pub fn event_events(v: &Value, st: &Standing) -> Reading {
+    let name = v["event"].as_str().unwrap_or_default();
+    if name == "Merged" {
+        return match st.state {
+            CallState::Bridged => Reading::Heard,
+            _ => Reading::Event(Event::Bridged),
+        };
+    }
+    if !matches!(name, "Ringing" | "Answered" | "Removed") {
+        return Reading::Ignored;
+    }
+    let address = v["participantAddress"].as_str().unwrap_or_default();
+    let Some((side, p)) = participant(st.plan, address, st.country_code) else {
+        return Reading::Ignored;
     };
-    let number = if side == Side::A { a.1 } else { b.1 };
+    let number = p.number.as_str();
+    let of_p = || {
+        st.legs
+            .iter()
+            .filter(|l| l.side == side && l.number.as_deref() == Some(number))
+    };
+    let open = of_p().find(|l| !l.state.is_terminal());
+    let (attempt, was) = match open {
+        Some(l) => (l.attempt, Some(l.state)),
+        // Its tries are all heard: this is one of them again.
+        None if of_p().count() > usize::from(p.retries) => return Reading::Heard,
+        None => {
+            let last = st
+                .legs
+                .iter()
+                .filter(|l| l.side == side)
+                .map(|l| l.attempt)
+                .max()
+                .unwrap_or(0);
+            (last.saturating_add(1), None)
+        }
+    };
     let leg = Leg {
         side,
-        attempt: 1,
+        attempt,
         number: Some(number.to_string()),
     };
-    let cause = cause_of(&v["metaData"]["causeCode"]);
-    Some(match v["event"].as_str()? {
-        "Ringing" => vec![Event::Ringing(leg)],
-        "Answered" => vec![Event::Answered(leg)],
-        "Merged" => vec![Event::Bridged],
-        "Removed" => vec![Event::Ended {
-            leg,
-            outcome: outcome_of(cause),
-            last: true,
-        }],
-        _ => return None,
-    })
+    match (name, was) {
+        ("Ringing", None | Some(LegState::Created)) => Reading::Event(Event::Ringing(leg)),
+        ("Ringing", Some(_)) | ("Answered", Some(LegState::Answered)) => Reading::Heard,
+        ("Answered", _) => Reading::Event(Event::Answered(leg)),
+        _ => {
+            let answered = was == Some(LegState::Answered);
+            Reading::Event(Event::Ended {
+                outcome: outcome_of(cause_of(&v["metaData"]["causeCode"])),
+                last: st.ends_call(side, attempt, answered, was.is_none()),
+                leg,
+            })
+        }
+    }
+}
+
+/// What became of one real-time event: the call's state before it, what the
+/// event means, and the states what it brought moved the call to.
+pub struct Taken {
+    pub state: CallState,
+    pub reading: Reading,
+    pub states: Vec<CallState>,
+}
+
+/// Takes Airtel real-time event `v` into call `id`, placed by `plan`, at `at`:
+/// read against the call's legs and applied in the same write, so that two
+/// events at once number their legs one after the other. An ended call takes
+/// nothing. `None` when there is no such call.
+pub fn take_event(
+    c: &rusqlite::Connection,
+    id: CallId,
+    v: &Value,
+    plan: &CallPlan,
+    country_code: &str,
+    at: i64,
+) -> rusqlite::Result<Option<Taken>> {
+    let Some((state, legs)) = calls::snapshot(c, id)? else {
+        return Ok(None);
+    };
+    let st = Standing {
+        plan,
+        state,
+        legs: &legs,
+        country_code,
+    };
+    let reading = event_events(v, &st);
+    let states = match &reading {
+        Reading::Event(e) if !state.is_terminal() => {
+            let detail = match e {
+                Event::Ended { .. } => cause_detail(&v["metaData"]),
+                _ => None,
+            };
+            calls::apply(c, id, &[(e.clone(), detail.as_deref())], at)?
+        }
+        _ => Vec::new(),
+    };
+    Ok(Some(Taken {
+        state,
+        reading,
+        states,
+    }))
 }
 
 /// One participant of an Airtel CDR, as c2cd follows it.
@@ -377,63 +568,61 @@ pub fn is_cdr(v: &Value) -> bool {
     v["eventType"] == "CDR"
 }
 
-/// The CDR in `v` for call `(a, b)` (their 10-digit numbers and E.164
-/// forms); numbers are made E.164 with `country_code`. A participant's side is
-/// its `leg`, else its address; one of neither side is not c2cd's.
-pub fn read_cdr(v: &Value, a: (&str, &str), b: (&str, &str), country_code: &str) -> Cdr {
-    let mut legs: Vec<CdrLeg> = v["participants"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| {
-            let address = p["participantAddress"].as_str().unwrap_or_default();
-            let side = match (p["leg"].as_str(), address) {
-                (Some("from"), _) => Side::A,
-                (Some("to"), _) => Side::B,
-                (_, x) if x == a.0 => Side::A,
-                (_, x) if x == b.0 => Side::B,
-                _ => return None,
-            };
-            let number = match address {
-                x if x == a.0 => Some(a.1.to_string()),
-                x if x == b.0 => Some(b.1.to_string()),
-                x if x.len() == 10 && x.bytes().all(|c| c.is_ascii_digit()) => {
-                    Some(format!("+{country_code}{x}"))
-                }
-                _ => None,
-            };
-            let attempt = p["attempt"]
-                .as_u64()
-                .and_then(|n| u16::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(1);
-            let status = p["status"].as_str().unwrap_or_default();
-            let answered =
-                p["answerTime"].as_str().is_some_and(|t| !t.is_empty()) || status == "COMPLETED";
-            let cause = cause_of(&p["causeCode"]);
-            let outcome = match (cause, status) {
-                (Some(_), _) => outcome_of(cause),
-                (None, "BUSY") => LegOutcome::Busy,
-                (None, "NO_ANSWER") => LegOutcome::NoAnswer,
-                (None, "FAILED") => LegOutcome::Failed,
-                (None, _) => LegOutcome::Normal,
-            };
-            let detail = match cause_detail(p) {
-                Some(d) => format!("Airtel's CDR: {status}, {d}"),
-                None => format!("Airtel's CDR: {status}"),
-            };
-            Some(CdrLeg {
-                leg: Leg {
-                    side,
-                    attempt,
-                    number,
-                },
-                answered,
-                outcome,
-                detail,
-            })
-        })
-        .collect();
+/// The CDR in `v` for a call placed by `plan`; numbers are made E.164 with
+/// `country_code`. A participant's side is its `leg`, else the side of the
+/// plan's participant its address names; one of neither side is not c2cd's.
+/// A participant without an `attempt` is its side's next.
+pub fn read_cdr(v: &Value, plan: &CallPlan, country_code: &str) -> Cdr {
+    let mut legs: Vec<CdrLeg> = Vec::new();
+    for p in v["participants"].as_array().into_iter().flatten() {
+        let address = p["participantAddress"].as_str().unwrap_or_default();
+        let known = participant(plan, address, country_code);
+        let side = match (p["leg"].as_str(), known) {
+            (Some("from"), _) => Side::A,
+            (Some("to"), _) => Side::B,
+            (_, Some((side, _))) => side,
+            _ => continue,
+        };
+        let number = match known {
+            Some((_, p)) => Some(p.number.as_str().to_string()),
+            None => {
+                let t = address_ten(address, country_code);
+                (t.len() == 10 && t.bytes().all(|c| c.is_ascii_digit()))
+                    .then(|| format!("+{country_code}{t}"))
+            }
+        };
+        let heard = legs.iter().filter(|l| l.leg.side == side).count();
+        let attempt = p["attempt"]
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| u16::try_from(heard + 1).unwrap_or(u16::MAX));
+        let status = p["status"].as_str().unwrap_or_default();
+        let answered =
+            p["answerTime"].as_str().is_some_and(|t| !t.is_empty()) || status == "COMPLETED";
+        let cause = cause_of(&p["causeCode"]);
+        let outcome = match (cause, status) {
+            (Some(_), _) => outcome_of(cause),
+            (None, "BUSY") => LegOutcome::Busy,
+            (None, "NO_ANSWER") => LegOutcome::NoAnswer,
+            (None, "FAILED") => LegOutcome::Failed,
+            (None, _) => LegOutcome::Normal,
+        };
+        let detail = match cause_detail(p) {
+            Some(d) => format!("Airtel's CDR: {status}, {d}"),
+            None => format!("Airtel's CDR: {status}"),
+        };
+        legs.push(CdrLeg {
+            leg: Leg {
+                side,
+                attempt,
+                number,
+            },
+            answered,
+            outcome,
+            detail,
+        });
+    }
     legs.sort_by_key(|l| (l.leg.side == Side::B, l.leg.attempt));
     Cdr {
         status: v["callStatus"].as_str().unwrap_or_default().to_string(),
@@ -458,12 +647,14 @@ impl Cdr {
     /// The whole call as the CDR tells it, each event with how far the call
     /// has gone once it happened (see [`progress`]; 5 ends the call) and its
     /// detail: A's tries that did not win, A's answer, B's tries that did not
-    /// win, B's answer and the bridge, and the end.
-    fn story(&self) -> Vec<(Event, u8, String)> {
+    /// win, B's answer and the bridge, and the end. `legs` are the CDR's,
+    /// A's then B's, each side by attempt.
+    fn story(legs: &[CdrLeg]) -> Vec<(Event, u8, String)> {
+        let all = legs;
         let mut out = Vec::new();
         let mut ended_by = None;
         for side in [Side::A, Side::B] {
-            let legs: Vec<&CdrLeg> = self.legs.iter().filter(|l| l.leg.side == side).collect();
+            let legs: Vec<&CdrLeg> = all.iter().filter(|l| l.leg.side == side).collect();
             let won = legs.iter().copied().find(|l| l.answered);
             let (rung, answered) = match side {
                 Side::A => (1, 2),
@@ -515,12 +706,66 @@ impl Cdr {
         out
     }
 
+    /// The CDR's legs under the attempt numbers the call gave them, A's then
+    /// B's, each side by attempt. Both number a side's legs in the order they
+    /// started, but the call's events may have missed some or heard parallel
+    /// legs start in another order: so the k-th leg of a number on a side is
+    /// the call's k-th leg of that number there (a leg without a number, the
+    /// one of its attempt), and a leg the call has not heard of takes the
+    /// side's next number.
+    fn aligned(&self, legs: &[LegView]) -> Vec<CdrLeg> {
+        let mut taken = vec![false; legs.len()];
+        let mut next = [Side::A, Side::B].map(|side| {
+            legs.iter()
+                .filter(|l| l.side == side)
+                .map(|l| l.attempt)
+                .max()
+                .unwrap_or(0)
+        });
+        let mut out = Vec::with_capacity(self.legs.len());
+        for c in &self.legs {
+            let free = |i: usize, l: &LegView| !taken[i] && l.side == c.leg.side;
+            let by_number = legs
+                .iter()
+                .enumerate()
+                .position(|(i, l)| free(i, l) && l.number.is_some() && l.number == c.leg.number);
+            let by_attempt = || {
+                legs.iter().enumerate().position(|(i, l)| {
+                    free(i, l)
+                        && l.attempt == c.leg.attempt
+                        && (l.number.is_none() || c.leg.number.is_none())
+                })
+            };
+            let mut leg = c.clone();
+            match by_number.or_else(by_attempt) {
+                Some(i) => {
+                    taken[i] = true;
+                    leg.leg.attempt = legs[i].attempt;
+                }
+                None => {
+                    let n = &mut next[usize::from(c.leg.side == Side::B)];
+                    *n = n.saturating_add(1);
+                    leg.leg.attempt = *n;
+                }
+            }
+            out.push(leg);
+        }
+        out.sort_by_key(|l| (l.leg.side == Side::B, l.leg.attempt));
+        out
+    }
+
     /// The events that bring a call in `state` with `legs` to the CDR's end:
-    /// the CDR's story less what the call has gone past or its legs already
-    /// show, and less what the call cannot take. Empty for an ended call, and
-    /// for one not yet accepted.
+    /// the CDR's story (its legs numbered as the call numbered them) less what
+    /// the call has gone past or its legs already show, and less what the call
+    /// cannot take. The end is never shown: a call that has not ended has not
+    /// heard it, though the leg that ends it may have ended (a busy try with a
+    /// retry to come that never came). Empty for an ended call, and for one
+    /// not yet accepted.
     pub fn events(&self, state: CallState, legs: &[LegView]) -> Vec<(Event, String)> {
         let shown = |e: &Event| {
+            if matches!(e, Event::Ended { last: true, .. }) {
+                return false;
+            }
             let Some(l) = e.leg() else {
                 return false;
             };
@@ -538,7 +783,7 @@ impl Cdr {
         };
         let mut now = state;
         let mut out = Vec::new();
-        for (event, stage, detail) in self.story() {
+        for (event, stage, detail) in Self::story(&self.aligned(legs)) {
             if stage < progress(now) || shown(&event) {
                 continue;
             }
@@ -635,7 +880,7 @@ async fn apply_cdr(app: &crate::app::App, id: CallId, cdr: Cdr) -> StatusCode {
 }
 
 /// `POST /callbacks/airtel/<call id>/<sig>`: one of Airtel's real-time
-/// events, or its CDR.
+/// events, or its CDR, read against the call's plan.
 pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusCode {
     let key = |p: &super::Provider| match p {
         super::Provider::Airtel(a) => Some(a.cfg.password.expose().to_string()),
@@ -645,29 +890,52 @@ pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusC
         Ok(c) => c,
         Err(status) => return status,
     };
-    let (Some(a), Some(b)) = (call.a.as_deref(), call.b.as_deref()) else {
-        return StatusCode::NOT_FOUND;
-    };
     let super::Provider::Airtel(up) = &*call.provider else {
         return StatusCode::NOT_FOUND;
     };
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
-    let (ta, tb) = (up.ten(a).unwrap_or_default(), up.ten(b).unwrap_or_default());
+    // A call stored without its plan: its two numbers, each rung once.
+    let number = |n: Option<&str>| n.and_then(|n| Address::parse(n).ok());
+    let plan = match (
+        call.plan,
+        number(call.a.as_deref()),
+        number(call.b.as_deref()),
+    ) {
+        (Some(plan), _, _) => plan,
+        (None, Some(a), Some(b)) => CallPlan::simple(a, None, b, None, Duration::ZERO),
+        _ => return StatusCode::NOT_FOUND,
+    };
+    let id = call.call_id;
+    let country_code = up.cfg.country_code.clone();
     if is_cdr(&v) {
-        let cdr = read_cdr(&v, (&ta, a), (&tb, b), &up.cfg.country_code);
-        return apply_cdr(app, call.call_id, cdr).await;
+        let cdr = read_cdr(&v, &plan, &country_code);
+        return apply_cdr(app, id, cdr).await;
     }
-    match event_events(&v, (&ta, a), (&tb, b)) {
-        Some(events) => {
-            let detail = match v["event"].as_str() {
-                Some("Removed") => cause_detail(&v["metaData"]),
-                _ => None,
-            };
-            upstream::apply(app, call.call_id, events, detail).await
+    let what = format!(
+        "{} of {}",
+        v["event"].as_str().unwrap_or("an event"),
+        v["participantAddress"].as_str().unwrap_or("no participant")
+    );
+    let r = app
+        .store
+        .write(move |c| take_event(c, id, &v, &plan, &country_code, now_ms()))
+        .await;
+    match r {
+        Ok(None) => StatusCode::NOT_FOUND,
+        Ok(Some(t)) => match t.reading {
+            Reading::Event(e) => upstream::answer(id, &[e.kind()], Ok((t.states, Some(t.state)))),
+            Reading::Heard => {
+                log::info!("call {id}: Airtel's {what} was heard already ({})", t.state);
+                StatusCode::OK
+            }
+            Reading::Ignored => StatusCode::OK,
+        },
+        Err(e) => {
+            log::warn!("call {id}: Airtel's {what} not recorded: {e}");
+            StatusCode::SERVICE_UNAVAILABLE
         }
-        None => StatusCode::OK,
     }
 }
 
@@ -675,27 +943,429 @@ pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusC
 mod tests {
     use super::*;
 
+    use crate::core::phone::E164;
+    use crate::store::calls::NewCall;
+    use rusqlite::Connection;
+
+    /// A participant at +91 and these ten digits, with `retries`.
+    fn who(ten: &str, retries: u8) -> Participant {
+        Participant {
+            number: E164::from_digits(&format!("91{ten}")).unwrap().into(),
+            caller_id: None,
+            retries,
+        }
+    }
+
+    fn side(strategy: Strategy, participants: Vec<Participant>) -> SidePlan {
+        SidePlan {
+            participants,
+            strategy,
+            caller_id: None,
+            ring_timeout: Duration::from_secs(30),
+            retry_delay: Duration::from_secs(5),
+            start: 0,
+        }
+    }
+
+    fn plan(a: SidePlan, b: SidePlan) -> CallPlan {
+        CallPlan {
+            a,
+            b,
+            time_limit: Duration::from_secs(600),
+            record: false,
+        }
+    }
+
+    /// A [`who`] rung once, alone on its side.
+    fn one(ten: &str, retries: u8) -> SidePlan {
+        side(Strategy::Sequential, vec![who(ten, retries)])
+    }
+
+    /// A call placed by `plan` and accepted, in a database of its own.
+    fn placed(plan: &CallPlan) -> (Connection, CallId) {
+        let c = crate::store::memory();
+        let mut rec = NewCall::for_test(0, 3_600_000);
+        rec.set_plan(plan);
+        let events = [(Event::Originating, None), (Event::Accepted, None)];
+        calls::insert(&c, &rec, &events, None).unwrap();
+        (c, rec.id)
+    }
+
+    /// An event as the seed shows one: `address` the 10 digits (or "" for
+    /// none), `cause` the Q.850 cause of a `Removed`.
+    fn ev(address: &str, event: &str, cause: &str) -> Value {
+        json!({"eventType": "CALL", "participantAddress": address, "event": event,
+            "time": "2026-11-22T10:00:00.000+0000",
+            "metaData": {"causeCode": cause, "sipCode": "", "causeCodeDescription": ""}})
+    }
+
+    /// How a reading reads in a test: the event's kind, its leg's attempt,
+    /// and `last` on an end that ends the call.
+    fn said(r: &Reading) -> String {
+        match r {
+            Reading::Event(e) => {
+                let mut s = e.kind();
+                if let Some(l) = e.leg() {
+                    s = format!("{s} {}", l.attempt);
+                }
+                if let Event::Ended { last: true, .. } = e {
+                    s.push_str(" last");
+                }
+                s
+            }
+            Reading::Heard => "heard".into(),
+            Reading::Ignored => "ignored".into(),
+        }
+    }
+
+    /// The call's legs: side and attempt, number (its 10 digits) and state.
+    fn legs_of(c: &Connection, id: CallId) -> Vec<String> {
+        let (_, legs) = calls::snapshot(c, id).unwrap().unwrap();
+        legs.iter()
+            .map(|l| {
+                let n = l.number.as_deref().unwrap_or_default();
+                let ten = n.strip_prefix("+91").unwrap_or(n);
+                format!("{}{} {ten} {}", l.side.as_str(), l.attempt, l.state)
+            })
+            .collect()
+    }
+
+    /// Plays Airtel's events into call `id` as its callback takes them: what
+    /// each meant, and the state the call is left in.
+    fn play(
+        c: &Connection,
+        id: CallId,
+        plan: &CallPlan,
+        events: &[Value],
+    ) -> (Vec<String>, CallState) {
+        let mut out = Vec::new();
+        for (i, v) in events.iter().enumerate() {
+            let at = 1_000 * (i as i64 + 1);
+            let t = take_event(c, id, v, plan, "91", at).unwrap().unwrap();
+            out.push(said(&t.reading));
+        }
+        (out, calls::state(c, id).unwrap().unwrap())
+    }
+
+    const A1: &str = "9810000001";
+    const A2: &str = "9810000011";
+    const B1: &str = "9810000002";
+    const B2: &str = "9810000003";
+
     #[test]
-    fn airtel_events_map_to_legs_by_address() {
-        let a = ("9810000001", "+919810000001");
-        let b = ("9810000002", "+919810000002");
-        let kinds = |v: Value| {
-            event_events(&v, a, b).map(|e| e.iter().map(Event::kind).collect::<Vec<_>>())
+    fn a_busy_a_with_a_retry_to_come_leaves_the_call_dialing_a() {
+        let p = plan(one(A1, 1), one(B1, 0));
+        let (c, id) = placed(&p);
+        let (said, state) = play(
+            &c,
+            id,
+            &p,
+            &[
+                ev(A1, "Ringing", ""),
+                ev(A1, "Removed", "17"),
+                ev(A1, "Ringing", ""),
+                // Told twice: the leg already rings.
+                ev(A1, "Ringing", ""),
+                ev(A1, "Answered", ""),
+                ev(B1, "Ringing", ""),
+                ev(B1, "Answered", ""),
+                ev("", "Merged", ""),
+                ev("", "Merged", ""),
+                ev(A1, "Removed", "16"),
+            ],
+        );
+        assert_eq!(
+            said,
+            [
+                "a_ringing 1",
+                "a_ended_busy 1",
+                "a_ringing 2",
+                "heard",
+                "a_answered 2",
+                "b_ringing 1",
+                "b_answered 1",
+                "bridged",
+                "heard",
+                "a_ended_normal 2 last"
+            ]
+        );
+        assert_eq!(state, CallState::Completed);
+        assert_eq!(
+            legs_of(&c, id),
+            [
+                format!("a1 {A1} busy"),
+                format!("a2 {A1} hung_up"),
+                format!("b1 {B1} hung_up")
+            ]
+        );
+        // The busy try's detail is Airtel's cause.
+        let call = calls::get(&c, &id.to_string()).unwrap().unwrap();
+        assert_eq!(call["events"][3]["kind"], "a_ended_busy");
+        assert_eq!(call["events"][3]["state"], "dialing_a");
+        assert_eq!(
+            call["events"][3]["detail"],
+            "Airtel causeCode 17: User busy"
+        );
+    }
+
+    #[test]
+    fn a_busy_a_without_a_retry_fails_the_call() {
+        let p = plan(one(A1, 0), one(B1, 0));
+        let (c, id) = placed(&p);
+        let (said, state) = play(
+            &c,
+            id,
+            &p,
+            &[ev(A1, "Ringing", ""), ev(A1, "Removed", "17")],
+        );
+        assert_eq!(said, ["a_ringing 1", "a_ended_busy 1 last"]);
+        assert_eq!(state, CallState::Failed);
+    }
+
+    #[test]
+    fn tries_that_end_without_ringing_are_legs_of_their_own() {
+        let p = plan(one(A1, 1), one(B1, 0));
+        let (c, id) = placed(&p);
+        let (said, state) = play(
+            &c,
+            id,
+            &p,
+            &[
+                ev(A1, "Removed", "17"),
+                ev(A1, "Removed", "1"),
+                // A third is more than A1 has: a repeat.
+                ev(A1, "Removed", "1"),
+            ],
+        );
+        assert_eq!(said, ["a_ended_busy 1", "a_ended_failed 2 last", "heard"]);
+        assert_eq!(state, CallState::Failed);
+        assert_eq!(
+            legs_of(&c, id),
+            [format!("a1 {A1} busy"), format!("a2 {A1} failed")]
+        );
+    }
+
+    #[test]
+    fn a_parallel_b_whose_second_participant_answers_completes() {
+        let p = plan(
+            one(A1, 0),
+            side(Strategy::Parallel, vec![who(B1, 0), who(B2, 0)]),
+        );
+        let (c, id) = placed(&p);
+        let (said, state) = play(
+            &c,
+            id,
+            &p,
+            &[
+                ev(A1, "Ringing", ""),
+                ev(A1, "Answered", ""),
+                ev(B1, "Ringing", ""),
+                ev(B2, "Ringing", ""),
+                ev(B2, "Answered", ""),
+                // B1 lost the race: cancelled, and the call goes on.
+                ev(B1, "Removed", "16"),
+                ev("", "Merged", ""),
+                // The answered B hangs up.
+                ev(B2, "Removed", "16"),
+            ],
+        );
+        assert_eq!(
+            said,
+            [
+                "a_ringing 1",
+                "a_answered 1",
+                "b_ringing 1",
+                "b_ringing 2",
+                "b_answered 2",
+                "b_ended_normal 1",
+                "bridged",
+                "b_ended_normal 2 last"
+            ]
+        );
+        assert_eq!(state, CallState::Completed);
+        assert_eq!(
+            legs_of(&c, id),
+            [
+                format!("a1 {A1} hung_up"),
+                format!("b1 {B1} cancelled"),
+                format!("b2 {B2} hung_up")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_parallel_b_fails_once_its_last_leg_ringing_ends() {
+        let p = plan(
+            one(A1, 0),
+            side(Strategy::Parallel, vec![who(B1, 0), who(B2, 0)]),
+        );
+        let (c, id) = placed(&p);
+        let (said, state) = play(
+            &c,
+            id,
+            &p,
+            &[
+                ev(A1, "Ringing", ""),
+                ev(A1, "Answered", ""),
+                ev(B1, "Ringing", ""),
+                ev(B2, "Ringing", ""),
+                ev(B2, "Removed", "19"),
+                ev(B1, "Removed", "17"),
+            ],
+        );
+        assert_eq!(
+            &said[2..],
+            [
+                "b_ringing 1",
+                "b_ringing 2",
+                "b_ended_no_answer 2",
+                "b_ended_busy 1 last"
+            ]
+        );
+        assert_eq!(state, CallState::Failed);
+    }
+
+    #[test]
+    fn a_sequential_b_tries_its_second_participant_when_the_first_does_not_answer() {
+        let p = plan(
+            one(A1, 0),
+            side(Strategy::Sequential, vec![who(B1, 0), who(B2, 0)]),
+        );
+        let (c, id) = placed(&p);
+        let (said, state) = play(
+            &c,
+            id,
+            &p,
+            &[
+                ev(A1, "Ringing", ""),
+                ev(A1, "Answered", ""),
+                ev(B1, "Ringing", ""),
+                ev(B1, "Removed", "19"),
+                ev(B2, "Ringing", ""),
+                ev(B2, "Answered", ""),
+                ev("", "Merged", ""),
+                ev(A1, "Removed", "16"),
+            ],
+        );
+        assert_eq!(
+            said,
+            [
+                "a_ringing 1",
+                "a_answered 1",
+                "b_ringing 1",
+                "b_ended_no_answer 1",
+                "b_ringing 2",
+                "b_answered 2",
+                "bridged",
+                "a_ended_normal 1 last"
+            ]
+        );
+        assert_eq!(state, CallState::Completed);
+        assert_eq!(
+            legs_of(&c, id),
+            [
+                format!("a1 {A1} hung_up"),
+                format!("b1 {B1} no_answer"),
+                format!("b2 {B2} hung_up")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_parallel_a_loser_leaves_the_call_with_the_winner() {
+        let p = plan(
+            side(Strategy::Parallel, vec![who(A1, 0), who(A2, 0)]),
+            one(B1, 0),
+        );
+        let (c, id) = placed(&p);
+        let (said, state) = play(
+            &c,
+            id,
+            &p,
+            &[
+                ev(A2, "Ringing", ""),
+                ev(A1, "Ringing", ""),
+                ev(A1, "Answered", ""),
+                ev(A2, "Removed", "16"),
+                ev(B1, "Ringing", ""),
+            ],
+        );
+        assert_eq!(
+            said,
+            [
+                "a_ringing 1",
+                "a_ringing 2",
+                "a_answered 2",
+                "a_ended_normal 1",
+                "b_ringing 1"
+            ]
+        );
+        assert_eq!(state, CallState::DialingB);
+    }
+
+    #[test]
+    fn a_b_leg_ends_the_call_once_a_has_left() {
+        let p = plan(one(A1, 0), one(B1, 2));
+        let view = |side, state| LegView {
+            side,
+            attempt: 1,
+            number: Some(format!("+91{}", if side == Side::A { A1 } else { B1 })),
+            state,
+            cause: None,
+            created_at: 0,
+            answered_at: None,
+            ended_at: None,
         };
-        assert_eq!(
-            kinds(
-                json!({"eventType": "CALL", "participantAddress": "9810000001", "event": "Ringing"})
-            ),
-            Some(vec!["a_ringing".to_string()])
+        let read = |a: LegState| {
+            let legs = [view(Side::A, a), view(Side::B, LegState::Ringing)];
+            let st = Standing {
+                plan: &p,
+                state: CallState::DialingB,
+                legs: &legs,
+                country_code: "91",
+            };
+            said(&event_events(&ev(B1, "Removed", "17"), &st))
+        };
+        // B1 has two retries to come while A waits; none once A has gone.
+        assert_eq!(read(LegState::Answered), "b_ended_busy 1");
+        assert_eq!(read(LegState::HungUp), "b_ended_busy 1 last");
+    }
+
+    #[test]
+    fn events_of_no_participant_and_other_events_are_ignored() {
+        let p = plan(one(A1, 0), one(B1, 0));
+        let (c, id) = placed(&p);
+        let (said, state) = play(
+            &c,
+            id,
+            &p,
+            &[
+                ev("9999999999", "Ringing", ""),
+                ev(A1, "Initiated", ""),
+                json!({"eventType": "CALL"}),
+                // The country code in front changes nothing.
+                ev(&format!("+91{A1}"), "Ringing", ""),
+            ],
         );
-        let removed = json!({"eventType": "CALL", "participantAddress": "9810000002", "event": "Removed",
-            "metaData": {"causeCode": "17", "sipCode": "486", "causeCodeDescription": "User busy"}});
-        assert_eq!(kinds(removed), Some(vec!["b_ended_busy".to_string()]));
-        assert_eq!(
-            kinds(json!({"event": "Initiated", "participantAddress": "9810000001"})),
-            None
+        assert_eq!(said, ["ignored", "ignored", "ignored", "a_ringing 1"]);
+        assert_eq!(state, CallState::DialingA);
+    }
+
+    #[test]
+    fn an_ended_call_takes_no_event() {
+        let p = plan(one(A1, 0), one(B1, 0));
+        let (c, id) = placed(&p);
+        play(
+            &c,
+            id,
+            &p,
+            &[ev(A1, "Ringing", ""), ev(A1, "Removed", "19")],
         );
-        assert_eq!(kinds(json!({"eventType": "CDR"})), None);
+        let t = take_event(&c, id, &ev(A1, "Answered", ""), &p, "91", 9_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!((t.state, t.states.len()), (CallState::Failed, 0));
+        assert_eq!(legs_of(&c, id), [format!("a1 {A1} no_answer")]);
     }
 
     /// What an answer comes to, as in the Spokn tests.
@@ -947,7 +1617,7 @@ mod tests {
     fn cdr(status: &str, participants: Value) -> Cdr {
         let v = json!({"eventType": "CDR", "correlationId": "x", "callStatus": status, "participants": participants});
         assert!(is_cdr(&v));
-        read_cdr(&v, A, B, "91")
+        read_cdr(&v, &plan(one(A.0, 0), one(B.0, 0)), "91")
     }
 
     fn part(
@@ -1082,5 +1752,104 @@ mod tests {
         )
         .legs
         .is_empty());
+    }
+
+    /// Applies what `cdr` brings to call `id`, as [`apply_cdr`] does: the
+    /// kinds applied.
+    fn apply_to(c: &Connection, id: CallId, cdr: &Cdr) -> Vec<String> {
+        let (state, legs) = calls::snapshot(c, id).unwrap().unwrap();
+        let events = cdr.events(state, &legs);
+        let with: Vec<(Event, Option<&str>)> = events
+            .iter()
+            .map(|(e, d)| (e.clone(), Some(d.as_str())))
+            .collect();
+        let states = calls::apply(c, id, &with, 60_000).unwrap();
+        assert_eq!(states.len(), events.len());
+        kinds(&events)
+    }
+
+    #[test]
+    fn a_cdr_ends_a_call_whose_retry_never_came() {
+        let p = plan(one(A1, 1), one(B1, 0));
+        let (c, id) = placed(&p);
+        play(
+            &c,
+            id,
+            &p,
+            &[ev(A1, "Ringing", ""), ev(A1, "Removed", "17")],
+        );
+        assert_eq!(calls::state(&c, id).unwrap(), Some(CallState::DialingA));
+        // Airtel gave up after one try: its CDR names it alone.
+        let v = json!({"eventType": "CDR", "callStatus": "FAILED",
+            "participants": [part(A1, "from", 1, "BUSY", false, "17")]});
+        let cdr = read_cdr(&v, &p, "91");
+        assert_eq!(apply_to(&c, id, &cdr), ["a_ended_busy"]);
+        assert_eq!(calls::state(&c, id).unwrap(), Some(CallState::Failed));
+        assert_eq!(legs_of(&c, id), [format!("a1 {A1} busy")]);
+    }
+
+    #[test]
+    fn a_cdr_and_the_events_name_the_same_legs() {
+        let p = plan(
+            one(A1, 1),
+            side(Strategy::Parallel, vec![who(B1, 0), who(B2, 0)]),
+        );
+        let (c, id) = placed(&p);
+        // B2 was heard ringing before B1; the merge and the end were lost.
+        play(
+            &c,
+            id,
+            &p,
+            &[
+                ev(A1, "Ringing", ""),
+                ev(A1, "Removed", "17"),
+                ev(A1, "Ringing", ""),
+                ev(A1, "Answered", ""),
+                ev(B2, "Ringing", ""),
+                ev(B1, "Ringing", ""),
+                ev(B2, "Answered", ""),
+            ],
+        );
+        let v = json!({"eventType": "CDR", "callStatus": "COMPLETED", "participants": [
+            part(A1, "from", 1, "BUSY", false, "17"),
+            part(A1, "from", 2, "COMPLETED", true, "16"),
+            part(B1, "to", 1, "CANCELLED", false, "16"),
+            part(B2, "to", 2, "COMPLETED", true, "16"),
+        ]});
+        let cdr = read_cdr(&v, &p, "91");
+        assert_eq!(
+            apply_to(&c, id, &cdr),
+            ["b_ended_normal", "bridged", "a_ended_normal"]
+        );
+        assert_eq!(calls::state(&c, id).unwrap(), Some(CallState::Completed));
+        assert_eq!(
+            legs_of(&c, id),
+            [
+                format!("a1 {A1} busy"),
+                format!("a2 {A1} hung_up"),
+                format!("b1 {B2} hung_up"),
+                format!("b2 {B1} cancelled")
+            ]
+        );
+        // Told to a call that heard nothing, the CDR numbers the legs as they
+        // started; without `attempt`, in the order listed.
+        let v = json!({"eventType": "CDR", "callStatus": "FAILED", "participants": [
+            {"participantAddress": A1, "status": "BUSY", "causeCode": "17"},
+            {"participantAddress": A1, "status": "NO_ANSWER", "causeCode": "19"},
+        ]});
+        let (c, id) = placed(&p);
+        assert_eq!(
+            apply_to(&c, id, &read_cdr(&v, &p, "91")),
+            [
+                "a_ringing",
+                "a_ended_busy",
+                "a_ringing",
+                "a_ended_no_answer"
+            ]
+        );
+        assert_eq!(
+            legs_of(&c, id),
+            [format!("a1 {A1} busy"), format!("a2 {A1} no_answer")]
+        );
     }
 }

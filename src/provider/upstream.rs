@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::{Event, Provider, ProviderError};
 use crate::core::call::CallState;
+use crate::core::plan::CallPlan;
 use crate::core::{now_ms, CallId};
 use crate::outbound::HttpClient;
 use crate::store::{calls, StoreError};
@@ -72,6 +73,10 @@ pub struct Incoming {
     /// The call's A and B numbers, as stored.
     pub a: Option<String>,
     pub b: Option<String>,
+    /// What the call was to dial (`calls.plan`): the participants, strategy and
+    /// retries a report is read against. `None` when the call was stored
+    /// without one.
+    pub plan: Option<CallPlan>,
 }
 
 /// Finds the call of a callback at `<prefix><call id>/<sig>` and checks `sig`
@@ -92,20 +97,21 @@ pub async fn incoming(
         .read(move |c| {
             use rusqlite::OptionalExtension;
             c.query_row(
-                "SELECT provider, a_number, b_number FROM calls WHERE id = ?1",
+                "SELECT provider, a_number, b_number, plan FROM calls WHERE id = ?1",
                 [id_s],
                 |r| {
                     Ok((
                         r.get::<_, Option<String>>(0)?,
                         r.get::<_, Option<String>>(1)?,
                         r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
                     ))
                 },
             )
             .optional()
         })
         .await;
-    let Ok(Some((Some(name), a, b))) = row else {
+    let Ok(Some((Some(name), a, b, plan))) = row else {
         return Err(StatusCode::NOT_FOUND);
     };
     let provider = app
@@ -122,11 +128,19 @@ pub async fn incoming(
         );
         return Err(StatusCode::FORBIDDEN);
     }
+    let plan = plan.and_then(|p| match serde_json::from_str(&p) {
+        Ok(plan) => Some(plan),
+        Err(e) => {
+            log::warn!("call {id}: its stored plan does not read ({e}); its numbers stand for it");
+            None
+        }
+    });
     Ok(Incoming {
         call_id,
         provider,
         a,
         b,
+        plan,
     })
 }
 
@@ -165,7 +179,7 @@ pub async fn apply(
 
 /// The answer to a report, once applied (see [`apply`]): the states it moved
 /// the call to, else the call's state.
-fn answer(
+pub(super) fn answer(
     id: CallId,
     kinds: &[String],
     applied: Result<(Vec<CallState>, Option<CallState>), StoreError>,

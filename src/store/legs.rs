@@ -139,6 +139,9 @@ impl Legs {
                     }
                     row.dirty = true;
                 }
+                // Told again what it already is (an upstream's CDR ending the
+                // call with a leg its events ended): nothing to move.
+                None if row.state == wanted => {}
                 None => log::warn!(
                     "call {id}: leg {}{} illegal transition {} -> {wanted} refused",
                     leg.side.as_str(),

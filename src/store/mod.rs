@@ -331,6 +331,15 @@ fn run_batch(conn: &mut Connection, jobs: &mut Vec<Job>, stats: &WriterStats) {
     }
 }
 
+/// An in-memory database at the current schema: for the tests of modules
+/// that read and write the store's tables (the schema is this module's own).
+#[cfg(test)]
+pub fn memory() -> Connection {
+    let mut c = Connection::open_in_memory().unwrap();
+    schema::migrate(&mut c, |_| unreachable!()).unwrap();
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,7 @@
 //! Upstream click-to-call APIs as providers: a fake Spokn on loopback gets the
-//! seed's request, answers in its XML, and its per-leg callbacks drive the call.
+//! seed's request, answers in its XML, and its per-leg callbacks drive the call;
+//! a fake Airtel gets the seed's workflow, and its events and CDR (retries and a
+//! second participant among them) drive the call and its legs.
 
 use base64::Engine;
 
@@ -427,8 +429,14 @@ fn place_airtel(d: &Daemon, airtel: &Upstream, b: &str) -> (String, String) {
         "a": {"participants": [{"number": "+919810000001"}]},
         "b": {"participants": [{"number": b}]},
         "time_limit": 600,
-    })
-    .to_string();
+    });
+    place_airtel_plan(d, airtel, &body)
+}
+
+/// Places the call `body` asks for through the Airtel fake (see
+/// [`place_airtel`]).
+fn place_airtel_plan(d: &Daemon, airtel: &Upstream, body: &serde_json::Value) -> (String, String) {
+    let body = body.to_string();
     let auth = base64::engine::general_purpose::STANDARD.encode("crm:crm-password-0123456789");
     let n = airtel.requests().len() + 1;
     let r = request(
@@ -571,4 +579,130 @@ fn an_airtel_cdr_alone_tells_the_whole_call() {
         "0".repeat(32)
     );
     assert_eq!(post_json(&d, &unknown, &cdr), 404);
+}
+
+#[test]
+fn an_airtel_call_with_retries_and_a_second_b_completes_with_every_leg() {
+    let airtel = Upstream::start(Behaviour::Reply(
+        200,
+        "application/json",
+        r#"{"status": "success", "correlationId": "Xchange123863"}"#,
+    ));
+    let mut d = Daemon::start(&airtel_config(&airtel.url()));
+    let body = serde_json::json!({
+        "a": {"participants": [{"number": "+919810000001", "retries": 1}], "retry_delay": 5},
+        "b": {"participants": [{"number": "+919810000002"}, {"number": "+919810000003"}]},
+        "time_limit": 600,
+    });
+    let (id, path) = place_airtel_plan(&d, &airtel, &body);
+    let w: serde_json::Value = serde_json::from_str(&airtel.requests()[0].body).unwrap();
+    let flow = &w["callFlowConfiguration"];
+    assert_eq!(flow["initiateCall_1"]["participants"][0]["maxRetries"], 1);
+    assert_eq!(flow["addParticipant_1"]["mergingStrategy"], "SEQUENTIAL");
+
+    let ev = |addr: &str, event: &str, cause: &str, sip: &str, words: &str| {
+        serde_json::json!({
+            "eventType": "CALL", "participantAddress": addr, "event": event, "time": "2026-11-22T10:00:00.000+0000",
+            "metaData": {"causeCode": cause, "sipCode": sip, "causeCodeDescription": words}
+        })
+        .to_string()
+    };
+    // A is busy; Airtel tries it again, so the call goes on.
+    assert_eq!(
+        post_json(&d, &path, &ev("9810000001", "Ringing", "", "", "")),
+        200
+    );
+    let busy = ev("9810000001", "Removed", "17", "486", "User busy");
+    assert_eq!(post_json(&d, &path, &busy), 200);
+    assert_eq!(d.call(&id)["state"], "dialing_a");
+    // A answers its second try; B's first participant does not answer, its
+    // second does.
+    for (addr, event, cause, sip, words) in [
+        ("9810000001", "Ringing", "", "", ""),
+        ("9810000001", "Answered", "", "", ""),
+        ("9810000002", "Ringing", "", "", ""),
+        ("9810000002", "Removed", "19", "480", "No answer"),
+        ("9810000003", "Ringing", "", "", ""),
+        ("9810000003", "Answered", "", "", ""),
+        ("9810000003", "Merged", "", "", ""),
+        ("9810000001", "Removed", "16", "200", "Normal call clearing"),
+    ] {
+        let status = post_json(&d, &path, &ev(addr, event, cause, sip, words));
+        assert_eq!(status, 200, "{addr} {event}");
+    }
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    let call = d.call(&id);
+    assert_eq!(call["state"], "completed");
+    assert_eq!(call["cdr"]["state"], "completed");
+    let legs: Vec<_> = call["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["side"].as_str().unwrap().to_string(),
+                l["attempt"].as_i64().unwrap(),
+                l["number"].as_str().unwrap().to_string(),
+                l["state"].as_str().unwrap().to_string(),
+                l["cause"].as_i64(),
+            )
+        })
+        .collect();
+    let leg = |side: &str, attempt, number: &str, state: &str, cause| {
+        (
+            side.to_string(),
+            attempt,
+            number.to_string(),
+            state.to_string(),
+            Some(cause),
+        )
+    };
+    assert_eq!(
+        legs,
+        [
+            leg("a", 1, "+919810000001", "busy", 17),
+            leg("a", 2, "+919810000001", "hung_up", 16),
+            leg("b", 1, "+919810000002", "no_answer", 19),
+            leg("b", 2, "+919810000003", "hung_up", 16),
+        ]
+    );
+    let busy = call["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "a_ended_busy")
+        .unwrap();
+    assert_eq!(
+        (busy["state"].as_str(), busy["detail"].as_str()),
+        (
+            Some("dialing_a"),
+            Some("Airtel causeCode 17, sipCode 486: User busy")
+        )
+    );
+    let seen = call["events"].as_array().unwrap().len();
+
+    // The CDR that follows numbers the legs alike: it agrees, and adds nothing.
+    let part = |address: &str, leg: &str, attempt: u16, status: &str, cause: &str| {
+        let answered = status == "COMPLETED";
+        serde_json::json!({"participantAddress": address, "leg": leg, "attempt": attempt, "status": status,
+            "answerTime": if answered { serde_json::json!("2026-11-22T10:00:30.000+0000") } else { serde_json::Value::Null },
+            "causeCode": cause, "sipCode": "", "causeCodeDescription": ""})
+    };
+    let cdr = serde_json::json!({
+        "eventType": "CDR", "correlationId": id, "callStatus": "COMPLETED",
+        "participants": [
+            part("9810000001", "from", 1, "BUSY", "17"),
+            part("9810000001", "from", 2, "COMPLETED", "16"),
+            part("9810000002", "to", 1, "NO_ANSWER", "19"),
+            part("9810000003", "to", 2, "COMPLETED", "16"),
+        ],
+    })
+    .to_string();
+    assert_eq!(post_json(&d, &path, &cdr), 200);
+    d.wait_log(&format!(
+        "call {id}: Airtel's CDR agrees with the call's end (completed)"
+    ));
+    let call = d.call(&id);
+    assert_eq!(call["events"].as_array().unwrap().len(), seen);
+    assert_eq!(call["legs"].as_array().unwrap().len(), 4);
 }
