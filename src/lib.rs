@@ -11,8 +11,8 @@
 //! - [`http`]: hyper plumbing: connection and body limits, routing, operator
 //!   endpoints (`/healthz`, `/metrics`, the `/v1` admin API).
 //! - [`dialect`]: one module per wire dialect ([`dialect::xip`], [`dialect::native`],
-//!   [`dialect::spokn`], [`dialect::airtel`]),
-//!   each with its callback format.
+//!   [`dialect::spokn`], [`dialect::airtel`]), each with its callback format, and
+//!   [`dialect::roundtrip`], the call centers' sales data.
 //! - [`core`]: the domain: call ids, phone numbers, secrets, the call's plan
 //!   (sides, participants, strategies), the call state machine.
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
@@ -22,6 +22,7 @@
 //!   trusting the system trust store.
 //! - [`reconcile`]: a final state for every call, even when no end is heard.
 //! - [`notify`]: the callback outbox's delivery worker.
+//! - [`export`]: the nightly export of calls and their sales data.
 //! - [`app`]: the shared state of a running daemon.
 //! - [`logging`], [`signal`], [`privileges`]: the process's plumbing.
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod dialect;
+pub mod export;
 pub mod http;
 pub mod logging;
 pub mod notify;

@@ -92,6 +92,24 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Write the calls with their RoundTrip sales data, as CSV and XML, for
+    /// media agencies. Without a window: every whole day (in [roundtrip]
+    /// export_timezone) not exported yet, up to yesterday, each recorded so it
+    /// is never written twice (what c2cd-export.timer runs nightly).
+    Export {
+        /// Config file [default: /etc/c2cd/c2cd.toml, else the embedded demo default]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only this window instead (RFC 3339 with its offset, or a date in the
+        /// export time zone); it is not recorded.
+        #[arg(long, requires = "until")]
+        since: Option<String>,
+        #[arg(long, requires = "since")]
+        until: Option<String>,
+        /// Write into DIR instead of [roundtrip] export_dir.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print a man page: c2cd.8 or c2cd.toml.5.
     #[command(hide = true)]
     Man { page: String },
@@ -244,6 +262,15 @@ fn main() -> ExitCode {
         } => match db.path() {
             Ok(path) => result(backup_cmd(&path, file, dir, keep as usize)),
             Err(code) => code,
+        },
+        Command::Export {
+            config,
+            since,
+            until,
+            dir,
+        } => match config::load(config.as_deref()) {
+            Ok(cfg) => result(export_cmd(&cfg, since.zip(until), dir)),
+            Err(e) => usage(e),
         },
         Command::Man { page } => match page.as_str() {
             "c2cd.8" => {
@@ -467,6 +494,60 @@ fn providers_cmd(cfg: &config::Config, json: bool) -> anyhow::Result<()> {
             p["failures"],
             p["last_error"].as_str().unwrap_or("-")
         );
+    }
+    Ok(())
+}
+
+/// A window bound: RFC 3339 with its offset, or a date's midnight in `tz`.
+fn instant(s: &str, tz: &jiff::tz::TimeZone) -> anyhow::Result<i64> {
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.as_millisecond());
+    }
+    let day: jiff::civil::Date = s
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{s:?} is neither RFC 3339 with an offset nor a date"))?;
+    Ok(day.to_zoned(tz.clone())?.timestamp().as_millisecond())
+}
+
+fn export_cmd(
+    cfg: &config::Config,
+    window: Option<(String, String)>,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let tz = jiff::tz::TimeZone::get(&cfg.roundtrip.export_timezone)?;
+    let dir = dir.unwrap_or_else(|| cfg.roundtrip.export_dir.clone());
+    let db = &cfg.database.path;
+    // Writes beside the running daemon (the exports table): SQLite serialises
+    // them with the daemon's writer (WAL, busy timeout).
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .with_context(|| format!("while opening {}", db.display()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    match window {
+        Some((since, until)) => {
+            let (since, until) = (instant(&since, &tz)?, instant(&until, &tz)?);
+            anyhow::ensure!(since < until, "--since must come before --until");
+            let stem = format!(
+                "c2cd-sales-{}_{}",
+                c2cd::core::format_ms(since).replace(':', ""),
+                c2cd::core::format_ms(until).replace(':', "")
+            );
+            let (files, calls) = c2cd::export::write(&conn, &dir, &stem, since, until)?;
+            for f in files {
+                println!("{}: {calls} calls", f.display());
+            }
+        }
+        None => {
+            let done = c2cd::export::run_due(&conn, &dir, &tz, jiff::Timestamp::now())?;
+            if done.is_empty() {
+                println!("nothing to export: every day up to yesterday is written");
+            }
+            for (day, files, calls) in done {
+                for f in files {
+                    println!("{day}: {}: {calls} calls", f.display());
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -171,6 +171,10 @@ struct RawAirtel {
 struct RawRoundTrip {
     /// How far a posted CallStart may be from the call's start. Default "900s".
     tolerance: Option<String>,
+    /// Where `c2cd export` writes the nightly files. Default "/var/lib/c2cd/exports".
+    export_dir: Option<String>,
+    /// The time zone whose days the export covers. Default "America/Los_Angeles".
+    export_timezone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,6 +341,10 @@ pub struct Config {
 pub struct RoundTrip {
     /// How far a posted CallStart may be from the call's start (±).
     pub tolerance: Duration,
+    /// Where `c2cd export` writes the nightly files.
+    pub export_dir: std::path::PathBuf,
+    /// The IANA time zone whose days the export covers.
+    pub export_timezone: String,
 }
 
 /// What RoundTrip sales data a partner may post.
@@ -1888,6 +1896,28 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         });
     }
 
+    let export_dir = raw
+        .roundtrip
+        .export_dir
+        .clone()
+        .unwrap_or_else(|| "/var/lib/c2cd/exports".into());
+    if !export_dir.starts_with('/') {
+        v.err(
+            &[K("roundtrip"), K("export_dir")],
+            "must be an absolute path",
+        );
+    }
+    let export_timezone = raw
+        .roundtrip
+        .export_timezone
+        .clone()
+        .unwrap_or_else(|| "America/Los_Angeles".into());
+    if let Err(e) = jiff::tz::TimeZone::get(&export_timezone) {
+        v.err(
+            &[K("roundtrip"), K("export_timezone")],
+            format!("{export_timezone:?} is not a time zone this box knows: {e}"),
+        );
+    }
     let roundtrip = RoundTrip {
         tolerance: v.duration(
             &[K("roundtrip"), K("tolerance")],
@@ -1895,6 +1925,8 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             Duration::from_secs(900),
             Duration::from_secs(86400),
         ),
+        export_dir: export_dir.into(),
+        export_timezone,
     };
 
     if !v.errors.is_empty() {

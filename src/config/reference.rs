@@ -95,6 +95,8 @@ pub const KEYS: &[Key] = &[
     Key { table: "callbacks", name: "max_backoff", default: "\"10m\"", doc: "The longest delay between two attempts." },
     Key { table: "callbacks", name: "max_response_bytes", default: "16384", doc: "Bytes of a receiver's answer read at most." },
     Key { table: "spokn", name: "access_number", default: "none", doc: "E.164 number shown to a phone whose other party is a local extension (a Spokn ID, which a phone cannot be shown). Without one such a phone is shown no caller ID." },
+    Key { table: "roundtrip", name: "export_dir", default: "\"/var/lib/c2cd/exports\"", doc: "Where c2cd export (the nightly c2cd-export.timer) writes each day's calls with their sales data, as CSV and XML." },
+    Key { table: "roundtrip", name: "export_timezone", default: "\"America/Los_Angeles\"", doc: "The IANA time zone whose days the export covers (the seed's cutoff is 02:00 Pacific)." },
     Key { table: "roundtrip", name: "tolerance", default: "\"900s\"", doc: "How far a posted CallStart may be from a call's start for a search to match it (at most 24 h)." },
     Key { table: "airtel", name: "country_code", default: "\"91\"", doc: "The country code that makes Airtel's 10-digit numbers E.164." },
     Key { table: "partner", name: "id", default: "required", doc: "The partner's id; for XIP, the PartnerID it sends." },

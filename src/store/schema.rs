@@ -216,6 +216,16 @@ const MIGRATIONS: &[&str] = &[
         matched_at INTEGER NOT NULL,         -- when first matched
         updated_at INTEGER NOT NULL
     ) STRICT;
+
+    -- The days `c2cd export` wrote for media agencies: none twice, none lost.
+    CREATE TABLE exports (
+        day        TEXT PRIMARY KEY,         -- YYYY-MM-DD in the export time zone
+        since      INTEGER NOT NULL,         -- the window, unix ms
+        until      INTEGER NOT NULL,
+        calls      INTEGER NOT NULL,
+        files      TEXT NOT NULL,            -- JSON: the files written
+        written_at INTEGER NOT NULL
+    ) STRICT;
     "#,
 ];
 

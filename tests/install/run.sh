@@ -384,10 +384,10 @@ check_loopback() {
 
 check_units() {
     local u link target
-    for u in c2cd.service c2cd-backup.service c2cd-backup.timer; do
+    for u in c2cd.service c2cd-backup.service c2cd-backup.timer c2cd-export.service c2cd-export.timer; do
         [ -f "$ROOT/lib/systemd/system/$u" ] || fail "/lib/systemd/system/$u is missing"
     done
-    for link in multi-user.target.wants/c2cd.service timers.target.wants/c2cd-backup.timer; do
+    for link in multi-user.target.wants/c2cd.service timers.target.wants/c2cd-backup.timer timers.target.wants/c2cd-export.timer; do
         [ -L "$ROOT/etc/systemd/system/$link" ] ||
             fail "/etc/systemd/system/$link is missing: the unit is not enabled"
         target=$(readlink "$ROOT/etc/systemd/system/$link")
@@ -397,7 +397,7 @@ check_units() {
         [ -e "$ROOT/var/lib/systemd/deb-systemd-helper-enabled/$link" ] ||
             fail "no deb-systemd-helper state for $link in /var/lib/systemd/deb-systemd-helper-enabled"
     done
-    ok "units in /lib/systemd/system; c2cd.service (multi-user.target) and c2cd-backup.timer (timers.target) enabled"
+    ok "units in /lib/systemd/system; c2cd.service (multi-user.target), c2cd-backup.timer and c2cd-export.timer (timers.target) enabled"
 }
 
 check_serve() {
@@ -528,7 +528,7 @@ check_remove_purge() {
     echo "$out" | indent
     [ ! -e "$ROOT/var/lib/c2cd" ] || fail "/var/lib/c2cd remains after dpkg -P: $(ls -lA "$ROOT/var/lib/c2cd")"
     [ ! -e "$ROOT/etc/c2cd" ] || fail "/etc/c2cd remains after dpkg -P: $(ls -lA "$ROOT/etc/c2cd")"
-    for f in multi-user.target.wants/c2cd.service timers.target.wants/c2cd-backup.timer; do
+    for f in multi-user.target.wants/c2cd.service timers.target.wants/c2cd-backup.timer timers.target.wants/c2cd-export.timer; do
         if [ -e "$ROOT/etc/systemd/system/$f" ] || [ -L "$ROOT/etc/systemd/system/$f" ]; then
             fail "/etc/systemd/system/$f remains after dpkg -P"
         fi

@@ -486,3 +486,85 @@ fn restricted_partners_post_for_their_targets_and_c2cds_own_calls_match() {
         .collect();
     assert_eq!(partners, ["center", "center", "center"]);
 }
+
+/// The nightly export writes yesterday (in Los Angeles) with its sales, once.
+#[test]
+fn the_export_writes_each_day_once() {
+    let d = Daemon::start(&config());
+    let la = jiff::tz::TimeZone::get("America/Los_Angeles").unwrap();
+    let yesterday = jiff::Zoned::now()
+        .with_time_zone(la)
+        .date()
+        .yesterday()
+        .unwrap();
+    let noon = format!("{yesterday}T12:00:00-08:00");
+    let pbx = cdrs(
+        &d,
+        serde_json::json!({"cdrs": [{"id": "x1", "ani": "3105550100", "target": "8881234567",
+                                     "start": noon, "disposition": "ANSWERED", "billable_seconds": 61}]}),
+    );
+    let call = ids(&pbx)[0].clone();
+    let order = format!(
+        "<Call xmlns=\"{NS}\" xmlns:rs=\"http://www.dial800.com/roundtrip-sales/2011-08-04\"><ID>{call}</ID><rs:Order payment=\"visa\"><rs:Item price=\"19.99\">HAT, RED</rs:Item></rs:Order></Call>"
+    );
+    assert_eq!(
+        matched(&post(&d, "agency", "application/roundtrip.sales", &order)),
+        call
+    );
+
+    let out = tempfile::tempdir().unwrap();
+    let run = || {
+        c2cd_ok([
+            "export".as_ref(),
+            "--config".as_ref(),
+            d.config.as_os_str(),
+            "--dir".as_ref(),
+            out.path().as_os_str(),
+        ])
+    };
+    let first = run();
+    assert!(first.contains(&format!("{yesterday}: ")), "{first}");
+    let csv =
+        std::fs::read_to_string(out.path().join(format!("c2cd-sales-{yesterday}.csv"))).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("call_id,source,partner_id,ani,target,dnis,call_start,state,billable_seconds,sale_id,sale_partner,matched_at,is_sale,amount,payment,items")
+    );
+    let line = lines.next().unwrap();
+    assert!(
+        line.starts_with(&format!("{call},api,,+13105550100,+18881234567,,")),
+        "{line}"
+    );
+    assert!(line.contains(",ANSWERED,61,"), "{line}");
+    assert!(line.contains(",agency,"), "{line}");
+    assert!(
+        line.contains(",true,19.99,visa,\"[{\"\"name\"\":\"\"HAT, RED\"\""),
+        "{line}"
+    );
+    let xml =
+        std::fs::read_to_string(out.path().join(format!("c2cd-sales-{yesterday}.xml"))).unwrap();
+    assert!(
+        xml.contains("<Item price=\"19.99\">HAT, RED</Item>"),
+        "{xml}"
+    );
+    assert!(xml.contains("<Submitted><![CDATA[<Call xmlns="), "{xml}");
+
+    // Run again: the day is recorded, nothing is written twice.
+    let second = run();
+    assert!(second.contains("nothing to export"), "{second}");
+
+    // A window of one's own is written and not recorded.
+    let window = c2cd_ok([
+        "export".as_ref(),
+        "--config".as_ref(),
+        d.config.as_os_str(),
+        "--dir".as_ref(),
+        out.path().as_os_str(),
+        "--since".as_ref(),
+        yesterday.to_string().as_ref(),
+        "--until".as_ref(),
+        yesterday.tomorrow().unwrap().to_string().as_ref(),
+    ]);
+    assert!(window.contains(": 1 calls"), "{window}");
+}
