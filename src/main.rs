@@ -58,6 +58,13 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Show the RoundTrip sales data submissions, newest first.
+    Sales {
+        #[command(subcommand)]
+        command: SalesCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Ask the running daemon how its providers are: available, breaker, calls
     /// in flight, failures, last error (through /v1/providers and [admin] token).
     Providers {
@@ -195,6 +202,23 @@ enum CallbacksCommand {
 }
 
 #[derive(Subcommand)]
+enum SalesCommand {
+    /// The newest submissions, answered or refused.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One call's sales data and its history.
+        #[arg(long)]
+        call: Option<String>,
+        #[arg(long)]
+        partner: Option<String>,
+        /// JSON instead of a table (with the submissions as posted).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum PartnersCommand {
     /// Every partner the database knows, enabled or not.
     List {
@@ -234,6 +258,19 @@ fn main() -> ExitCode {
             db,
         } => match db.path() {
             Ok(path) => result(partners_cmd(&path, json)),
+            Err(code) => code,
+        },
+        Command::Sales {
+            command:
+                SalesCommand::List {
+                    limit,
+                    call,
+                    partner,
+                    json,
+                },
+            db,
+        } => match db.path() {
+            Ok(path) => result(sales_cmd(&path, limit, call, partner, json)),
             Err(code) => code,
         },
         Command::Providers {
@@ -468,6 +505,49 @@ fn partners_cmd(db: &Path, json: bool) -> anyhow::Result<()> {
         println!(
             "{:<16}  {:<30}  {:<12}  {:<12}  {:<8}  {}",
             p.id, p.name, p.dialects, p.provider, p.enabled, p.calls
+        );
+    }
+    Ok(())
+}
+
+fn sales_cmd(
+    db: &Path,
+    limit: usize,
+    call: Option<String>,
+    partner: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let conn =
+        store::open_readonly(db).with_context(|| format!("while opening {}", db.display()))?;
+    let rows = store::sales::list(
+        &conn,
+        call.as_deref(),
+        partner.as_deref(),
+        limit.min(10_000),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:>6}  {:<24}  {:<12}  {:<6}  {:>6}  {:<36}  {:>9}  WHY",
+        "ID", "RECEIVED", "PARTNER", "HOW", "STATUS", "CALL", "AMOUNT"
+    );
+    for r in rows {
+        let amount = r
+            .amount_cents
+            .map(|c| format!("{}.{:02}", c / 100, (c % 100).abs()))
+            .unwrap_or_default();
+        println!(
+            "{:>6}  {:<24}  {:<12}  {:<6}  {:>6}  {:<36}  {:>9}  {}",
+            r.id,
+            r.received_at,
+            r.partner_id.or(r.username).unwrap_or_default(),
+            r.how.unwrap_or_default(),
+            r.status,
+            r.call_id.unwrap_or_default(),
+            amount,
+            r.error.unwrap_or_default()
         );
     }
     Ok(())

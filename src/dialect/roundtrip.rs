@@ -484,7 +484,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         .await;
     match outcome {
         Ok(Outcome::Matched(id)) => {
-            log::info!("roundtrip: partner {partner_id}: sales data for call {id}");
+            log::debug!("roundtrip: partner {partner_id}: sales data for call {id}");
             answer(StatusCode::OK, format!("<ID>{id}</ID>\n"))
         }
         Ok(o) => {
@@ -496,7 +496,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
                 ),
                 _ => "the call's Target is not one of this partner's numbers".to_string(),
             };
-            log::info!(
+            log::debug!(
                 "roundtrip: partner {partner_id}: {}: {why}",
                 status.as_u16()
             );
@@ -523,7 +523,7 @@ async fn refuse(app: &App, posted: Posted, status: StatusCode, why: &str) -> Res
     {
         log::error!("roundtrip: cannot record a refused submission: {e}");
     }
-    log::info!("roundtrip: {code}: {why}");
+    log::debug!("roundtrip: {code}: {why}");
     error(status, why)
 }
 

@@ -301,6 +301,21 @@ fn sales_data_is_replaced_by_id_and_the_history_kept() {
     );
     let history = sales(&d, &format!("call_id={call}"));
     assert_eq!(history.len(), 2);
+    // The operator's CLI shows the same.
+    let cli = c2cd_ok([
+        "sales".as_ref(),
+        "list".as_ref(),
+        "--config".as_ref(),
+        d.config.as_os_str(),
+        "--call".as_ref(),
+        call.as_ref(),
+    ]);
+    let lines: Vec<&str> = cli.lines().collect();
+    assert_eq!(lines.len(), 3, "{cli}");
+    assert!(
+        lines[2].contains("search") && lines[2].contains("259.72"),
+        "{cli}"
+    );
     assert_eq!(
         (
             history[0]["current"].as_bool(),

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# RoundTrip matching benchmark: POST /roundtrip searches against a database of
+# 1 000 calls (the baseline) and of CALLS calls (default 1 000 000), same
+# binary, same box, same run.
+#
+# What it measures: requests/s and p50/p99 latency (wrk --latency, closed loop,
+# keep-alive) of searches (ANI + Target + CallStart), each for a different
+# call, so each is a real match: parsed, authenticated, looked up through the
+# index and recorded with its match in SQLite (synchronous=FULL, group commit)
+# before the answer. The calls are the PBX's (pbx_calls, as CDR ingest makes
+# them), one a second from one caller each to one call-center number, so the
+# ±900 s window holds 1 800 calls of that Target and the ANI must pick one.
+# It prints the ratio large/baseline of requests/s and of p50.
+#
+# Run:  bash bench/roundtrip.sh
+# Env:  DURATION     wrk duration per run  (default 10s)
+#       CONNECTIONS  wrk connections       (default 16; wrk threads fixed at 2)
+#       CALLS        calls in the large database (default 1000000)
+#       KEEP=1       keep the temp dir
+#
+# c2cd listens on 127.0.0.1 only. Every wait is bounded.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-16}
+CALLS=${CALLS:-1000000}
+THREADS=2
+
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null; then
+    echo "wrk not found; installing it with apt-get" >&2
+    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+for tool in wrk curl python3; do
+    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+
+cargo build --release --bin c2cd
+C2CD=target/release/c2cd
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench-rt.XXXXXX")
+PID=
+cleanup() {
+    [[ -n $PID ]] && kill "$PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+config() {
+    cat <<EOF
+[server]
+listen = ["127.0.0.1:0"]
+max_connections = 4096
+[database]
+path = "$1"
+[log]
+level = "info"
+[[partner]]
+id = "agency"
+roundtrip = "full"
+username = "agency"
+password = "agency-password-0123456789"
+EOF
+}
+
+# wait_port LOGFILE PID: the port c2cd listens on (max 10 s).
+wait_port() {
+    local log=$1 pid=$2 line
+    for _ in $(seq 100); do
+        line=$(grep -m1 'listening on http://' "$log" || true)
+        if [[ -n $line ]]; then echo "${line##*:}"; return 0; fi
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
+        sleep 0.1
+    done
+    cat "$log" >&2
+    return 1
+}
+
+# stop PID: SIGTERM, bounded wait.
+stop() {
+    kill -TERM "$1"
+    for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# fill DB N: migrates DB (c2cd starts and stops on it), then adds N PBX calls:
+# call i from +1 2xx xxx xxxx (2 000 000 000 + i) to +1 888 123 4567, one a second.
+fill() {
+    local db=$1 n=$2
+    config "$db" >"$TMP/fill.toml"
+    "$C2CD" serve --config "$TMP/fill.toml" 2>"$TMP/fill.log" &
+    PID=$!
+    wait_port "$TMP/fill.log" "$PID" >/dev/null
+    stop "$PID"
+    PID=
+    python3 - "$db" "$n" <<'PY'
+import sqlite3, sys, uuid
+db, n = sys.argv[1], int(sys.argv[2])
+c = sqlite3.connect(db)
+base = 1_700_000_000_000
+def rows():
+    for i in range(n):
+        yield (str(uuid.UUID(int=i + 1)), "bench", str(i), f"+1{2_000_000_000 + i}",
+               "+18881234567", base + i * 1000, "{}", base)
+with c:
+    c.executemany(
+        "INSERT INTO pbx_calls (id, source, unique_id, ani, target, started_at, received, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows())
+c.execute("ANALYZE")
+c.close()
+PY
+}
+
+# The wrk script: each request searches for the next call of its thread.
+cat >"$TMP/search.lua" <<'LUA'
+local threads = 0
+function setup(thread)
+    thread:set("id", threads)
+    threads = threads + 1
+end
+function init(args)
+    n = tonumber(args[1])
+    step = tonumber(args[2])
+    i = id
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/xml"
+    wrk.headers["Authorization"] = "Basic YWdlbmN5OmFnZW5jeS1wYXNzd29yZC0wMTIzNDU2Nzg5"
+end
+function request()
+    local k = i % n
+    i = i + step
+    local start = os.date("!%Y-%m-%dT%H:%M:%SZ", 1700000000 + k)
+    local body = string.format(
+        '<Call xmlns="http://www.dial800.com/roundtrip/2011-07-15"><ANI>tel:+1%d</ANI>' ..
+        '<Target>tel:8881234567</Target><CallStart>%s</CallStart></Call>', 2000000000 + k, start)
+    return wrk.format(nil, "/roundtrip", nil, body)
+end
+LUA
+
+to_ms() {
+    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+
+# bench NAME N: fills a database with N calls, serves it, loads it with wrk,
+# appends "NAME RPS P50 P99 NON2XX" to results.
+bench() {
+    local name=$1 n=$2 db=$TMP/$1.db out=$TMP/wrk-$1.txt port t0
+    t0=$(date +%s)
+    fill "$db" "$n"
+    echo "$name: $n calls written in $(( $(date +%s) - t0 )) s" >&2
+    config "$db" >"$TMP/$name.toml"
+    "$C2CD" serve --config "$TMP/$name.toml" 2>"$TMP/$name.log" &
+    PID=$!
+    port=$(wait_port "$TMP/$name.log" "$PID")
+    # One search by hand first: it must match.
+    local first
+    first=$(curl -sS -m 5 -u agency:agency-password-0123456789 -H 'Content-Type: application/xml' \
+        --data-binary '<Call xmlns="http://www.dial800.com/roundtrip/2011-07-15"><ANI>tel:+12000000000</ANI><Target>tel:8881234567</Target><CallStart>2023-11-14T22:13:20Z</CallStart></Call>' \
+        -w ' %{http_code}' "http://127.0.0.1:$port/roundtrip")
+    [[ $first == *" 200" ]] || { echo "the first search answered: $first" >&2; exit 1; }
+    echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($name)" >&2
+    timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$TMP/search.lua" \
+        "http://127.0.0.1:$port" -- "$n" "$THREADS" >"$out"
+    stop "$PID"
+    PID=
+    echo "$name $(awk '/^Requests\/sec:/ { print $2 }' "$out") $(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")") $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") $(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out" | grep . || echo 0)" >>"$TMP/results"
+}
+
+bench baseline 1000
+bench large "$CALLS"
+
+echo
+echo "c2cd RoundTrip matching: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, 127.0.0.1, $(nproc) CPUs; baseline 1000 calls, large $CALLS calls"
+awk '
+    BEGIN { printf "%-10s %12s %10s %10s %10s\n", "name", "requests/s", "p50 ms", "p99 ms", "non-2xx" }
+    { printf "%-10s %12.0f %10.3f %10.3f %10d\n", $1, $2, $3, $4, $5; rps[NR] = $2; p50[NR] = $3 }
+    END { if (rps[1] > 0 && p50[1] > 0) printf "ratio large/baseline: requests/s %.3f, p50 %.3f\n", rps[2] / rps[1], p50[2] / p50[1] }
+' "$TMP/results"
