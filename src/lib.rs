@@ -12,7 +12,8 @@
 //!   endpoints (`/healthz`, `/metrics`, the `/v1` admin API).
 //! - [`dialect`]: one module per wire dialect ([`dialect::xip`], [`dialect::native`],
 //!   [`dialect::spokn`], [`dialect::airtel`]), each with its callback format, and
-//!   [`dialect::roundtrip`], the call centers' sales data.
+//!   [`dialect::roundtrip`], the call centers' sales data, and [`dialect::cloud9`],
+//!   the carrier's call-back authorisation.
 //! - [`core`]: the domain: call ids, phone numbers, secrets, the call's plan
 //!   (sides, participants, strategies), the call state machine.
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.

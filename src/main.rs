@@ -58,6 +58,14 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Show and change the Cloud9 subscribers' balances c2cd holds
+    /// ([cloud9] balance_holder = "c2cd"); every change is a ledger row.
+    Balance {
+        #[command(subcommand)]
+        command: BalanceCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Show the RoundTrip sales data submissions, newest first.
     Sales {
         #[command(subcommand)]
@@ -202,6 +210,32 @@ enum CallbacksCommand {
 }
 
 #[derive(Subcommand)]
+enum BalanceCommand {
+    /// A subscriber's balance and latest ledger rows, or every balance.
+    Show {
+        /// +447700900123; none: every balance.
+        msisdn: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Add AMOUNT (like 5.00) to a subscriber's balance.
+    Credit {
+        msisdn: String,
+        amount: String,
+        /// Why, for the ledger.
+        #[arg(long, default_value = "credit")]
+        reason: String,
+    },
+    /// Take AMOUNT from a subscriber's balance (never below zero).
+    Debit {
+        msisdn: String,
+        amount: String,
+        #[arg(long, default_value = "debit")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum SalesCommand {
     /// The newest submissions, answered or refused.
     List {
@@ -258,6 +292,10 @@ fn main() -> ExitCode {
             db,
         } => match db.path() {
             Ok(path) => result(partners_cmd(&path, json)),
+            Err(code) => code,
+        },
+        Command::Balance { command, db } => match db.path() {
+            Ok(path) => result(balance_cmd(&path, command)),
             Err(code) => code,
         },
         Command::Sales {
@@ -508,6 +546,75 @@ fn partners_cmd(db: &Path, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn balance_cmd(db: &Path, command: BalanceCommand) -> anyhow::Result<()> {
+    use c2cd::core::money::Money;
+    use c2cd::store::cloud9;
+    let msisdn_ok = |m: &str| {
+        let ok = m
+            .strip_prefix('+')
+            .is_some_and(|d| (6..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
+        anyhow::ensure!(ok, "{m:?} is not an MSISDN: + and 6 to 15 digits");
+        Ok(())
+    };
+    let change = |msisdn: &str, amount: &str, reason: &str, sign: i64| -> anyhow::Result<()> {
+        msisdn_ok(msisdn)?;
+        let amount = Money::parse(amount)
+            .filter(|m| m.0 > 0)
+            .ok_or_else(|| anyhow::anyhow!("{amount:?} is not an amount like 5.00"))?;
+        // A write beside the running daemon: SQLite serialises it with the
+        // daemon's writer (WAL, busy timeout), in one transaction.
+        let mut conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .with_context(|| format!("while opening {}", db.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let after = cloud9::change(
+            &tx,
+            msisdn,
+            Money(amount.0 * sign),
+            reason,
+            c2cd::core::now_ms(),
+        )?;
+        tx.commit()?;
+        println!("{msisdn}: {after}");
+        Ok(())
+    };
+    match command {
+        BalanceCommand::Credit {
+            msisdn,
+            amount,
+            reason,
+        } => change(&msisdn, &amount, &reason, 1),
+        BalanceCommand::Debit {
+            msisdn,
+            amount,
+            reason,
+        } => change(&msisdn, &amount, &reason, -1),
+        BalanceCommand::Show { msisdn, limit } => {
+            let conn = store::open_readonly(db)
+                .with_context(|| format!("while opening {}", db.display()))?;
+            match msisdn {
+                None => {
+                    for (m, b) in cloud9::balances(&conn)? {
+                        println!("{m:<16}  {b:>12}");
+                    }
+                }
+                Some(m) => {
+                    msisdn_ok(&m)?;
+                    println!("{m}: {}", cloud9::balance(&conn, &m)?);
+                    for e in cloud9::ledger(&conn, &m, limit.min(10_000))? {
+                        println!(
+                            "  {:>6}  {:<24}  {:>10}  {:>12}  {}",
+                            e.id, e.at, e.delta, e.balance, e.reason
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 fn sales_cmd(

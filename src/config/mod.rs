@@ -61,6 +61,8 @@ struct RawConfig {
     #[serde(default)]
     roundtrip: RawRoundTrip,
     #[serde(default)]
+    cloud9: RawCloud9,
+    #[serde(default)]
     partner: Vec<RawPartner>,
     #[serde(default)]
     provider: Vec<RawProvider>,
@@ -175,6 +177,62 @@ struct RawRoundTrip {
     export_dir: Option<String>,
     /// The time zone whose days the export covers. Default "America/Los_Angeles".
     export_timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCloud9 {
+    /// Where Cloud9 asks. Default "/cloud9/moc".
+    path: Option<String>,
+    /// The carrier IDs Cloud9 sends; none turns the endpoint off.
+    carrier_ids: Option<Vec<String>>,
+    /// Addresses (IP or CIDR) the requests may come from. Default: any.
+    sources: Option<Vec<String>>,
+    /// "c2cd" (balances in the database) or "carrier" (USER_BALANCE). Default "carrier".
+    balance_holder: Option<String>,
+    /// Added per minute to IOT_CHARGE when IOT is 1. Default "0".
+    iot_markup: Option<String>,
+    /// "listed" (only [[cloud9.subscriber]]) or "any". Default "listed".
+    subscribers: Option<String>,
+    /// For a destination no rule names: "allow" or "deny". Default "allow".
+    default_action: Option<String>,
+    display_allowed: Option<String>,
+    display_denied: Option<String>,
+    display_no_credit: Option<String>,
+    display_offline: Option<String>,
+    display_error: Option<String>,
+    rate: Option<Vec<RawCloud9Rate>>,
+    rule: Option<Vec<RawCloud9Rule>>,
+    subscriber: Option<Vec<RawCloud9Subscriber>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloud9Rate {
+    /// `+` and digits; the longest matching prefix wins.
+    prefix: String,
+    /// The price of a minute, "0.10".
+    per_minute: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawCloud9Rule {
+    prefix: String,
+    /// "allow", "deny" or "reroute".
+    action: String,
+    /// With "reroute": where to, `+` and digits.
+    to: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloud9Subscriber {
+    msisdn: String,
+    /// false: the subscriber may not call. Default true.
+    enabled: Option<bool>,
+    /// Rules for this subscriber only, before the others.
+    rule: Option<Vec<RawCloud9Rule>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +390,7 @@ pub struct Config {
     pub spokn: Spokn,
     pub airtel: Airtel,
     pub roundtrip: RoundTrip,
+    pub cloud9: Cloud9,
     pub partners: Vec<Partner>,
     pub providers: Vec<ProviderConfig>,
 }
@@ -345,6 +404,64 @@ pub struct RoundTrip {
     pub export_dir: std::path::PathBuf,
     /// The IANA time zone whose days the export covers.
     pub export_timezone: String,
+}
+
+/// Cloud9 call-back authorisation (seed 004).
+#[derive(Debug, Clone, Default)]
+pub struct Cloud9 {
+    pub path: String,
+    /// Empty: the endpoint is off.
+    pub carrier_ids: Vec<Secret>,
+    /// (network, prefix length); empty: any source.
+    pub sources: Vec<(std::net::IpAddr, u8)>,
+    /// Whether c2cd holds the balances (else USER_BALANCE is used).
+    pub holds_balance: bool,
+    pub iot_markup: crate::core::money::Money,
+    /// Whether MSISDNs not listed may call.
+    pub any_subscriber: bool,
+    pub default_allow: bool,
+    pub display: Cloud9Display,
+    /// (prefix, per minute), any order: the longest match wins.
+    pub rates: Vec<(String, crate::core::money::Money)>,
+    pub rules: Vec<Cloud9Rule>,
+    pub subscribers: Vec<Cloud9Subscriber>,
+}
+
+impl Cloud9 {
+    /// Whether `path` is the endpoint, and it is on (carriers configured).
+    pub fn serves(&self, path: &str) -> bool {
+        !self.carrier_ids.is_empty() && path == self.path
+    }
+}
+
+/// The handset texts of each decision, as configured (sanitised when sent).
+#[derive(Debug, Clone, Default)]
+pub struct Cloud9Display {
+    pub allowed: String,
+    pub denied: String,
+    pub no_credit: String,
+    pub offline: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cloud9Action {
+    Allow,
+    Deny,
+    Reroute(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cloud9Rule {
+    pub prefix: String,
+    pub action: Cloud9Action,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cloud9Subscriber {
+    pub msisdn: String,
+    pub enabled: bool,
+    pub rules: Vec<Cloud9Rule>,
 }
 
 /// What RoundTrip sales data a partner may post.
@@ -564,6 +681,229 @@ pub struct SpoknUpConfig {
     pub enterprise: bool,
     pub timeout: Duration,
     pub max_response_bytes: usize,
+}
+
+/// `+` and 1 to 15 digits.
+fn plus_digits(s: &str) -> bool {
+    s.strip_prefix('+')
+        .is_some_and(|d| !d.is_empty() && d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `10.0.0.0/8`, `192.0.2.7`, `2001:db8::/32`.
+fn cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (ip, len) = match s.split_once('/') {
+        Some((ip, len)) => (
+            ip.parse::<std::net::IpAddr>().ok()?,
+            len.parse::<u8>().ok()?,
+        ),
+        None => {
+            let ip: std::net::IpAddr = s.parse().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+/// The `[cloud9]` table.
+fn cloud9(v: &mut Validator, raw: &RawCloud9) -> Cloud9 {
+    use crate::core::money::Money;
+    use Seg::{Index as I, Key as K};
+    let at = |k: &'static str| [K("cloud9"), K(k)];
+    let path = raw.path.clone().unwrap_or_else(|| "/cloud9/moc".into());
+    // Not one of the paths c2cd serves otherwise.
+    let taken = ["/request/call.php", "/roundtrip", "/healthz", "/metrics"];
+    let taken_tree = ["/v1", "/v2/", "/c2c/", "/callbacks/"];
+    if !path.starts_with('/')
+        || path.contains(['?', '#', ' '])
+        || taken.contains(&path.as_str())
+        || taken_tree.iter().any(|t| path.starts_with(t))
+    {
+        v.err(
+            &at("path"),
+            "must be a path of its own, e.g. /cloud9/moc (not one c2cd serves otherwise)",
+        );
+    }
+    let carrier_ids: Vec<Secret> = raw
+        .carrier_ids
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(Secret::new)
+        .collect();
+    if carrier_ids.iter().any(|c| c.expose().is_empty()) {
+        v.err(&at("carrier_ids"), "a carrier ID must not be empty");
+    }
+    let mut sources = Vec::new();
+    for s in raw.sources.iter().flatten() {
+        match cidr(s) {
+            Some(c) => sources.push(c),
+            None => v.err(
+                &at("sources"),
+                format!("{s:?} is not an address or CIDR block"),
+            ),
+        }
+    }
+    let holds_balance = match raw.balance_holder.as_deref() {
+        None | Some("carrier") => false,
+        Some("c2cd") => true,
+        Some(o) => {
+            v.err(
+                &at("balance_holder"),
+                format!("{o:?} is not \"c2cd\" or \"carrier\""),
+            );
+            false
+        }
+    };
+    let money = |v: &mut Validator, k: &'static str, s: &Option<String>| match s.as_deref() {
+        None => Money::ZERO,
+        Some(s) => match Money::parse(s) {
+            Some(m) if m.0 >= 0 => m,
+            _ => {
+                v.err(&at(k), format!("{s:?} is not an amount like \"0.05\""));
+                Money::ZERO
+            }
+        },
+    };
+    let iot_markup = money(v, "iot_markup", &raw.iot_markup);
+    let any_subscriber = match raw.subscribers.as_deref() {
+        None | Some("listed") => false,
+        Some("any") => true,
+        Some(o) => {
+            v.err(
+                &at("subscribers"),
+                format!("{o:?} is not \"listed\" or \"any\""),
+            );
+            false
+        }
+    };
+    let default_allow = match raw.default_action.as_deref() {
+        None | Some("allow") => true,
+        Some("deny") => false,
+        Some(o) => {
+            v.err(
+                &at("default_action"),
+                format!("{o:?} is not \"allow\" or \"deny\""),
+            );
+            true
+        }
+    };
+    let text = |t: &Option<String>, d: &str| t.clone().unwrap_or_else(|| d.to_string());
+    let display = Cloud9Display {
+        allowed: text(&raw.display_allowed, "Connecting your call"),
+        denied: text(&raw.display_denied, "Call not allowed"),
+        no_credit: text(&raw.display_no_credit, "Not enough credit for this call"),
+        offline: text(
+            &raw.display_offline,
+            "Your phone cannot be reached for the call back",
+        ),
+        error: text(&raw.display_error, "The call cannot be placed now"),
+    };
+    let mut rates = Vec::new();
+    for (i, r) in raw.rate.iter().flatten().enumerate() {
+        let at = |k: &'static str| [K("cloud9"), K("rate"), I(i), K(k)];
+        if !(r.prefix == "+" || plus_digits(&r.prefix)) {
+            v.err(
+                &at("prefix"),
+                "must be + and up to 15 digits (+ alone matches every number)",
+            );
+        }
+        match Money::parse(&r.per_minute) {
+            Some(m) if m.0 >= 0 => rates.push((r.prefix.clone(), m)),
+            _ => v.err(
+                &at("per_minute"),
+                format!("{:?} is not an amount like \"0.10\"", r.per_minute),
+            ),
+        }
+    }
+    let rules_of = |v: &mut Validator, list: &[RawCloud9Rule], base: &[Seg]| {
+        let mut rules = Vec::new();
+        for (i, r) in list.iter().enumerate() {
+            let path = |k: &'static str| {
+                let mut p = base.to_vec();
+                p.extend([I(i), K(k)]);
+                p
+            };
+            if !(r.prefix == "+" || plus_digits(&r.prefix)) {
+                v.err(
+                    &path("prefix"),
+                    "must be + and up to 15 digits (+ alone matches every number)",
+                );
+            }
+            let action = match (r.action.as_str(), &r.to) {
+                ("allow", None) => Cloud9Action::Allow,
+                ("deny", None) => Cloud9Action::Deny,
+                ("reroute", Some(to)) if plus_digits(to) => Cloud9Action::Reroute(to.clone()),
+                ("reroute", _) => {
+                    v.err(
+                        &path("to"),
+                        "a reroute needs to = \"+\" and the number's digits",
+                    );
+                    Cloud9Action::Deny
+                }
+                ("allow" | "deny", Some(_)) => {
+                    v.err(&path("to"), "is only for action = \"reroute\"");
+                    Cloud9Action::Deny
+                }
+                (o, _) => {
+                    v.err(
+                        &path("action"),
+                        format!("{o:?} is not allow, deny or reroute"),
+                    );
+                    Cloud9Action::Deny
+                }
+            };
+            if rules.iter().any(|q: &Cloud9Rule| q.prefix == r.prefix) {
+                v.err(&path("prefix"), format!("{:?} has two rules", r.prefix));
+            }
+            rules.push(Cloud9Rule {
+                prefix: r.prefix.clone(),
+                action,
+            });
+        }
+        rules
+    };
+    let rules = rules_of(
+        v,
+        raw.rule.as_deref().unwrap_or_default(),
+        &[K("cloud9"), K("rule")],
+    );
+    let mut subscribers: Vec<Cloud9Subscriber> = Vec::new();
+    for (i, s) in raw.subscriber.iter().flatten().enumerate() {
+        let at = |k: &'static str| [K("cloud9"), K("subscriber"), I(i), K(k)];
+        if !plus_digits(&s.msisdn) {
+            v.err(
+                &at("msisdn"),
+                "must be + and the number's digits, e.g. +447700900123",
+            );
+        }
+        if subscribers.iter().any(|q| q.msisdn == s.msisdn) {
+            v.err(&at("msisdn"), format!("{:?} is listed twice", s.msisdn));
+        }
+        let rules = rules_of(
+            v,
+            s.rule.as_deref().unwrap_or_default(),
+            &[K("cloud9"), K("subscriber"), I(i), K("rule")],
+        );
+        subscribers.push(Cloud9Subscriber {
+            msisdn: s.msisdn.clone(),
+            enabled: s.enabled.unwrap_or(true),
+            rules,
+        });
+    }
+    Cloud9 {
+        path,
+        carrier_ids,
+        sources,
+        holds_balance,
+        iot_markup,
+        any_subscriber,
+        default_allow,
+        display,
+        rates,
+        rules,
+        subscribers,
+    }
 }
 
 /// Why a Local channel needs `/n`.
@@ -1929,11 +2269,14 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         export_timezone,
     };
 
+    let cloud9 = cloud9(&mut v, &raw.cloud9);
+
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
     Ok(Config {
         roundtrip,
+        cloud9,
         source,
         server,
         database,
@@ -2457,6 +2800,22 @@ secret = "up"
             ("spokn", "[spokn]", ""),
             ("airtel", "[airtel]", ""),
             ("roundtrip", "[roundtrip]", ""),
+            ("cloud9", "[cloud9]", ""),
+            (
+                "cloud9.rate",
+                "[[cloud9.rate]]",
+                "prefix = \"+\"\nper_minute = \"1\"\n",
+            ),
+            (
+                "cloud9.rule",
+                "[[cloud9.rule]]",
+                "prefix = \"+\"\naction = \"allow\"\n",
+            ),
+            (
+                "cloud9.subscriber",
+                "[[cloud9.subscriber]]",
+                "msisdn = \"+1\"\n",
+            ),
             ("partner", "[[partner]]", "id = \"x\"\nprovider = \"p\"\n"),
             (
                 "partner.rate",

@@ -7,6 +7,7 @@
 //! - [`call`]: the call's state machine and the events that drive it.
 
 pub mod call;
+pub mod money;
 pub mod phone;
 pub mod plan;
 

@@ -12,6 +12,7 @@
 //! | memo   | —                              | `reference`               | token                   | participantName                  |
 
 pub mod airtel;
+pub mod cloud9;
 pub mod native;
 pub mod roundtrip;
 pub mod spokn;

@@ -153,6 +153,10 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
             detached(&app, dialect::airtel::handle(app.clone(), remote, req)).await,
         ),
         p if p.starts_with("/v2/") => ("airtel", dialect::airtel::not_found(false)),
+        p if app.runtime().config.cloud9.serves(p) => (
+            "cloud9",
+            detached(&app, dialect::cloud9::handle(app.clone(), remote, req)).await,
+        ),
         dialect::roundtrip::PATH => (
             "roundtrip",
             detached(&app, dialect::roundtrip::handle(app.clone(), remote, req)).await,

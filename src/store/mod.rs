@@ -12,6 +12,7 @@
 
 pub mod callbacks;
 pub mod calls;
+pub mod cloud9;
 pub mod legs;
 pub mod partners;
 pub mod pbx;

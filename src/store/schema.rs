@@ -227,6 +227,42 @@ const MIGRATIONS: &[&str] = &[
         written_at INTEGER NOT NULL
     ) STRICT;
     "#,
+    r#"
+    -- Cloud9 call-back authorisations: every request, its decision and reply.
+    CREATE TABLE cloud9_requests (
+        id             INTEGER PRIMARY KEY,
+        received_at    INTEGER NOT NULL,
+        remote_addr    TEXT,
+        method         TEXT NOT NULL,
+        received       TEXT NOT NULL,        -- the variables as received
+        carrier_id     TEXT,                 -- when it is one of the config's
+        transaction_id TEXT,
+        msisdn         TEXT,
+        destination    TEXT,
+        decision       TEXT NOT NULL,        -- allowed, rerouted, denied, error
+        rule           TEXT NOT NULL,        -- what decided, in words
+        timer          INTEGER,
+        status         INTEGER NOT NULL,     -- the HTTP status answered
+        reply          TEXT NOT NULL         -- the XML answered
+    ) STRICT;
+    CREATE INDEX cloud9_requests_msisdn ON cloud9_requests (msisdn, received_at);
+
+    -- Subscribers' balances when c2cd holds them, and every change to them.
+    CREATE TABLE balances (
+        msisdn     TEXT PRIMARY KEY,
+        balance    INTEGER NOT NULL,         -- ten-thousandths of the currency unit
+        updated_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE balance_ledger (
+        id      INTEGER PRIMARY KEY,
+        msisdn  TEXT NOT NULL,
+        at      INTEGER NOT NULL,
+        delta   INTEGER NOT NULL,
+        balance INTEGER NOT NULL,            -- after the change
+        reason  TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX balance_ledger_msisdn ON balance_ledger (msisdn, id);
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

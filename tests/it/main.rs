@@ -5,6 +5,7 @@ mod airtel;
 mod ami;
 mod callbacks;
 mod chain;
+mod cloud9;
 mod common;
 mod config;
 mod lifecycle;
