@@ -434,7 +434,7 @@ pub enum Reading {
 /// numbered after the legs recorded on that side (every ring is a leg, numbered
 /// per side in the order legs start: the core's numbering, which the CDR's
 /// `attempt` follows too). `Removed` ends the call only when nothing more can
-/// come of it (see [`Standing::ends_call`]).
+/// come of it (see `Standing::ends_call`).
 pub fn event_events(v: &Value, st: &Standing) -> Reading {
     let name = v["event"].as_str().unwrap_or_default();
     if name == "Merged" {

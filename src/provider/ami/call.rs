@@ -8,7 +8,7 @@
 //! dialplan, which dials the rounds c2cd hands it in channel variables (see
 //! `etc/asterisk/extensions_c2cd.conf`). B's legs follow from the `DialBegin`
 //! and `DialEnd` events on A's channel. Neither stream is assumed to come in
-//! any order: [`Track`] takes each message as it comes and says what follows.
+//! any order: `Track` takes each message as it comes and says what follows.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
