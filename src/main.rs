@@ -66,6 +66,13 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Show the Cloud9 authorisation requests and their decisions, newest first.
+    Cloud9 {
+        #[command(subcommand)]
+        command: Cloud9Command,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Show the RoundTrip sales data submissions, newest first.
     Sales {
         #[command(subcommand)]
@@ -236,6 +243,21 @@ enum BalanceCommand {
 }
 
 #[derive(Subcommand)]
+enum Cloud9Command {
+    /// The newest requests, with what decided each.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One subscriber's, +447700900123.
+        #[arg(long)]
+        msisdn: Option<String>,
+        /// JSON instead of a table (with the variables and the reply).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum SalesCommand {
     /// The newest submissions, answered or refused.
     List {
@@ -296,6 +318,18 @@ fn main() -> ExitCode {
         },
         Command::Balance { command, db } => match db.path() {
             Ok(path) => result(balance_cmd(&path, command)),
+            Err(code) => code,
+        },
+        Command::Cloud9 {
+            command:
+                Cloud9Command::List {
+                    limit,
+                    msisdn,
+                    json,
+                },
+            db,
+        } => match db.path() {
+            Ok(path) => result(cloud9_cmd(&path, limit, msisdn, json)),
             Err(code) => code,
         },
         Command::Sales {
@@ -615,6 +649,33 @@ fn balance_cmd(db: &Path, command: BalanceCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn cloud9_cmd(db: &Path, limit: usize, msisdn: Option<String>, json: bool) -> anyhow::Result<()> {
+    let conn =
+        store::open_readonly(db).with_context(|| format!("while opening {}", db.display()))?;
+    let rows = c2cd::store::cloud9::requests(&conn, msisdn.as_deref(), limit.min(10_000))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:>6}  {:<24}  {:<16}  {:<16}  {:<8}  {:>5}  WHY",
+        "ID", "RECEIVED", "MSISDN", "DESTINATION", "DECISION", "TIMER"
+    );
+    for r in rows {
+        println!(
+            "{:>6}  {:<24}  {:<16}  {:<16}  {:<8}  {:>5}  {}",
+            r.id,
+            r.received_at,
+            r.msisdn.unwrap_or_default(),
+            r.destination.unwrap_or_default(),
+            r.decision,
+            r.timer.map(|t| t.to_string()).unwrap_or_default(),
+            r.rule
+        );
+    }
+    Ok(())
 }
 
 fn sales_cmd(

@@ -144,3 +144,58 @@ pub fn balances(conn: &Connection) -> rusqlite::Result<Vec<(String, Money)>> {
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, Money(r.get(1)?))))?;
     rows.collect()
 }
+
+/// One request and its decision, as operators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRow {
+    pub id: i64,
+    pub received_at: String,
+    pub remote_addr: Option<String>,
+    pub method: String,
+    pub carrier_id: Option<String>,
+    pub transaction_id: Option<String>,
+    pub msisdn: Option<String>,
+    pub destination: Option<String>,
+    pub decision: String,
+    pub rule: String,
+    pub timer: Option<i64>,
+    pub status: u16,
+    pub received: serde_json::Value,
+    pub reply: String,
+}
+
+/// The latest requests, newest first: all, or one subscriber's.
+pub fn requests(
+    conn: &Connection,
+    msisdn: Option<&str>,
+    limit: usize,
+) -> rusqlite::Result<Vec<RequestRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, received_at, remote_addr, method, carrier_id, transaction_id, msisdn,
+                destination, decision, rule, timer, status, received, reply
+           FROM cloud9_requests WHERE (?1 IS NULL OR msisdn = ?1)
+          ORDER BY id DESC LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(
+        params![msisdn, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            Ok(RequestRow {
+                id: r.get(0)?,
+                received_at: crate::core::format_ms(r.get(1)?),
+                remote_addr: r.get(2)?,
+                method: r.get(3)?,
+                carrier_id: r.get(4)?,
+                transaction_id: r.get(5)?,
+                msisdn: r.get(6)?,
+                destination: r.get(7)?,
+                decision: r.get(8)?,
+                rule: r.get(9)?,
+                timer: r.get(10)?,
+                status: r.get(11)?,
+                received: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
+                reply: r.get(13)?,
+            })
+        },
+    )?;
+    rows.collect()
+}

@@ -296,6 +296,28 @@ fn calls_are_authorised_by_subscriber_destination_and_balance() {
     ]);
     assert_eq!(ledger.lines().count(), 5, "{ledger}");
     assert!(ledger.starts_with("+447700900123: 5.99"), "{ledger}");
+
+    // And every decision, with what decided it.
+    let list = c2cd_ok([
+        "cloud9".as_ref(),
+        "list".as_ref(),
+        "--config".as_ref(),
+        d.config.as_os_str(),
+        "--msisdn".as_ref(),
+        sub.as_ref(),
+        "--limit".as_ref(),
+        "3".as_ref(),
+    ]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 4, "{list}");
+    assert!(
+        lines[1].contains("denied") && lines[1].contains("MSRN OFFLINE"),
+        "{list}"
+    );
+    assert!(
+        lines[3].contains("rerouted") || lines[3].contains("allowed"),
+        "{list}"
+    );
 }
 
 #[test]
