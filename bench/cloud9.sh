@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Cloud9 authorisation benchmark: GET [cloud9] path (the seed's variables, a
+# subscriber allowed with a balance c2cd holds) against GET /healthz of the
+# same daemon, in the same run: the cost of a decision over the cost of HTTP.
+#
+# What it measures: requests/s and p50/p99 latency (wrk --latency, closed loop,
+# keep-alive). Every Cloud9 request is parsed, decided on a balance read and
+# recorded (request, decision, reply) in SQLite (synchronous=FULL, group
+# commit) before the answer. It prints the ratio cloud9/healthz.
+#
+# Run:  bash bench/cloud9.sh
+# Env:  DURATION (default 10s), CONNECTIONS (default 16; wrk threads fixed at 2),
+#       KEEP=1 keeps the temp dir.
+#
+# c2cd listens on 127.0.0.1 only. Every wait is bounded.
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-16}
+THREADS=2
+
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null; then
+    echo "wrk not found; installing it with apt-get" >&2
+    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+for tool in wrk curl; do
+    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+done
+
+cargo build --release --bin c2cd
+C2CD=target/release/c2cd
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench-c9.XXXXXX")
+PID=
+cleanup() {
+    [[ -n $PID ]] && kill "$PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+
+cat >"$TMP/c2cd.toml" <<EOT
+[server]
+listen = ["127.0.0.1:0"]
+max_connections = 4096
+[database]
+path = "$TMP/bench.db"
+[log]
+level = "info"
+[cloud9]
+carrier_ids = ["C9BENCH"]
+balance_holder = "c2cd"
+[[cloud9.rate]]
+prefix = "+44"
+per_minute = "0.10"
+[[cloud9.rule]]
+prefix = "+4490"
+action = "deny"
+[[cloud9.subscriber]]
+msisdn = "+447700900123"
+EOT
+
+"$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
+PID=$!
+port=
+for _ in $(seq 100); do
+    line=$(grep -m1 'listening on http://' "$TMP/c2cd.log" || true)
+    if [[ -n $line ]]; then port=${line##*:}; break; fi
+    kill -0 "$PID" 2>/dev/null || { cat "$TMP/c2cd.log" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n $port ]] || { echo "c2cd did not listen within 10 s" >&2; cat "$TMP/c2cd.log" >&2; exit 1; }
+"$C2CD" balance credit +447700900123 1000.00 --config "$TMP/c2cd.toml" >/dev/null
+
+Q='TIMESTAMP=2026-11-22+10:15:00&IMSI=234180000000001&TRANSACTIONID=1002&CARRIERID=C9BENCH&MSISDN=%2B447700900123&MCC=234&MNC=18&TADIG=GBWC9&REQUEST_TYPE=AUTH_CALLBACK_CALL&CALLDESTINATION=%2B441234567890&USER_BALANCE=0.00&IOT=0&IOT_CHARGE=0.00&MSRN=%2B447700900001&ECC=1'
+URL="http://127.0.0.1:$port/cloud9/moc?$Q"
+first=$(curl -sS -m 5 "$URL")
+[[ $first == *"<REQUEST_STATUS>1</REQUEST_STATUS>"* && $first == *"<TIMER>60</TIMER>"* ]] ||
+    { echo "the first request answered: $first" >&2; exit 1; }
+
+to_ms() {
+    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n }'
+}
+bench() {
+    local name=$1 url=$2 out=$TMP/wrk-$1.txt
+    echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($name)" >&2
+    timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+    echo "$name $(awk '/^Requests\/sec:/ { print $2 }' "$out") $(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")") $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") $(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out" | grep . || echo 0)" >>"$TMP/results"
+}
+bench healthz "http://127.0.0.1:$port/healthz"
+bench cloud9 "$URL"
+
+echo
+echo "c2cd Cloud9 authorisation: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, 127.0.0.1, $(nproc) CPUs"
+awk '
+    BEGIN { printf "%-8s %12s %10s %10s %10s\n", "name", "requests/s", "p50 ms", "p99 ms", "non-2xx" }
+    { printf "%-8s %12.0f %10.3f %10.3f %10d\n", $1, $2, $3, $4, $5; rps[NR] = $2 }
+    END { if (rps[1] > 0) printf "ratio cloud9/healthz requests/s: %.3f\n", rps[2] / rps[1] }
+' "$TMP/results"
