@@ -585,11 +585,18 @@ fn partners_cmd(db: &Path, json: bool) -> anyhow::Result<()> {
 fn balance_cmd(db: &Path, command: BalanceCommand) -> anyhow::Result<()> {
     use c2cd::core::money::Money;
     use c2cd::store::cloud9;
+    // A Cloud9 subscriber (+447700900123) or a Spokn partner (partner:<id>).
     let msisdn_ok = |m: &str| {
-        let ok = m
+        let msisdn = m
             .strip_prefix('+')
             .is_some_and(|d| (6..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
-        anyhow::ensure!(ok, "{m:?} is not an MSISDN: + and 6 to 15 digits");
+        let partner = m.strip_prefix("partner:").is_some_and(|id| {
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+        });
+        anyhow::ensure!(
+            msisdn || partner,
+            "{m:?} is neither an MSISDN (+ and 6 to 15 digits) nor partner:<id>"
+        );
         Ok(())
     };
     let change = |msisdn: &str, amount: &str, reason: &str, sign: i64| -> anyhow::Result<()> {

@@ -304,6 +304,9 @@ struct RawPartner {
     callback_secrets: Option<Vec<String>>,
     /// Spokn: may set apartycid, bpartycid and url. Default false.
     enterprise: Option<bool>,
+    /// Spokn: c2cd holds the partner's credit (balance account
+    /// partner:<id>): a call its balance buys no minute of is refused 108.
+    balance: Option<bool>,
     /// Spokn: what calls cost, by destination prefix (longest match wins).
     rate: Option<Vec<RawRate>>,
     /// Airtel: the customerId the partner sends.
@@ -498,7 +501,9 @@ pub struct AgentPool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rate {
     pub prefix: String,
-    pub cents_per_minute: f64,
+    /// A minute's price (US dollars; `cents_per_minute` / 100, exactly to a
+    /// hundredth of a cent).
+    pub per_minute: crate::core::money::Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -620,20 +625,27 @@ pub struct Partner {
     pub agent_pools: Vec<AgentPool>,
     /// RoundTrip: which calls' sales data the partner may post, if any.
     pub roundtrip: Option<RoundTripAccess>,
+    /// Spokn: c2cd holds the partner's credit, as balance `partner:<id>`.
+    pub balance: bool,
 }
 
 impl Partner {
+    /// The balance account of a partner whose credit c2cd holds.
+    pub fn balance_account(&self) -> String {
+        format!("partner:{}", self.id)
+    }
+
     /// The partner's rate for calls to `number` (US cents a minute): the longest
     /// matching prefix, else 0. Local extensions cost nothing.
-    pub fn rate_for(&self, number: &str) -> f64 {
+    pub fn rate_for(&self, number: &str) -> crate::core::money::Money {
         if !number.starts_with('+') {
-            return 0.0;
+            return crate::core::money::Money::ZERO;
         }
         self.rates
             .iter()
             .filter(|r| number.starts_with(&r.prefix))
             .max_by_key(|r| r.prefix.len())
-            .map_or(0.0, |r| r.cents_per_minute)
+            .map_or(crate::core::money::Money::ZERO, |r| r.per_minute)
     }
 }
 
@@ -2114,7 +2126,10 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             }
             rates.push(Rate {
                 prefix: r.prefix.clone(),
-                cents_per_minute: r.cents_per_minute,
+                // Cents to ten-thousandths of a dollar: 1.5 cents is 150.
+                per_minute: crate::core::money::Money(
+                    (r.cents_per_minute.clamp(0.0, 1e9) * 100.0).round() as i64,
+                ),
             });
         }
         let route = p.provider.as_ref().map(OneOrMany::list).unwrap_or_default();
@@ -2233,6 +2248,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             caller_ids: p.caller_ids.clone().unwrap_or_default(),
             agent_pools,
             roundtrip,
+            balance: p.balance.unwrap_or(false),
         });
     }
 

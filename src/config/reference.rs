@@ -145,6 +145,7 @@ pub const KEYS: &[Key] = &[
     Key { table: "partner", name: "callback_secrets", default: "[]", doc: "HMAC-SHA256 keys (at least 16 characters). Each signs every callback in the C2C-Signature header (t=unix seconds, one v1=hex per key, over \"t.body\"), so a key can be rotated without downtime." },
     Key { table: "partner", name: "enabled", default: "true", doc: "false refuses the partner's requests (XIP Result 101) and keeps its history." },
     Key { table: "partner", name: "enterprise", default: "false", doc: "Spokn: the partner may set apartycid, bpartycid and url (others are answered code 102 when they do)." },
+    Key { table: "partner", name: "balance", default: "false", doc: "Spokn: c2cd holds the partner's credit, as balance partner:<id> (c2cd balance credit partner:<id> 10.00): a call its balance does not buy a minute of, at both legs' rates, is refused with code 108; 105 when the balance cannot be read." },
     Key { table: "partner", name: "rate", default: "[]", doc: "Spokn: the rate table, as [[partner.rate]] tables." },
     Key { table: "partner.rate", name: "prefix", default: "required", doc: "A number prefix: + and up to 15 digits (+ alone matches every number)." },
     Key { table: "partner.rate", name: "cents_per_minute", default: "required", doc: "US cents per started minute." },

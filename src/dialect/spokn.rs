@@ -37,6 +37,7 @@ use super::{
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
 use crate::core::call::{Event, LegState, Side};
+use crate::core::money::Money;
 use crate::core::phone::Address;
 use crate::core::plan::{CallPlan, Participant, SidePlan, Strategy};
 use crate::core::{format_ms, CallId};
@@ -76,6 +77,10 @@ pub enum SpoknError {
     AUnsupported(String),
     #[error("bparty destination not supported: {0}")]
     BUnsupported(String),
+    #[error("unable to fetch credits information: {0}")]
+    CreditsUnavailable(String),
+    #[error("insufficient credits for call: {0}")]
+    NoCredits(String),
     #[error("token longer than 128 characters")]
     TokenTooLong,
     #[error("c2cd is overloaded")]
@@ -94,7 +99,9 @@ impl SpoknError {
             SpoknError::BadAparty(_) => 103,
             SpoknError::BadBparty(_) => 104,
             SpoknError::AUnsupported(_) => 106,
+            SpoknError::CreditsUnavailable(_) => 105,
             SpoknError::BUnsupported(_) => 107,
+            SpoknError::NoCredits(_) => 108,
             SpoknError::TokenTooLong => 109,
             SpoknError::Overloaded | SpoknError::Internal(_) => 500,
         }
@@ -465,8 +472,32 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         [&rec.a_number, &rec.b_number].map(|n| partner.rate_for(n.as_deref().unwrap_or_default()));
     rec.dialect_data = Some(json!({
         "userid": partner.username,
-        "rate": rates,
+        // Ten-thousandths of a dollar a minute, per leg.
+        "rate": rates.map(|r| r.0),
     }));
+    if partner.balance {
+        // Both legs are billed: the balance must buy a minute of the call.
+        let per_minute = rates[0].checked_add(rates[1]).unwrap_or(Money(i64::MAX));
+        let account = partner.balance_account();
+        let held = app
+            .store
+            .read(move |c| crate::store::cloud9::balance(c, &account))
+            .await;
+        match held {
+            Err(e) => {
+                let e = SpoknError::CreditsUnavailable(format!("the balance cannot be read: {e}"));
+                return reject(app, rec, e).await;
+            }
+            Ok(b) if b.minutes_at(per_minute).is_some_and(|m| m < 1) => {
+                let e = SpoknError::NoCredits(format!(
+                    "balance {b} buys no minute at {} cents a minute",
+                    in_cents(per_minute)
+                ));
+                return reject(app, rec, e).await;
+            }
+            Ok(_) => {}
+        }
+    }
     let route = match usable(&rt.providers.route(&partner.route), &plan) {
         Ok(r) => r,
         Err(why) => {
@@ -641,9 +672,16 @@ pub fn status(leg: &LegView) -> u8 {
 }
 
 /// A number of cents as Spokn writes it: no trailing zeros, at most 4 decimals.
-fn cents(x: f64) -> String {
-    let r = (x * 10_000.0).round() / 10_000.0;
-    format!("{r}")
+/// An amount in US cents, as few decimals as it needs: `150` (ten-thousandths
+/// of a dollar) is `1.5`.
+fn in_cents(m: Money) -> String {
+    let sign = if m.0 < 0 { "-" } else { "" };
+    let (whole, frac) = (m.0.abs() / 100, m.0.abs() % 100);
+    match frac {
+        0 => format!("{sign}{whole}"),
+        f if f % 10 == 0 => format!("{sign}{whole}.{}", f / 10),
+        f => format!("{sign}{whole}.{f:02}"),
+    }
 }
 
 impl CallbackFormat for SpoknFormat {
@@ -672,8 +710,9 @@ impl CallbackFormat for SpoknFormat {
                 (Some(a), Some(e)) => ((e - a).max(0) + 999) / 1000,
                 _ => 0,
             };
-            let rate = data.and_then(|d| d["rate"][i].as_f64()).unwrap_or(0.0);
-            let minutes = (duration as f64 / 60.0).ceil();
+            let rate = Money(data.and_then(|d| d["rate"][i].as_i64()).unwrap_or(0));
+            // Billed per started minute.
+            let minutes = (duration + 59) / 60;
             let body = form_urlencoded::Serializer::new(String::new())
                 .append_pair("userid", userid)
                 .append_pair("aparty", n.numbers[0].unwrap_or_default())
@@ -682,8 +721,8 @@ impl CallbackFormat for SpoknFormat {
                 .append_pair("start", &format_ms(leg.created_at))
                 .append_pair("duration", &duration.to_string())
                 .append_pair("token", n.memo.unwrap_or_default())
-                .append_pair("rate", &cents(rate))
-                .append_pair("cost", &cents(rate * minutes))
+                .append_pair("rate", &in_cents(rate))
+                .append_pair("cost", &in_cents(Money(rate.0.saturating_mul(minutes))))
                 .append_pair("status", &status(leg).to_string())
                 .finish();
             out.push(Payload::new(
@@ -769,9 +808,10 @@ mod tests {
         assert_eq!(status(&leg(LegState::Failed, 1)), 5);
         assert_eq!(status(&leg(LegState::Failed, 127)), 6);
         assert_eq!(status(&leg(LegState::HungUp, 102)), 6);
-        assert_eq!(cents(1.5 * 3.0), "4.5");
-        assert_eq!(cents(0.1 + 0.2), "0.3");
-        assert_eq!(cents(2.0), "2");
+        assert_eq!(in_cents(Money(450)), "4.5");
+        assert_eq!(in_cents(Money(30)), "0.3");
+        assert_eq!(in_cents(Money(200)), "2");
+        assert_eq!(in_cents(Money(225)), "2.25");
     }
 
     #[test]

@@ -51,6 +51,18 @@ password = "plain-password-0123456789"
 provider = "sim"
 
 [[partner]]
+id = "prepaid"
+dialects = ["spokn"]
+username = "prepaid"
+password = "prepaid-password-0123456789"
+provider = "sim"
+balance = true
+
+[[partner.rate]]
+prefix = "+1"
+cents_per_minute = 1.5
+
+[[partner]]
 id = "upstream"
 dialects = ["spokn"]
 username = "upstream"
@@ -465,4 +477,49 @@ fn every_return_code_is_answered_as_the_seed_lists_it_and_leaves_a_row() {
         let r = request(d.addr, raw);
         assert_eq!((r.status, r.text()), (404, xml(100, "Resource not found")));
     }
+}
+
+/// A partner whose credit c2cd holds: its balance must buy a minute of both
+/// legs at its rates (1.5 + 1.5 cents), or the call is refused 108.
+#[test]
+fn a_prepaid_partner_needs_credit_for_a_minute() {
+    let d = Daemon::start(&config("http://127.0.0.1:9/cb"));
+    let prepaid = |d: &Daemon| {
+        call(
+            d,
+            Some(("prepaid", "prepaid-password-0123456789")),
+            "application/x-www-form-urlencoded",
+            &form(&[("aparty", APARTY), ("bparty", BPARTY)]),
+        )
+    };
+    let r = prepaid(&d);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), xml(108, "Insufficient credits for call"));
+    let row = d.call(&r.call_id());
+    assert_eq!(row["state"], "rejected");
+    assert!(
+        row["error"]
+            .as_str()
+            .unwrap()
+            .contains("buys no minute at 3 cents a minute"),
+        "{row}"
+    );
+    // Two cents do not buy a minute at three; three do.
+    let credit = |amount: &str| {
+        c2cd_ok([
+            "balance".as_ref(),
+            "credit".as_ref(),
+            "--config".as_ref(),
+            d.config.as_os_str(),
+            "partner:prepaid".as_ref(),
+            amount.as_ref(),
+        ])
+    };
+    credit("0.02");
+    assert_eq!(
+        prepaid(&d).text(),
+        xml(108, "Insufficient credits for call")
+    );
+    credit("0.01");
+    assert_eq!(prepaid(&d).text(), xml(200, "Request Successful"));
 }
