@@ -418,6 +418,26 @@ pub struct LegView {
     pub ended_at: Option<i64>,
 }
 
+impl LegView {
+    /// How long it was answered, in whole seconds rounded up.
+    pub fn seconds(&self) -> i64 {
+        match (self.answered_at, self.ended_at) {
+            (Some(a), Some(e)) => ((e - a).max(0) + 999) / 1000,
+            _ => 0,
+        }
+    }
+}
+
+/// The leg reported for `side`: the one that answered, else its last try.
+pub fn reported_leg(legs: &[LegView], side: Side) -> Option<&LegView> {
+    let of_side: Vec<&LegView> = legs.iter().filter(|l| l.side == side).collect();
+    of_side
+        .iter()
+        .find(|l| l.answered_at.is_some())
+        .or(of_side.last())
+        .copied()
+}
+
 /// A callback ready to send: what goes in the body, and as what; where to and
 /// how, when the call's dialect says (Airtel's callBackURLs).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -474,6 +474,8 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         "userid": partner.username,
         // Ten-thousandths of a dollar a minute, per leg.
         "rate": rates.map(|r| r.0),
+        // The balance its cost is taken from when it ends.
+        "debit": partner.balance.then(|| partner.balance_account()),
     }));
     if partner.balance {
         // Both legs are billed: the balance must buy a minute of the call.
@@ -672,6 +674,31 @@ pub fn status(leg: &LegView) -> u8 {
 }
 
 /// A number of cents as Spokn writes it: no trailing zeros, at most 4 decimals.
+/// What a leg answered for `seconds` costs at `rate`: per started minute.
+fn cost(rate: Money, seconds: i64) -> Money {
+    Money(rate.0.saturating_mul((seconds.max(0) + 59) / 60))
+}
+
+/// What a call of a partner whose credit c2cd holds costs it, once ended:
+/// the balance account and both legs' cost, from its `dialect_data` and legs.
+pub fn charge(data: &serde_json::Value, legs: &[LegView]) -> Option<(String, Money)> {
+    let account = data["debit"].as_str()?;
+    let total = [Side::A, Side::B]
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, side)| {
+            let leg = super::reported_leg(legs, side)?;
+            Some(cost(
+                Money(data["rate"][i].as_i64().unwrap_or(0)),
+                leg.seconds(),
+            ))
+        })
+        .fold(Money::ZERO, |a, c| {
+            a.checked_add(c).unwrap_or(Money(i64::MAX))
+        });
+    Some((account.to_string(), total))
+}
+
 /// An amount in US cents, as few decimals as it needs: `150` (ten-thousandths
 /// of a dollar) is `1.5`.
 fn in_cents(m: Money) -> String {
@@ -697,22 +724,11 @@ impl CallbackFormat for SpoknFormat {
         let userid = data.and_then(|d| d["userid"].as_str()).unwrap_or_default();
         let mut out = Vec::new();
         for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
-            // The leg reported for a side: the one that answered, else its last try.
-            let legs: Vec<&LegView> = n.legs.iter().filter(|l| l.side == side).collect();
-            let Some(leg) = legs
-                .iter()
-                .find(|l| l.answered_at.is_some())
-                .or(legs.last())
-            else {
+            let Some(leg) = super::reported_leg(n.legs, side) else {
                 continue;
             };
-            let duration = match (leg.answered_at, leg.ended_at) {
-                (Some(a), Some(e)) => ((e - a).max(0) + 999) / 1000,
-                _ => 0,
-            };
+            let duration = leg.seconds();
             let rate = Money(data.and_then(|d| d["rate"][i].as_i64()).unwrap_or(0));
-            // Billed per started minute.
-            let minutes = (duration + 59) / 60;
             let body = form_urlencoded::Serializer::new(String::new())
                 .append_pair("userid", userid)
                 .append_pair("aparty", n.numbers[0].unwrap_or_default())
@@ -722,7 +738,7 @@ impl CallbackFormat for SpoknFormat {
                 .append_pair("duration", &duration.to_string())
                 .append_pair("token", n.memo.unwrap_or_default())
                 .append_pair("rate", &in_cents(rate))
-                .append_pair("cost", &in_cents(Money(rate.0.saturating_mul(minutes))))
+                .append_pair("cost", &in_cents(cost(rate, duration)))
                 .append_pair("status", &status(leg).to_string())
                 .finish();
             out.push(Payload::new(

@@ -382,10 +382,34 @@ pub fn apply(
     if let Some(cause) = cdr_due {
         // After the events, so that the CDR sees when the call was bridged.
         legs::write_cdr(conn, &id_s, state, cause, at)?;
+        charge(conn, &id_s, &mut legs, at)?;
     }
     conn.prepare_cached("UPDATE calls SET state = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id_s, state.as_str(), at])?;
     Ok(steps.into_iter().map(|(_, _, to)| to).collect())
+}
+
+/// Takes an ended call's cost from the balance of the partner whose credit
+/// c2cd holds (Spokn `balance = true`), in the transaction that ends it.
+fn charge(conn: &Connection, id: &str, legs: &mut legs::Legs, at: i64) -> rusqlite::Result<()> {
+    let data: Option<String> = conn
+        .prepare_cached("SELECT dialect_data FROM calls WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let Some(data) = data.and_then(|d| serde_json::from_str::<Value>(&d).ok()) else {
+        return Ok(());
+    };
+    if data["debit"].as_str().is_none() {
+        return Ok(());
+    }
+    let views = legs.views(conn)?;
+    if let Some((account, cost)) = crate::dialect::spokn::charge(&data, &views) {
+        if cost.0 > 0 {
+            super::cloud9::charge(conn, &account, cost, &format!("call {id}"), at)?;
+        }
+    }
+    Ok(())
 }
 
 /// The call's state, if there is such a call.

@@ -107,6 +107,28 @@ pub fn change(
     Ok(after)
 }
 
+/// Takes what an ended call cost from `account`, even below zero (the call
+/// is over: the balance owes it).
+pub fn charge(
+    conn: &Connection,
+    account: &str,
+    cost: Money,
+    reason: &str,
+    at: i64,
+) -> rusqlite::Result<Money> {
+    let after = Money(balance(conn, account)?.0.saturating_sub(cost.0));
+    conn.execute(
+        "INSERT INTO balances (msisdn, balance, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (msisdn) DO UPDATE SET balance = excluded.balance, updated_at = excluded.updated_at",
+        params![account, after.0, at],
+    )?;
+    conn.execute(
+        "INSERT INTO balance_ledger (msisdn, at, delta, balance, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![account, at, -cost.0, after.0, reason],
+    )?;
+    Ok(after)
+}
+
 /// One ledger row, as operators see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {

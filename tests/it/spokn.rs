@@ -483,7 +483,7 @@ fn every_return_code_is_answered_as_the_seed_lists_it_and_leaves_a_row() {
 /// legs at its rates (1.5 + 1.5 cents), or the call is refused 108.
 #[test]
 fn a_prepaid_partner_needs_credit_for_a_minute() {
-    let d = Daemon::start(&config("http://127.0.0.1:9/cb"));
+    let mut d = Daemon::start(&config("http://127.0.0.1:9/cb"));
     let prepaid = |d: &Daemon| {
         call(
             d,
@@ -521,5 +521,21 @@ fn a_prepaid_partner_needs_credit_for_a_minute() {
         xml(108, "Insufficient credits for call")
     );
     credit("0.01");
-    assert_eq!(prepaid(&d).text(), xml(200, "Request Successful"));
+    let r = prepaid(&d);
+    assert_eq!(r.text(), xml(200, "Request Successful"));
+    // The call's cost (a started minute of each leg) is taken when it ends.
+    let id = r.call_id();
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
+    let shown = c2cd_ok([
+        "balance".as_ref(),
+        "show".as_ref(),
+        "--config".as_ref(),
+        d.config.as_os_str(),
+        "partner:prepaid".as_ref(),
+    ]);
+    assert!(shown.starts_with("partner:prepaid: 0.00"), "{shown}");
+    assert!(
+        shown.contains(&format!("call {id}")) && shown.contains("-0.03"),
+        "{shown}"
+    );
 }
