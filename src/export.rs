@@ -118,6 +118,25 @@ fn field(s: &str) -> String {
     }
 }
 
+/// A text a partner or a PBX supplied: a spreadsheet must not read it as a
+/// formula, so one starting with `=`, `+`, `-`, `@`, a tab or a CR is led by `'`.
+fn text_field(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        field(&format!("'{s}"))
+    } else {
+        field(s)
+    }
+}
+
+/// `s` without the characters XML 1.0 does not allow.
+fn xml_chars(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            matches!(c, '\t' | '\n' | '\r') || (*c >= ' ' && !matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+        })
+        .collect()
+}
+
 pub const CSV_HEADER: &str = "call_id,source,partner_id,ani,target,dnis,call_start,state,billable_seconds,sale_id,sale_partner,matched_at,is_sale,amount,payment,items";
 
 /// The rows as CSV, with a header line.
@@ -147,7 +166,16 @@ pub fn csv(rows: &[Row]) -> String {
             s.and_then(|s| s.payment.clone()).unwrap_or_default(),
             s.and_then(|s| s.items.clone()).unwrap_or_default(),
         ];
-        let line: Vec<String> = cells.iter().map(|c| field(c)).collect();
+        // Numbers (E.164 with +), ids and times are c2cd's own; the texts
+        // (state, partners, payment) are guarded against formulas.
+        let line: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match i {
+                1 | 2 | 7 | 10 | 14 => text_field(c),
+                _ => field(c),
+            })
+            .collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
     }
@@ -167,15 +195,16 @@ pub fn xml(rows: &[Row], since: i64, until: i64) -> String {
         format_ms(until)
     );
     let opt = |name: &str, v: &Option<String>| match v {
-        Some(v) => format!("<{name}>{}</{name}>", escape(v.as_str())),
+        Some(v) => format!("<{name}>{}</{name}>", escape(xml_chars(v).as_str())),
         None => String::new(),
     };
+    let esc = |s: &str| escape(xml_chars(s).as_str()).into_owned();
     for r in rows {
         let _ = write!(
             out,
             "  <Call id=\"{}\" source=\"{}\">{}{}{}{}<CallStart>{}</CallStart>{}{}{}",
-            escape(r.call_id.as_str()),
-            escape(r.source.as_str()),
+            esc(&r.call_id),
+            esc(&r.source),
             opt("PartnerID", &r.partner_id),
             opt("ANI", &r.ani),
             opt("Target", &r.target),
@@ -193,7 +222,7 @@ pub fn xml(rows: &[Row], since: i64, until: i64) -> String {
                 format_ms(s.matched_at),
                 s.partner_id
                     .as_ref()
-                    .map(|p| format!(" partner=\"{}\"", escape(p.as_str())))
+                    .map(|p| format!(" partner=\"{}\"", esc(p)))
                     .unwrap_or_default(),
                 s.is_sale
                     .map(|b| format!(" isSale=\"{b}\""))
@@ -203,7 +232,7 @@ pub fn xml(rows: &[Row], since: i64, until: i64) -> String {
                     .unwrap_or_default(),
                 s.payment
                     .as_ref()
-                    .map(|p| format!(" payment=\"{}\"", escape(p.as_str())))
+                    .map(|p| format!(" payment=\"{}\"", esc(p)))
                     .unwrap_or_default(),
             );
             let items: Vec<serde_json::Value> = s
@@ -216,11 +245,12 @@ pub fn xml(rows: &[Row], since: i64, until: i64) -> String {
                     out,
                     "<Item price=\"{}\">{}</Item>",
                     dollars(i["price_cents"].as_i64().unwrap_or(0)),
-                    escape(i["name"].as_str().unwrap_or_default())
+                    esc(i["name"].as_str().unwrap_or_default())
                 );
             }
             // As posted; a CDATA section cannot hold "]]>", so it is split.
-            let body = String::from_utf8_lossy(&s.body).replace("]]>", "]]]]><![CDATA[>");
+            let body =
+                xml_chars(&String::from_utf8_lossy(&s.body)).replace("]]>", "]]]]><![CDATA[>");
             let _ = write!(out, "<Submitted><![CDATA[{body}]]></Submitted></Sale>\n  ");
         }
         out.push_str("</Call>\n");
@@ -229,14 +259,20 @@ pub fn xml(rows: &[Row], since: i64, until: i64) -> String {
     out
 }
 
-/// Writes `text` to `path` whole or not at all (a temporary file renamed).
+/// Writes `text` to `path` whole or not at all: a temporary file of this
+/// process's, synced, renamed, and the directory synced, so that a day recorded
+/// as written has its files after a power loss.
 fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("part");
+    let tmp = path.with_extension(format!("part.{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Writes `<stem>.csv` and `<stem>.xml` of the calls of `[since, until)` into
@@ -266,9 +302,7 @@ pub fn due_days(
 ) -> anyhow::Result<Vec<jiff::civil::Date>> {
     let today = now.to_zoned(tz.clone()).date();
     let yesterday = today.yesterday()?;
-    let last: Option<String> = conn
-        .query_row("SELECT max(day) FROM exports", [], |r| r.get(0))
-        .unwrap_or(None);
+    let last: Option<String> = conn.query_row("SELECT max(day) FROM exports", [], |r| r.get(0))?;
     let mut day = match last {
         Some(d) => d.parse::<jiff::civil::Date>()?.tomorrow()?,
         None => yesterday,

@@ -758,9 +758,13 @@ fn instant(s: &str, tz: &jiff::tz::TimeZone) -> anyhow::Result<i64> {
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t.as_millisecond());
     }
-    let day: jiff::civil::Date = s
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{s:?} is neither RFC 3339 with an offset nor a date"))?;
+    // A date alone: a time without its offset would be read as the date.
+    let day: jiff::civil::Date = Some(s)
+        .filter(|s| s.len() == 10)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!("{s:?} is neither RFC 3339 with an offset nor a date (YYYY-MM-DD)")
+        })?;
     Ok(day.to_zoned(tz.clone())?.timestamp().as_millisecond())
 }
 

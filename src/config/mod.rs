@@ -801,6 +801,24 @@ fn cloud9(v: &mut Validator, raw: &RawCloud9) -> Cloud9 {
         }
     };
     let text = |t: &Option<String>, d: &str| t.clone().unwrap_or_else(|| d.to_string());
+    // The seed wants a message on every reply: one the handset cannot show a
+    // character of is refused.
+    for (k, t) in [
+        ("display_allowed", &raw.display_allowed),
+        ("display_denied", &raw.display_denied),
+        ("display_no_credit", &raw.display_no_credit),
+        ("display_offline", &raw.display_offline),
+        ("display_error", &raw.display_error),
+    ] {
+        if t.as_deref()
+            .is_some_and(|t| crate::dialect::cloud9::sanitise(t).is_empty())
+        {
+            v.err(
+                &at(k),
+                "has none of the characters a handset is shown (0-9 a-z A-Z ' . , < > \" ( ) space)",
+            );
+        }
+    }
     let display = Cloud9Display {
         allowed: text(&raw.display_allowed, "Connecting your call"),
         denied: text(&raw.display_denied, "Call not allowed"),
@@ -2138,7 +2156,8 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         }
         let targets = p.roundtrip_targets.clone().unwrap_or_default();
         for t in &targets {
-            if !ten(t) {
+            // A NANPA number: its area code starts 2 to 9.
+            if !ten(t) || t.starts_with('1') {
                 v.err(
                     &at("roundtrip_targets"),
                     format!("{t:?} is not a 10-digit number"),

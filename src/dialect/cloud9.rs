@@ -312,7 +312,9 @@ pub fn decide(cfg: &Cloud9, m: &Moc, held: Money) -> Decision {
 /// The `<MOC_response>`: every tag of the seed, and `<Error_Message>` for the
 /// error form.
 pub fn reply(transaction_id: Option<&str>, d: &Decision, error: Option<&str>) -> String {
-    use quick_xml::escape::escape;
+    // Only what XML requires (& < >): quotes and apostrophes stay as the
+    // handset is to show them.
+    use quick_xml::escape::partial_escape as escape;
     let tx: String = transaction_id
         .unwrap_or_default()
         .chars()
@@ -403,12 +405,31 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         received_at: now_ms(),
         remote_addr: Some(remote.to_string()),
         method: method.to_string(),
-        received: serde_json::Value::Object(
-            vars.iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect(),
-        )
-        .to_string(),
+        // The CARRIERID is a credential: not kept. Nor more than 4 KiB of what
+        // anyone sends.
+        received: {
+            let mut r = serde_json::Value::Object(
+                vars.iter()
+                    .map(|(k, v)| {
+                        let v = if k == "CARRIERID" {
+                            "(not kept)"
+                        } else {
+                            v.as_str()
+                        };
+                        (
+                            k.clone(),
+                            serde_json::Value::String(v.chars().take(256).collect()),
+                        )
+                    })
+                    .collect(),
+            )
+            .to_string();
+            if r.len() > 4096 {
+                r = serde_json::json!({ "truncated": r.chars().take(4000).collect::<String>() })
+                    .to_string();
+            }
+            r
+        },
         transaction_id: transaction_id.clone(),
         ..Decided::default()
     };

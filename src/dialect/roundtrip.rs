@@ -50,6 +50,11 @@ pub const SALES_NAMESPACE: &str = "http://www.dial800.com/roundtrip-sales/2011-0
 pub const CLASSIC: &str = "application/roundtrip.sales";
 /// The longest `<ID>` looked up.
 const MAX_ID: usize = 64;
+/// What is kept of the body of a submission refused before its sender was
+/// known.
+const UNAUTHENTICATED_BODY: usize = 1024;
+/// The most `rs:Item`s an order may have.
+const MAX_ITEMS: usize = 1000;
 
 /// A submission's call, and its order if it has the classic form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +118,11 @@ pub fn call_start(s: &str) -> Result<i64, String> {
             let tail = &s.as_bytes()[s.len() - 6..];
             matches!(tail[0], b'+' | b'-') && tail[3] == b':'
         };
-    if !s.contains('T') || !has_offset {
+    // hh:mm:ss, seconds included, as xs:dateTime has them.
+    let seconds = s
+        .split_once('T')
+        .is_some_and(|(_, t)| t.len() >= 8 && t.as_bytes()[2] == b':' && t.as_bytes()[5] == b':');
+    if !s.contains('T') || !has_offset || !seconds {
         return Err(format!(
             "CallStart {s:?} must be an xs:dateTime with its offset (YYYY-MM-DDThh:mm:ss±hh:mm or …Z)"
         ));
@@ -127,10 +136,6 @@ pub fn call_start(s: &str) -> Result<i64, String> {
 /// An amount like `100.00` in cents.
 fn cents(s: &str) -> Option<i64> {
     let s = s.trim();
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     if whole.is_empty() || whole.len() > 12 || frac.len() > 2 {
         return None;
@@ -142,8 +147,7 @@ fn cents(s: &str) -> Option<i64> {
     {
         return None;
     }
-    let c = whole.parse::<i64>().ok()? * 100 + format!("{frac:0<2}").parse::<i64>().ok()?;
-    Some(if neg { -c } else { c })
+    Some(whole.parse::<i64>().ok()? * 100 + format!("{frac:0<2}").parse::<i64>().ok()?)
 }
 
 /// The seed's examples, as they are printed: comments opened with an em dash,
@@ -170,6 +174,8 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
     let mut order: Option<Order> = None;
     let mut item: Option<(Option<i64>, String)> = None;
     let mut root_seen = false;
+    // Inside an rs:Order (its items are the order's).
+    let mut in_order = false;
     loop {
         let (ns, ev) = r
             .read_resolved_event()
@@ -182,6 +188,7 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
                 let local = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
                 depth += 1;
                 match depth {
+                    1 if root_seen => return Err("the body has more than one <Call>".into()),
                     1 => {
                         if local != "Call" || !in_ns(NAMESPACE) {
                             return Err(format!(
@@ -200,12 +207,13 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
                         core = Some((local, String::new()));
                     }
                     2 if in_ns(SALES_NAMESPACE) && local == "Order" => {
+                        in_order = !empty;
                         let o = order.get_or_insert_with(Order::default);
                         if let Some(p) = attr(e, "payment")? {
                             o.payment = Some(p);
                         }
                     }
-                    3 if in_ns(SALES_NAMESPACE) && local == "Item" && order.is_some() => {
+                    3 if in_ns(SALES_NAMESPACE) && local == "Item" && in_order => {
                         let price = attr(e, "price")?
                             .map(|p| {
                                 cents(&p).ok_or_else(|| {
@@ -237,17 +245,20 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
                 }
             }
             Xml::GeneralRef(g) => {
+                let name = String::from_utf8_lossy(&g).into_owned();
                 let c = match g.resolve_char_ref() {
                     Ok(Some(c)) => Some(c),
-                    _ => quick_xml::escape::resolve_predefined_entity(&String::from_utf8_lossy(&g))
+                    _ => quick_xml::escape::resolve_predefined_entity(&name)
                         .and_then(|s| s.chars().next()),
                 };
-                if let Some(c) = c {
-                    if let Some((_, v)) = core.as_mut() {
-                        v.push(c);
-                    } else if let Some((_, v)) = item.as_mut() {
-                        v.push(c);
-                    }
+                // No DTD is read: only XML's own entities, and characters XML allows.
+                let Some(c) = c.filter(|c| *c >= ' ' || matches!(c, '\t' | '\n' | '\r')) else {
+                    return Err(format!("&{name}; is not a character or entity XML knows"));
+                };
+                if let Some((_, v)) = core.as_mut() {
+                    v.push(c);
+                } else if let Some((_, v)) = item.as_mut() {
+                    v.push(c);
                 }
             }
             Xml::CData(t) => {
@@ -258,7 +269,12 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
                     v.push_str(&t);
                 }
             }
-            Xml::End(_) => close(&mut depth, &mut core, &mut fields, &mut item, &mut order)?,
+            Xml::End(_) => {
+                if depth == 2 {
+                    in_order = false;
+                }
+                close(&mut depth, &mut core, &mut fields, &mut item, &mut order)?
+            }
             Xml::Eof if depth > 0 => {
                 return Err("the body is not well-formed XML: it ends before </Call>".into())
             }
@@ -269,6 +285,14 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
     if !root_seen {
         return Err("the body has no <Call>".into());
     }
+    if let Some(o) = &order {
+        if o.items.len() > MAX_ITEMS {
+            return Err(format!("rs:Order has more than {MAX_ITEMS} items"));
+        }
+        if o.amount_cents().is_none() {
+            return Err("rs:Order's prices add up to more than an amount can hold".into());
+        }
+    }
     let get = |k: &str| {
         fields
             .iter()
@@ -278,9 +302,12 @@ pub fn parse(body: &[u8]) -> Result<Submission, String> {
     };
     let call = match get("ID") {
         Some(id) => {
-            if let Some(other) = ["DNIS", "ANI", "Target", "CallStart"]
+            // Only a blank DNIS may come with it (the seed lets DNIS be blank).
+            let sent = |k: &str| fields.iter().any(|(n, _)| n == k);
+            if let Some(other) = ["ANI", "Target", "CallStart"]
                 .into_iter()
-                .find(|k| get(k).is_some())
+                .find(|k| sent(k))
+                .or_else(|| get("DNIS").map(|_| "DNIS"))
             {
                 return Err(format!(
                     "<ID> must be sent on its own: <{other}> is not allowed with it"
@@ -422,6 +449,8 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         Ok(p) => p,
         Err(e) => {
             posted.username = basic_credentials(auth.as_ref()).map(|(u, _)| u);
+            // Who is not a partner gets a line in the record, not storage.
+            posted.body.truncate(UNAUTHENTICATED_BODY);
             let (status, why) = match e {
                 BasicError::Unauthorized => (StatusCode::UNAUTHORIZED, "no or wrong credentials"),
                 BasicError::Forbidden => (
@@ -611,7 +640,7 @@ mod tests {
         let o = s.order.unwrap();
         assert_eq!(o.payment.as_deref(), Some("amex"));
         assert!(o.is_sale());
-        assert_eq!(o.amount_cents(), 25_972);
+        assert_eq!(o.amount_cents(), Some(25_972));
         assert_eq!(o.items[2].name, "ERK 3 PAY");
     }
 
@@ -639,6 +668,18 @@ mod tests {
                 "is not an amount",
             ),
             ("<Call xmlns=\"http://www.dial800.com/roundtrip/2011-07-15\"><ID>x</ID>".into(), "well-formed"),
+            (call("<ID>a</ID><ANI/>"), "<ANI> is not allowed with it"),
+            (call("<ANI>tel:310&foo;1234567</ANI>"), "&foo; is not a character or entity"),
+            (call("<ANI>tel:3101234567&#1;</ANI>"), "&#1; is not a character"),
+            (
+                call("<ANI>tel:3101234567</ANI><Target>tel:8881234567</Target><CallStart>2010-09-01T09:13Z</CallStart>"),
+                "with its offset",
+            ),
+            (format!("{}{}", call("<ID>a</ID>"), call("<ID>b</ID>")), "more than one <Call>"),
+            (
+                call("<ID>a</ID><rs:Order xmlns:rs=\"http://www.dial800.com/roundtrip-sales/2011-08-04\"><rs:Item price=\"-1.00\">X</rs:Item></rs:Order>"),
+                "is not an amount",
+            ),
         ] {
             let e = parse(body.as_bytes()).unwrap_err();
             assert!(e.contains(want), "{body}: {e}");

@@ -280,7 +280,10 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 fn run_batch(conn: &mut Connection, jobs: &mut Vec<Job>, stats: &WriterStats) {
-    let tx = match conn.transaction() {
+    // IMMEDIATE: the write lock is taken (waiting up to the busy timeout) before
+    // a job reads, so that a CLI's write beside the daemon (c2cd balance, c2cd
+    // export) cannot turn a job's read-then-write into SQLITE_BUSY_SNAPSHOT.
+    let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);

@@ -60,8 +60,11 @@ impl Order {
         !self.items.is_empty()
     }
 
-    pub fn amount_cents(&self) -> i64 {
-        self.items.iter().map(|i| i.price_cents).sum()
+    /// The items' prices added up; `None` past what an amount can hold.
+    pub fn amount_cents(&self) -> Option<i64> {
+        self.items
+            .iter()
+            .try_fold(0i64, |sum, i| sum.checked_add(i.price_cents))
     }
 }
 
@@ -113,16 +116,13 @@ pub fn submit(
         Key::Search { target, .. } if targets.is_some_and(|ts| !ts.contains(target)) => {
             Outcome::NotTheirs
         }
-        Key::Search { .. } => {
-            let found = candidates(conn, key)?;
-            match found.iter().find(|(_, matched)| !matched) {
-                Some((id, _)) => Outcome::Matched(id.clone()),
-                None => match found.first() {
-                    Some((id, _)) => Outcome::AlreadyMatched(id.clone()),
-                    None => Outcome::NotFound,
-                },
-            }
-        }
+        Key::Search { .. } => match earliest(conn, key, true)? {
+            Some(id) => Outcome::Matched(id),
+            None => match earliest(conn, key, false)? {
+                Some(id) => Outcome::AlreadyMatched(id),
+                None => Outcome::NotFound,
+            },
+        },
     };
     let error = match &outcome {
         Outcome::Matched(_) => None,
@@ -162,8 +162,9 @@ fn call_target(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> 
     .map(|t| t.map(Option::unwrap_or_default))
 }
 
-/// The calls a search finds, earliest first, each with whether it is matched.
-fn candidates(conn: &Connection, key: &Key) -> rusqlite::Result<Vec<(String, bool)>> {
+/// The earliest call a search finds (only those not yet matched, with
+/// `unmatched`), however many the window holds.
+fn earliest(conn: &Connection, key: &Key, unmatched: bool) -> rusqlite::Result<Option<String>> {
     let Key::Search {
         ani,
         target,
@@ -172,10 +173,10 @@ fn candidates(conn: &Connection, key: &Key) -> rusqlite::Result<Vec<(String, boo
         tolerance_ms,
     } = key
     else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
     let mut stmt = conn.prepare_cached(
-        "SELECT id, at, EXISTS (SELECT 1 FROM call_sales s WHERE s.call_id = found.id) FROM (
+        "SELECT id FROM (
              SELECT id, created_at AS at FROM calls
               WHERE a_number = ?1 AND b_number = ?2 AND created_at BETWEEN ?3 AND ?4
                 AND state != 'rejected'
@@ -183,19 +184,22 @@ fn candidates(conn: &Connection, key: &Key) -> rusqlite::Result<Vec<(String, boo
              SELECT id, started_at FROM pbx_calls
               WHERE ani = ?1 AND target = ?2 AND started_at BETWEEN ?3 AND ?4
                 AND (?5 IS NULL OR dnis IS NULL OR dnis = ?5)
-         ) AS found ORDER BY at, id LIMIT 100",
+         ) AS found
+         WHERE NOT ?6 OR NOT EXISTS (SELECT 1 FROM call_sales s WHERE s.call_id = found.id)
+         ORDER BY at, id LIMIT 1",
     )?;
-    let rows = stmt.query_map(
+    stmt.query_row(
         params![
             ani,
             target,
-            start_ms - tolerance_ms,
-            start_ms + tolerance_ms,
-            dnis
+            start_ms.saturating_sub(*tolerance_ms),
+            start_ms.saturating_add(*tolerance_ms),
+            dnis,
+            unmatched
         ],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(2)?)),
-    )?;
-    rows.collect()
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 fn insert(
@@ -245,7 +249,7 @@ fn insert(
             status,
             error,
             order.map(Order::is_sale),
-            order.map(Order::amount_cents),
+            order.and_then(Order::amount_cents),
             order.and_then(|o| o.payment.clone()),
             order.map(|o| serde_json::to_string(&o.items).unwrap_or_default()),
         ],
@@ -286,15 +290,21 @@ pub fn list(
     partner_id: Option<&str>,
     limit: usize,
 ) -> rusqlite::Result<Vec<SaleRow>> {
-    let mut stmt = conn.prepare_cached(
+    // One statement per filter, so that each walks its index.
+    let filter = match (call_id, partner_id) {
+        (Some(_), _) => "s.call_id = ?1 AND (?2 IS NULL OR s.partner_id = ?2)",
+        (None, Some(_)) => "?1 IS NULL AND s.partner_id = ?2",
+        (None, None) => "?1 IS NULL AND ?2 IS NULL",
+    };
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT s.id, s.received_at, s.partner_id, s.username, s.remote_addr, s.content_type, s.how,
                 s.ani, s.target, s.dnis, s.call_start, s.call_id, s.status, s.error, s.is_sale,
                 s.amount_cents, s.payment, s.items,
                 EXISTS (SELECT 1 FROM call_sales cs WHERE cs.sale_id = s.id), s.body
            FROM sales s
-          WHERE (?1 IS NULL OR s.call_id = ?1) AND (?2 IS NULL OR s.partner_id = ?2)
-          ORDER BY s.id DESC LIMIT ?3",
-    )?;
+          WHERE {filter}
+          ORDER BY s.id DESC LIMIT ?3"
+    ))?;
     let time = |ms: Option<i64>| ms.map(crate::core::format_ms);
     let rows = stmt.query_map(
         params![
@@ -330,4 +340,56 @@ pub fn list(
         },
     )?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::pbx;
+
+    /// Review finding: a window with more calls than a page still finds its
+    /// earliest unmatched one, and 409 only when every one is matched.
+    #[test]
+    fn the_earliest_unmatched_call_is_found_however_many_the_window_holds() {
+        let conn = crate::store::memory();
+        let at = 1_700_000_000_000;
+        for i in 0..150 {
+            let cdr = pbx::Cdr {
+                source: "api".into(),
+                unique_id: i.to_string(),
+                ani: "+13105550100".into(),
+                target: "+18881234567".into(),
+                dnis: None,
+                started_at: at + i * 1000,
+                answered_at: None,
+                ended_at: None,
+                disposition: None,
+                billable_s: None,
+                received: "{}".into(),
+            };
+            pbx::ingest(&conn, &cdr, at).unwrap();
+        }
+        let key = Key::Search {
+            ani: "+13105550100".into(),
+            target: "+18881234567".into(),
+            dnis: None,
+            start_ms: at,
+            tolerance_ms: 900_000,
+        };
+        let posted = Posted {
+            received_at: at,
+            ..Posted::default()
+        };
+        let mut matched = std::collections::HashSet::new();
+        for _ in 0..150 {
+            match submit(&conn, &posted, &key, None).unwrap() {
+                Outcome::Matched(id) => assert!(matched.insert(id)),
+                o => panic!("{o:?} after {} matches", matched.len()),
+            }
+        }
+        assert!(matches!(
+            submit(&conn, &posted, &key, None).unwrap(),
+            Outcome::AlreadyMatched(_)
+        ));
+    }
 }

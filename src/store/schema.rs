@@ -216,6 +216,8 @@ const MIGRATIONS: &[&str] = &[
         matched_at INTEGER NOT NULL,         -- when first matched
         updated_at INTEGER NOT NULL
     ) STRICT;
+    CREATE INDEX call_sales_sale ON call_sales (sale_id);
+    CREATE INDEX sales_partner ON sales (partner_id, id);
 
     -- The days `c2cd export` wrote for media agencies: none twice, none lost.
     CREATE TABLE exports (

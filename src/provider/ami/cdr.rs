@@ -23,6 +23,7 @@ pub fn from_event(
     provider: &str,
     m: &Message,
     tz: &jiff::tz::TimeZone,
+    now: jiff::Timestamp,
 ) -> Result<Option<Cdr>, String> {
     if m.event() != Some("Cdr") {
         return Ok(None);
@@ -37,20 +38,32 @@ pub fn from_event(
     ) else {
         return Ok(None);
     };
-    let time = |k: &str| -> Result<Option<i64>, String> {
+    // A Cdr comes when the call ends: its end is about now, its start Duration
+    // seconds before. On the night clocks go back a local time happens twice;
+    // the one nearer that estimate is the one meant.
+    let secs = |k: &str| {
+        m.get(k)
+            .and_then(|d| d.trim().parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let now_ms = now.as_millisecond();
+    let time = |k: &str, hint_ms: i64| -> Result<Option<i64>, String> {
         let v = m.get(k).unwrap_or_default().trim();
         if v.is_empty() {
             return Ok(None);
         }
-        let civil: jiff::civil::DateTime = v
-            .parse()
-            .map_err(|e| format!("CDR {unique_id}: {k} {v:?}: {e}"))?;
-        let at = civil
-            .to_zoned(tz.clone())
-            .map_err(|e| format!("CDR {unique_id}: {k} {v:?}: {e}"))?;
-        Ok(Some(at.timestamp().as_millisecond()))
+        let bad = |e: jiff::Error| format!("CDR {unique_id}: {k} {v:?}: {e}");
+        let civil: jiff::civil::DateTime = v.parse().map_err(bad)?;
+        let both = tz.to_ambiguous_timestamp(civil);
+        let (a, b) = (both.earlier().map_err(bad)?, both.later().map_err(bad)?);
+        let [a, b] = [a, b].map(|t| t.as_millisecond());
+        Ok(Some(if (a - hint_ms).abs() <= (b - hint_ms).abs() {
+            a
+        } else {
+            b
+        }))
     };
-    let Some(started_at) = time("StartTime")? else {
+    let Some(started_at) = time("StartTime", now_ms - secs("Duration") * 1000)? else {
         return Err(format!("CDR {unique_id} has no StartTime"));
     };
     let received: serde_json::Map<String, serde_json::Value> = m
@@ -65,8 +78,8 @@ pub fn from_event(
         target,
         dnis: None,
         started_at,
-        answered_at: time("AnswerTime")?,
-        ended_at: time("EndTime")?,
+        answered_at: time("AnswerTime", now_ms - secs("BillableSeconds") * 1000)?,
+        ended_at: time("EndTime", now_ms)?,
         disposition: m.get("Disposition").map(str::to_string),
         billable_s: m.get("BillableSeconds").and_then(|b| b.parse().ok()),
         received: serde_json::Value::Object(received).to_string(),
@@ -116,7 +129,7 @@ async fn follow(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        let cdr = match from_event(&provider, &m, &tz) {
+        let cdr = match from_event(&provider, &m, &tz, jiff::Timestamp::now()) {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {
@@ -179,10 +192,12 @@ mod tests {
     #[test]
     fn a_pbx_call_becomes_a_cdr_in_the_boxs_time_zone() {
         let la = jiff::tz::TimeZone::get("America/Los_Angeles").unwrap();
+        let heard: jiff::Timestamp = "2026-03-08T10:10:01Z".parse().unwrap();
         let c = from_event(
             "pbx",
             &inbound("1700000000.7", "3105550199", "8881234567"),
             &la,
+            heard,
         )
         .unwrap()
         .unwrap();
@@ -210,10 +225,35 @@ mod tests {
             inbound("1700000000.8", "201", "202"),
             inbound("1700000000.9", "+442071234567", "8881234567"),
         ] {
-            assert_eq!(from_event("pbx", &m, &utc), Ok(None), "{m:?}");
+            assert_eq!(
+                from_event("pbx", &m, &utc, jiff::Timestamp::now()),
+                Ok(None),
+                "{m:?}"
+            );
         }
         let mut m = inbound("1700000000.10", "3105550199", "8881234567");
         m.fields.retain(|(k, _)| k != "StartTime");
-        assert!(from_event("pbx", &m, &utc).is_err());
+        assert!(from_event("pbx", &m, &utc, jiff::Timestamp::now()).is_err());
+    }
+
+    /// The night clocks go back, 01:30 happens twice: the CDR heard at 01:40
+    /// PST of a call of 70 minutes started at the first (PDT) one.
+    #[test]
+    fn a_repeated_local_time_is_read_by_when_the_cdr_came() {
+        let la = jiff::tz::TimeZone::get("America/Los_Angeles").unwrap();
+        let mut m = inbound("1700000000.11", "3105550199", "8881234567");
+        for (k, v) in [
+            ("StartTime", "2026-11-01 01:30:00"),
+            ("AnswerTime", ""),
+            ("EndTime", "2026-11-01 01:40:00"),
+            ("Duration", "4200"),
+        ] {
+            m.fields.iter_mut().find(|(n, _)| n == k).unwrap().1 = v.into();
+        }
+        let heard: jiff::Timestamp = "2026-11-01T09:40:01Z".parse().unwrap();
+        let c = from_event("pbx", &m, &la, heard).unwrap().unwrap();
+        let at = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
+        assert_eq!(at(c.started_at), "2026-11-01T08:30:00Z");
+        assert_eq!(at(c.ended_at.unwrap()), "2026-11-01T09:40:00Z");
     }
 }
