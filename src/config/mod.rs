@@ -641,11 +641,11 @@ impl Partner {
         if !number.starts_with('+') {
             return crate::core::money::Money::ZERO;
         }
-        self.rates
-            .iter()
-            .filter(|r| number.starts_with(&r.prefix))
-            .max_by_key(|r| r.prefix.len())
-            .map_or(crate::core::money::Money::ZERO, |r| r.per_minute)
+        crate::core::money::rate_for(
+            self.rates.iter().map(|r| (r.prefix.as_str(), r.per_minute)),
+            number,
+        )
+        .unwrap_or(crate::core::money::Money::ZERO)
     }
 }
 

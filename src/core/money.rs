@@ -61,6 +61,20 @@ impl fmt::Display for Money {
     }
 }
 
+/// The rating both Cloud9 and Spokn use: the price of a minute to `number`
+/// is that of the longest prefix of it among `rates` (`+` alone matches every
+/// number); `None` when no prefix matches.
+pub fn rate_for<'a>(
+    rates: impl IntoIterator<Item = (&'a str, Money)>,
+    number: &str,
+) -> Option<Money> {
+    rates
+        .into_iter()
+        .filter(|(prefix, _)| number.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, m)| m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +91,15 @@ mod tests {
         assert_eq!(Money(1000).to_string(), "0.10");
         assert_eq!(Money(125).to_string(), "0.0125");
         assert_eq!(Money(-30_000).to_string(), "-3.00");
+    }
+
+    #[test]
+    fn the_longest_prefix_rates_a_number() {
+        let rates = [("+", Money(1)), ("+44", Money(2)), ("+4420", Money(3))];
+        assert_eq!(rate_for(rates, "+442071234567"), Some(Money(3)));
+        assert_eq!(rate_for(rates, "+447700900123"), Some(Money(2)));
+        assert_eq!(rate_for(rates, "+15551234567"), Some(Money(1)));
+        assert_eq!(rate_for(rates[1..].iter().copied(), "+1555"), None);
     }
 
     #[test]

@@ -212,11 +212,7 @@ fn longest<'a>(rules: &'a [Cloud9Rule], number: &str) -> Option<&'a Cloud9Rule> 
 
 /// The price of a minute to `number`: the longest matching prefix's.
 pub fn rate(rates: &[(String, Money)], number: &str) -> Option<Money> {
-    rates
-        .iter()
-        .filter(|(p, _)| number.starts_with(p.as_str()))
-        .max_by_key(|(p, _)| p.len())
-        .map(|(_, m)| *m)
+    crate::core::money::rate_for(rates.iter().map(|(p, m)| (p.as_str(), *m)), number)
 }
 
 /// The policy: the subscriber, the destination's rule, then the minutes the
