@@ -95,16 +95,29 @@ pub fn change(
             amount: Money(-delta.0),
         });
     }
+    book(conn, msisdn, delta, after, reason, at)?;
+    Ok(after)
+}
+
+/// Sets `account`'s balance to `after` and writes the ledger row of `delta`.
+fn book(
+    conn: &Connection,
+    account: &str,
+    delta: Money,
+    after: Money,
+    reason: &str,
+    at: i64,
+) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO balances (msisdn, balance, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (msisdn) DO UPDATE SET balance = excluded.balance, updated_at = excluded.updated_at",
-        params![msisdn, after.0, at],
+        params![account, after.0, at],
     )?;
     conn.execute(
         "INSERT INTO balance_ledger (msisdn, at, delta, balance, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![msisdn, at, delta.0, after.0, reason],
+        params![account, at, delta.0, after.0, reason],
     )?;
-    Ok(after)
+    Ok(())
 }
 
 /// Takes what an ended call cost from `account`, even below zero (the call
@@ -117,15 +130,7 @@ pub fn charge(
     at: i64,
 ) -> rusqlite::Result<Money> {
     let after = Money(balance(conn, account)?.0.saturating_sub(cost.0));
-    conn.execute(
-        "INSERT INTO balances (msisdn, balance, updated_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (msisdn) DO UPDATE SET balance = excluded.balance, updated_at = excluded.updated_at",
-        params![account, after.0, at],
-    )?;
-    conn.execute(
-        "INSERT INTO balance_ledger (msisdn, at, delta, balance, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![account, at, -cost.0, after.0, reason],
-    )?;
+    book(conn, account, Money(-cost.0), after, reason, at)?;
     Ok(after)
 }
 
