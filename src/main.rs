@@ -511,8 +511,7 @@ fn check_config(path: Option<&Path>) -> ExitCode {
 }
 
 fn calls_cmd(db: &Path, cmd: CallsCommand) -> anyhow::Result<()> {
-    let conn =
-        store::open_readonly(db).with_context(|| format!("while opening {}", db.display()))?;
+    let conn = open_db(db)?;
     match cmd {
         CallsCommand::List {
             limit,
@@ -561,9 +560,13 @@ fn calls_cmd(db: &Path, cmd: CallsCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The database, read-only, beside the running daemon.
+fn open_db(db: &Path) -> anyhow::Result<rusqlite::Connection> {
+    store::open_readonly(db).with_context(|| format!("while opening {}", db.display()))
+}
+
 fn partners_cmd(db: &Path, json: bool) -> anyhow::Result<()> {
-    let conn =
-        store::open_readonly(db).with_context(|| format!("while opening {}", db.display()))?;
+    let conn = open_db(db)?;
     let rows = partners::list(&conn)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -634,8 +637,7 @@ fn balance_cmd(db: &Path, command: BalanceCommand) -> anyhow::Result<()> {
             reason,
         } => change(&msisdn, &amount, &reason, -1),
         BalanceCommand::Show { msisdn, limit } => {
-            let conn = store::open_readonly(db)
-                .with_context(|| format!("while opening {}", db.display()))?;
+            let conn = open_db(db)?;
             match msisdn {
                 None => {
                     for (m, b) in cloud9::balances(&conn)? {
@@ -659,8 +661,7 @@ fn balance_cmd(db: &Path, command: BalanceCommand) -> anyhow::Result<()> {
 }
 
 fn cloud9_cmd(db: &Path, limit: usize, msisdn: Option<String>, json: bool) -> anyhow::Result<()> {
-    let conn =
-        store::open_readonly(db).with_context(|| format!("while opening {}", db.display()))?;
+    let conn = open_db(db)?;
     let rows = c2cd::store::cloud9::requests(&conn, msisdn.as_deref(), limit.min(10_000))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -692,8 +693,7 @@ fn sales_cmd(
     partner: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let conn =
-        store::open_readonly(db).with_context(|| format!("while opening {}", db.display()))?;
+    let conn = open_db(db)?;
     let rows = store::sales::list(
         &conn,
         call.as_deref(),
@@ -921,8 +921,7 @@ fn callbacks_cmd(db: &Path, cmd: CallbacksCommand) -> anyhow::Result<()> {
             state,
             json,
         } => {
-            let conn = store::open_readonly(db)
-                .with_context(|| format!("while opening {}", db.display()))?;
+            let conn = open_db(db)?;
             let rows = callbacks::list(&conn, limit, call.as_deref(), state.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -948,8 +947,7 @@ fn callbacks_cmd(db: &Path, cmd: CallbacksCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CallbacksCommand::Show { id } => {
-            let conn = store::open_readonly(db)
-                .with_context(|| format!("while opening {}", db.display()))?;
+            let conn = open_db(db)?;
             match callbacks::show(&conn, id)? {
                 Some(v) => {
                     println!("{}", serde_json::to_string_pretty(&v)?);

@@ -37,6 +37,7 @@ use quick_xml::NsReader;
 use super::{basic_credentials, basic_partner_where, BasicError};
 use crate::app::App;
 use crate::config::RoundTripAccess;
+use crate::core::money::Money;
 use crate::core::now_ms;
 use crate::http::{read_body, BodyError, Resp};
 use crate::store::sales::{self, Item, Key, Order, Outcome, Posted};
@@ -136,18 +137,11 @@ pub fn call_start(s: &str) -> Result<i64, String> {
 /// An amount like `100.00` in cents.
 fn cents(s: &str) -> Option<i64> {
     let s = s.trim();
-    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-    if whole.is_empty() || whole.len() > 12 || frac.len() > 2 {
-        return None;
-    }
-    if !whole
-        .bytes()
-        .chain(frac.bytes())
-        .all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    Some(whole.parse::<i64>().ok()? * 100 + format!("{frac:0<2}").parse::<i64>().ok()?)
+    let decimals = s.split_once('.').map_or(0, |(_, f)| f.len());
+    // Money's ten-thousandths, with at most two decimals: whole cents.
+    Money::parse(s)
+        .filter(|m| m.0 >= 0 && decimals <= 2)
+        .map(|m| m.0 / 100)
 }
 
 /// The seed's examples, as they are printed: comments opened with an em dash,

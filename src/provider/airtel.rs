@@ -1370,19 +1370,7 @@ mod tests {
 
     /// What an answer comes to, as in the Spokn tests.
     fn read(status: u16, body: &Value) -> String {
-        match outcome(status, body.to_string().as_bytes()) {
-            Ok(()) => "placed".into(),
-            Err(ProviderError::Refused(r)) => format!(
-                "{r} / {:?} / {}",
-                r.about,
-                if r.about.fails_over() {
-                    "next"
-                } else {
-                    "final"
-                }
-            ),
-            Err(e) => e.to_string(),
-        }
+        crate::provider::upstream::verdict(outcome(status, body.to_string().as_bytes()))
     }
 
     fn error(code: &str) -> Value {

@@ -391,19 +391,7 @@ mod tests {
     /// What an answer comes to: placed, refused (code, meaning, what about,
     /// whether the next provider is asked), or a bad response.
     fn read(status: u16, body: &[u8]) -> String {
-        match outcome(status, answer(body)) {
-            Ok(()) => "placed".into(),
-            Err(ProviderError::Refused(r)) => format!(
-                "{r} / {:?} / {}",
-                r.about,
-                if r.about.fails_over() {
-                    "next"
-                } else {
-                    "final"
-                }
-            ),
-            Err(e) => e.to_string(),
-        }
+        crate::provider::upstream::verdict(outcome(status, answer(body)))
     }
 
     #[test]

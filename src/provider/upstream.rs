@@ -206,3 +206,23 @@ pub(super) fn answer(
         }
     }
 }
+
+/// What an upstream's answer comes to, in words, for the providers' tests:
+/// placed, refused (code, meaning, what about, whether the next provider is
+/// asked), or a bad response.
+#[cfg(test)]
+pub(crate) fn verdict(r: Result<(), super::ProviderError>) -> String {
+    match r {
+        Ok(()) => "placed".into(),
+        Err(super::ProviderError::Refused(r)) => format!(
+            "{r} / {:?} / {}",
+            r.about,
+            if r.about.fails_over() {
+                "next"
+            } else {
+                "final"
+            }
+        ),
+        Err(e) => e.to_string(),
+    }
+}
