@@ -20,14 +20,8 @@ CONNECTIONS=${CONNECTIONS:-16}
 THREADS=2
 
 cd "$(dirname "$0")/.."
-
-if ! command -v wrk >/dev/null; then
-    echo "wrk not found; installing it with apt-get" >&2
-    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
-for tool in wrk curl; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+. bench/lib.sh
+need_tools curl
 
 cargo build --release --bin c2cd
 C2CD=target/release/c2cd
@@ -64,14 +58,7 @@ EOT
 
 "$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
 PID=$!
-port=
-for _ in $(seq 100); do
-    line=$(grep -m1 'listening on http://' "$TMP/c2cd.log" || true)
-    if [[ -n $line ]]; then port=${line##*:}; break; fi
-    kill -0 "$PID" 2>/dev/null || { cat "$TMP/c2cd.log" >&2; exit 1; }
-    sleep 0.1
-done
-[[ -n $port ]] || { echo "c2cd did not listen within 10 s" >&2; cat "$TMP/c2cd.log" >&2; exit 1; }
+port=$(wait_port "$TMP/c2cd.log" "$PID")
 "$C2CD" balance credit +447700900123 1000.00 --config "$TMP/c2cd.toml" >/dev/null
 
 Q='TIMESTAMP=2026-11-22+10:15:00&IMSI=234180000000001&TRANSACTIONID=1002&CARRIERID=C9BENCH&MSISDN=%2B447700900123&MCC=234&MNC=18&TADIG=GBWC9&REQUEST_TYPE=AUTH_CALLBACK_CALL&CALLDESTINATION=%2B441234567890&USER_BALANCE=0.00&IOT=0&IOT_CHARGE=0.00&MSRN=%2B447700900001&ECC=1'
@@ -80,16 +67,11 @@ first=$(curl -sS -m 5 "$URL")
 [[ $first == *"<REQUEST_STATUS>1</REQUEST_STATUS>"* && $first == *"<TIMER>60</TIMER>"* ]] ||
     { echo "the first request answered: $first" >&2; exit 1; }
 
-to_ms() {
-    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-        printf "%.3f", n }'
-}
 bench() {
     local name=$1 url=$2 out=$TMP/wrk-$1.txt
     echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($name)" >&2
     timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
-    echo "$name $(awk '/^Requests\/sec:/ { print $2 }' "$out") $(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")") $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") $(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out" | grep . || echo 0)" >>"$TMP/results"
+    wrk_line "$name" "$out" >>"$TMP/results"
 }
 bench healthz "http://127.0.0.1:$port/healthz"
 bench cloud9 "$URL"

@@ -27,14 +27,8 @@ CALLS=${CALLS:-1000000}
 THREADS=2
 
 cd "$(dirname "$0")/.."
-
-if ! command -v wrk >/dev/null; then
-    echo "wrk not found; installing it with apt-get" >&2
-    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+. bench/lib.sh
+need_tools curl python3
 
 cargo build --release --bin c2cd
 C2CD=target/release/c2cd
@@ -65,27 +59,6 @@ password = "agency-password-0123456789"
 EOF
 }
 
-# wait_port LOGFILE PID: the port c2cd listens on (max 10 s).
-wait_port() {
-    local log=$1 pid=$2 line
-    for _ in $(seq 100); do
-        line=$(grep -m1 'listening on http://' "$log" || true)
-        if [[ -n $line ]]; then echo "${line##*:}"; return 0; fi
-        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; return 1; }
-        sleep 0.1
-    done
-    cat "$log" >&2
-    return 1
-}
-
-# stop PID: SIGTERM, bounded wait.
-stop() {
-    kill -TERM "$1"
-    for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-
 # fill DB N: migrates DB (c2cd starts and stops on it), then adds N PBX calls:
 # call i from +1 2xx xxx xxxx (2 000 000 000 + i) to +1 888 123 4567, one a second.
 fill() {
@@ -94,7 +67,7 @@ fill() {
     "$C2CD" serve --config "$TMP/fill.toml" 2>"$TMP/fill.log" &
     PID=$!
     wait_port "$TMP/fill.log" "$PID" >/dev/null
-    stop "$PID"
+    stop_server "$PID"
     PID=
     python3 - "$db" "$n" <<'PY'
 import sqlite3, sys, uuid
@@ -140,12 +113,6 @@ function request()
 end
 LUA
 
-to_ms() {
-    awk -v v="$1" 'BEGIN { n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-        printf "%.3f", n }'
-}
-
 # bench NAME N: fills a database with N calls, serves it, loads it with wrk,
 # appends "NAME RPS P50 P99 NON2XX" to results.
 bench() {
@@ -166,9 +133,9 @@ bench() {
     echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($name)" >&2
     timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$TMP/search.lua" \
         "http://127.0.0.1:$port" -- "$n" "$THREADS" >"$out"
-    stop "$PID"
+    stop_server "$PID"
     PID=
-    echo "$name $(awk '/^Requests\/sec:/ { print $2 }' "$out") $(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")") $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") $(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out" | grep . || echo 0)" >>"$TMP/results"
+    wrk_line "$name" "$out" >>"$TMP/results"
 }
 
 bench baseline 1000

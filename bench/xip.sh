@@ -34,13 +34,8 @@ FULFILLMENT=16045550000
 cd "$(dirname "$0")/.."
 
 # --- tools ------------------------------------------------------------------
-if ! command -v wrk >/dev/null; then
-    echo "wrk not found; installing it with apt-get" >&2
-    apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
-done
+. bench/lib.sh
+need_tools curl python3
 
 cargo build --release --bin c2cd --example hello
 C2CD=target/release/c2cd
@@ -86,37 +81,6 @@ kind = "sim"
 ring = "0s"
 talk = "0s"
 EOF
-
-# wait_port LOGFILE PID: waits (max 10 s) for "listening on http://ADDR" in
-# LOGFILE and prints the port.
-wait_port() {
-    local log=$1 pid=$2 line
-    for _ in $(seq 100); do
-        line=$(grep -m1 'listening on http://' "$log" || true)
-        if [[ -n $line ]]; then
-            echo "${line##*:}"
-            return 0
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "the server exited before listening; its log:" >&2
-            cat "$log" >&2
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "no 'listening on http://' in $log within 10 s; the log:" >&2
-    cat "$log" >&2
-    return 1
-}
-
-# to_ms VALUE: wrk's "635.91us" / "1.02ms" / "1.10s" / "2.00m" -> milliseconds.
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-        printf "%.3f", n
-    }'
-}
 
 # bench NAME URL: runs wrk, keeps its output in $TMP/wrk-NAME.txt and appends
 # "NAME RPS P50 P99 NON2XX SOCKET_ERRORS" to $TMP/results.

@@ -1,0 +1,61 @@
+# Shared by the benchmark scripts: sourced, not run.
+
+# need_tools TOOL…: installs wrk with apt-get when missing, then checks the other tools.
+need_tools() {
+    if ! command -v wrk >/dev/null; then
+        echo "wrk not found; installing it with apt-get" >&2
+        apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+    fi
+    local tool
+    for tool in wrk "$@"; do
+        command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 1; }
+    done
+}
+
+# wait_port LOGFILE PID: waits (max 10 s) for "listening on http://ADDR" in
+# LOGFILE and prints the port.
+wait_port() {
+    local log=$1 pid=$2 line
+    for _ in $(seq 100); do
+        line=$(grep -m1 'listening on http://' "$log" || true)
+        if [[ -n $line ]]; then
+            echo "${line##*:}"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "the server exited before listening; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "no 'listening on http://' in $log within 10 s; the log:" >&2
+    cat "$log" >&2
+    return 1
+}
+
+# stop_server PID: SIGTERM, then at most 30 s before SIGKILL.
+stop_server() {
+    kill -TERM "$1"
+    for _ in $(seq 300); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# to_ms VALUE: wrk's "635.91us" / "1.02ms" / "1.10s" / "2.00m" -> milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+        printf "%.3f", n
+    }'
+}
+
+# wrk_line NAME OUTFILE: "NAME RPS P50 P99 NON2XX" from a wrk --latency output.
+wrk_line() {
+    local out=$2
+    echo "$1 $(awk '/^Requests\/sec:/ { print $2 }' "$out") $(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")") $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") $(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out" | grep . || echo 0)"
+}
