@@ -53,6 +53,8 @@ pub struct App {
     pub client: HttpClient,
     /// Where each round-robin pool starts its next call.
     pub rotation: Rotation,
+    /// The partners' `max_rate` buckets.
+    pub buckets: Arc<crate::guard::Buckets>,
     /// Counts runtimes swapped in, for tasks that follow the providers.
     reloads: tokio::sync::watch::Sender<u64>,
 }
@@ -113,6 +115,7 @@ impl App {
             metrics: Metrics::default(),
             inflight: Arc::new(Inflight::default()),
             rotation: Rotation::default(),
+            buckets: Arc::default(),
             reloads: tokio::sync::watch::Sender::new(0),
         }
     }

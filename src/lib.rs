@@ -14,6 +14,8 @@
 //!   [`dialect::spokn`], [`dialect::airtel`]), each with its callback format, and
 //!   [`dialect::roundtrip`], the call centers' sales data, and [`dialect::cloud9`],
 //!   the carrier's call-back authorisation.
+//! - [`guard`]: the guard rails run before a call is placed: dedupe and
+//!   idempotency, rate and concurrency limits.
 //! - [`core`]: the domain: call ids, phone numbers, secrets, the call's plan
 //!   (sides, participants, strategies), the call state machine.
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
@@ -36,6 +38,7 @@ pub mod core;
 pub mod daemon;
 pub mod dialect;
 pub mod export;
+pub mod guard;
 pub mod http;
 pub mod logging;
 pub mod notify;

@@ -55,6 +55,8 @@ struct RawConfig {
     #[serde(default)]
     callbacks: RawCallbacks,
     #[serde(default)]
+    guard: RawGuard,
+    #[serde(default)]
     spokn: RawSpokn,
     #[serde(default)]
     airtel: RawAirtel,
@@ -150,6 +152,16 @@ impl OneOrMany {
             OneOrMany::Many(v) => v.clone(),
         }
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    /// A repeat of a call (same partner, A and B) within this long is answered
+    /// with the earlier call. Default "0s" (off); a partner may say otherwise.
+    dedupe_window: Option<String>,
+    /// At most COUNT calls to one A number in PERIOD, across partners. Default none.
+    number_limits: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -323,6 +335,16 @@ struct RawPartner {
     roundtrip: Option<String>,
     /// RoundTrip: the 10-digit numbers a restricted partner takes calls at.
     roundtrip_targets: Option<Vec<String>>,
+    /// A repeat within this long is a replay. Default [guard] dedupe_window.
+    dedupe_window: Option<String>,
+    /// Calls a partner may start: COUNT/PERIOD. Default no limit.
+    max_rate: Option<String>,
+    /// How many calls over max_rate may start at once. Default max_rate's COUNT.
+    burst: Option<u32>,
+    /// Calls in progress at most. Default 0: no limit.
+    max_calls: Option<u32>,
+    /// Calls in progress to one B number at most (an agent's line). Default 0: no limit.
+    max_calls_per_b: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,6 +412,7 @@ pub struct Config {
     pub admin: Admin,
     pub calls: Calls,
     pub callbacks: Callbacks,
+    pub guard: Guard,
     pub spokn: Spokn,
     pub airtel: Airtel,
     pub roundtrip: RoundTrip,
@@ -627,6 +650,27 @@ pub struct Partner {
     pub roundtrip: Option<RoundTripAccess>,
     /// Spokn: c2cd holds the partner's credit, as balance `partner:<id>`.
     pub balance: bool,
+    /// The guard rails' limits of its calls.
+    pub guard: PartnerGuard,
+}
+
+/// The guard rails every partner shares (`[guard]`).
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// The partners' dedupe window, unless they say.
+    pub dedupe_window: Duration,
+    /// Calls to one A number, across partners.
+    pub number_limits: Vec<crate::guard::Window>,
+}
+
+/// A partner's guard rails; 0 is no limit.
+#[derive(Debug, Clone, Default)]
+pub struct PartnerGuard {
+    pub dedupe_window: Duration,
+    pub max_rate: Option<crate::guard::Window>,
+    pub burst: u32,
+    pub max_calls: u32,
+    pub max_calls_per_b: u32,
 }
 
 impl Partner {
@@ -1195,6 +1239,17 @@ impl Validator<'_> {
                     default
                 }
             },
+        }
+    }
+
+    /// A `COUNT/PERIOD` limit.
+    fn window(&mut self, path: &[Seg], s: &str) -> Option<crate::guard::Window> {
+        match crate::guard::Window::parse(s) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
         }
     }
 
@@ -2014,6 +2069,20 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
     }
     let airtel = Airtel { country_code };
 
+    // [guard]
+    let day = Duration::from_secs(86400);
+    let guard = Guard {
+        dedupe_window: v.duration(
+            &[K("guard"), K("dedupe_window")],
+            &raw.guard.dedupe_window,
+            Duration::ZERO,
+            day,
+        ),
+        number_limits: (raw.guard.number_limits.iter().flatten().enumerate())
+            .filter_map(|(j, w)| v.window(&[K("guard"), K("number_limits"), I(j)], w))
+            .collect(),
+    };
+
     // [[partner]]
     let mut partners: Vec<Partner> = Vec::new();
     for (i, p) in raw.partner.iter().enumerate() {
@@ -2220,6 +2289,13 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 7200
             }
         };
+        let max_rate = p
+            .max_rate
+            .as_ref()
+            .and_then(|w| v.window(&at("max_rate"), w));
+        if p.burst == Some(0) {
+            v.err(&at("burst"), "must be at least 1");
+        }
         let callback_hosts = p.callback_hosts.clone().unwrap_or_default();
         let callback_url = match p.callback_url.as_deref() {
             None => None,
@@ -2268,6 +2344,18 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             agent_pools,
             roundtrip,
             balance: p.balance.unwrap_or(false),
+            guard: PartnerGuard {
+                dedupe_window: v.duration(
+                    &at("dedupe_window"),
+                    &p.dedupe_window,
+                    guard.dedupe_window,
+                    day,
+                ),
+                max_rate,
+                burst: p.burst.or(max_rate.map(|w| w.count)).unwrap_or(1),
+                max_calls: p.max_calls.unwrap_or(0),
+                max_calls_per_b: p.max_calls_per_b.unwrap_or(0),
+            },
         });
     }
 
@@ -2319,6 +2407,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         admin,
         calls,
         callbacks,
+        guard,
         spokn,
         airtel,
         partners,
@@ -2530,7 +2619,7 @@ fn locate(text: &str, path: &[Seg]) -> Option<usize> {
     best
 }
 
-/// Parses "500ms", "10s", "2m", "1h" (and a bare "0").
+/// Parses "500ms", "10s", "2m", "1h", "1d" (and a bare "0").
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s == "0" {
@@ -2544,6 +2633,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "s" => Some(Duration::from_secs(n)),
         "m" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(3600).map(Duration::from_secs),
+        "d" => n.checked_mul(86400).map(Duration::from_secs),
         _ => None,
     }
 }
@@ -2832,6 +2922,7 @@ secret = "up"
             ("admin", "[admin]", ""),
             ("calls", "[calls]", ""),
             ("callbacks", "[callbacks]", ""),
+            ("guard", "[guard]", ""),
             ("spokn", "[spokn]", ""),
             ("airtel", "[airtel]", ""),
             ("roundtrip", "[roundtrip]", ""),

@@ -30,8 +30,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, place, record_refusal, usable, BasicError,
-    CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, stop_headers, usable,
+    BasicError, CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -39,6 +39,7 @@ use crate::core::call::{q850_text, sip_for, Event, LegState, Side};
 use crate::core::phone::{Address, E164};
 use crate::core::plan::{self, CallPlan, Participant, SidePlan, Strategy};
 use crate::core::{format_ms, CallId};
+use crate::guard::{Ask, Rule, Stop};
 use crate::http::{read_body, BodyError, Resp};
 use crate::notify::reserved_header;
 use crate::provider::{About, FollowUp, Originate, ProviderError};
@@ -155,6 +156,11 @@ mod codes {
     pub const INVALID: &str = "INVALID_PARAMETER";
     pub const CALLBACK: &str = "CALLBACK_URL_NOT_ALLOWED";
     pub const FLOW: &str = "CALL_FLOW_NOT_SUPPORTED";
+    // c2cd's guard rails.
+    pub const NUMBER_LIMIT: &str = "FROM_NUMBER_CALL_LIMIT_EXCEEDED";
+    pub const RATE: &str = "RATE_LIMIT_EXCEEDED";
+    pub const CONCURRENCY: &str = "CONCURRENT_CALL_LIMIT_EXCEEDED";
+    pub const TO_BUSY: &str = "TO_PARTICIPANT_BUSY";
 }
 
 fn seed(c: (&'static str, &str)) -> Refusal {
@@ -890,11 +896,12 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         }
     };
     let id = rec.id;
-    let refusal = Answer::failed(Event::Rejected, Failure::Forbidden);
-    let placed = place(app, rec, &route, &o, refusal, |r| answer_of(id, r));
-    let answer = match placed.await {
-        Ok(Some(a)) => a,
-        Ok(None) => return failure_response(id, &Failure::Forbidden),
+    let ask = Ask::new(&rt.config, partner, rec.at);
+    let placed = place(app, rec, &route, &o, ask, Answer::stopped, |r| {
+        answer_of(id, r)
+    });
+    let (answer, stop) = match placed.await {
+        Ok(placed) => placed,
         Err(e) => return store_failure(id, &e),
     };
     match &answer.failure {
@@ -905,10 +912,13 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         ),
         Some(f) => log::warn!("call {id}: airtel partner {:?}: {}", partner.id, f.detail()),
     }
-    match &answer.failure {
-        None => respond(Some(id), StatusCode::OK, answer.body),
+    let shown = stop.as_ref().and_then(|s| s.replay_of).unwrap_or(id);
+    let mut r = match &answer.failure {
+        None => respond(Some(shown), StatusCode::OK, answer.body),
         Some(f) => failure_response(id, f),
-    }
+    };
+    stop_headers(&mut r, stop.as_ref());
+    r
 }
 
 /// What the partner is answered, and what the call records of it.
@@ -921,6 +931,41 @@ struct Answer {
 }
 
 impl Answer {
+    /// The answer to a request the guard rails stopped: a replay is a success
+    /// with the earlier call's correlationId; a limit is refused with c2cd's
+    /// own error code in the seed's error body.
+    fn stopped(s: &Stop) -> Answer {
+        let limit = |status, code: &'static str| {
+            Failure::Refused(Refusal {
+                status,
+                code,
+                message: s.detail.clone(),
+            })
+        };
+        let f = match (s.rule, s.replay_of) {
+            (Rule::Duplicate, Some(of)) => {
+                let body = json!({ "status": "success", "correlationId": of.to_string() });
+                return Answer {
+                    event: Event::Rejected,
+                    failure: None,
+                    detail: Some(s.detail.clone()),
+                    body: json_bytes(&body),
+                };
+            }
+            (Rule::Disabled, _) => Failure::Forbidden,
+            (Rule::NumberLimit, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::NUMBER_LIMIT),
+            (Rule::PartnerRate, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::RATE),
+            (Rule::PartnerBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::CONCURRENCY),
+            (Rule::AgentBusy, _) => limit(StatusCode::CONFLICT, codes::TO_BUSY),
+            // Airtel sends no Idempotency-Key.
+            _ => Failure::Internal(s.detail.clone()),
+        };
+        Answer {
+            detail: Some(s.detail.clone()),
+            ..Answer::failed(Event::Rejected, f)
+        }
+    }
+
     fn failed(event: Event, f: Failure) -> Answer {
         Answer {
             event,

@@ -29,6 +29,7 @@ use crate::config::{Config, Dialect, Partner};
 use crate::core::call::{CallState, Event, LegState, Side};
 use crate::core::plan::CallPlan;
 use crate::core::{ct_eq, now_ms, CallId};
+use crate::guard::{self, Ask, Stop};
 use crate::provider::{Events, FollowUp, Originate, ProviderError, Reply, Routed};
 use crate::store::{calls, partners, StoreError};
 
@@ -112,8 +113,19 @@ pub trait Recorded: Clone + Send + Sync + 'static {
 /// its row says nothing went to a provider. The caller then answers.
 pub async fn record_refusal<A: Recorded>(
     app: &App,
+    rec: calls::NewCall,
+    refusal: A,
+) -> Result<(), StoreError> {
+    record_stopped(app, rec, refusal, None).await
+}
+
+/// [`record_refusal`], marking the row with the guard rule that stopped the
+/// request (and the call a replay repeats).
+pub async fn record_stopped<A: Recorded>(
+    app: &App,
     mut rec: calls::NewCall,
     refusal: A,
+    guard: Option<(guard::Rule, Option<CallId>)>,
 ) -> Result<(), StoreError> {
     log::info!(
         "call {}: {} request refused: {} (partner {:?}, from {:?})",
@@ -129,9 +141,33 @@ pub async fn record_refusal<A: Recorded>(
     app.store
         .write(move |c| {
             let events = [(refusal.event(), refusal.detail())];
-            calls::insert(c, &rec, &events, Some(refusal.answered())).map(|_| ())
+            calls::insert(c, &rec, &events, Some(refusal.answered()))?;
+            match guard {
+                Some((rule, of)) => calls::set_guard(c, rec.id, rule.as_str(), of),
+                None => Ok(()),
+            }
         })
         .await
+}
+
+/// The header a replay is answered with (with the earlier call's id in
+/// [`CALL_ID_HEADER`]).
+pub const REPLAY_HEADER: &str = "c2c-replay";
+
+/// What every dialect's answer to a stopped request carries besides its body:
+/// `Retry-After` when trying later may succeed, and the replay mark.
+pub fn stop_headers(r: &mut crate::http::Resp, stop: Option<&Stop>) {
+    let Some(s) = stop else { return };
+    let h = r.headers_mut();
+    if let Some(v) = s
+        .retry_after
+        .and_then(|n| HeaderValue::from_str(&n.to_string()).ok())
+    {
+        h.insert(hyper::header::RETRY_AFTER, v);
+    }
+    if s.replay_of.is_some() {
+        h.insert(REPLAY_HEADER, HeaderValue::from_static("true"));
+    }
 }
 
 /// Whether a request's `Content-Type` is `mime` (parameters aside).
@@ -191,9 +227,10 @@ pub fn usable(route: &[Routed], plan: &crate::core::plan::CallPlan) -> Result<Ve
 /// has the providers of `route` place the call `o`, in order: one that cannot
 /// be reached or fails on its side passes the call to the next (a `failover`
 /// event), and its breaker counts the failure. Then the call is followed.
-/// Returns the dialect's answer, or `None` when the partner is not enabled for
-/// the dialect in the database (the request is then recorded as refused with
-/// `refusal`).
+/// Returns the dialect's answer, with the [`Stop`] when the guard rails
+/// stopped the request (the partner disabled in the database, a replay, a
+/// limit): it is then recorded as refused with `stopped`'s answer, and nothing
+/// is dialled.
 ///
 /// A provider that places real calls is asked only once the request is durable,
 /// so a crash never leaves a placed call without a row. The simulator places
@@ -205,9 +242,10 @@ pub async fn place<A: Recorded>(
     mut rec: calls::NewCall,
     route: &[Routed],
     o: &Originate,
-    refusal: A,
+    mut ask: Ask,
+    stopped: impl Fn(&Stop) -> A + Send + 'static,
     answer_of: impl Fn(Outcome) -> (A, Option<FollowUp>),
-) -> Result<Option<A>, StoreError> {
+) -> Result<(A, Option<Stop>), StoreError> {
     let id = rec.id;
     let dialect = rec.dialect;
     rec.deadline_at = Some(deadline(rec.at, &o.plan, app.runtime().config.calls.grace));
@@ -231,23 +269,32 @@ pub async fn place<A: Recorded>(
             "no provider of the route is available".into(),
         )))),
     };
-    let pid = rec.partner_id.clone().unwrap_or_default();
     let early_record = early.as_ref().map(|(a, _)| a.clone());
-    let recorded = app
+    ask.a.clone_from(&rec.a_number);
+    ask.b.clone_from(&rec.b_number);
+    let buckets = app.buckets.clone();
+    let stop = app
         .store
         .write(move |c| {
-            if !partners::is_enabled_for(c, &pid, dialect)? {
+            let stop = match partners::is_enabled_for(c, &ask.partner_id, dialect)? {
+                false => Some(Stop::disabled()),
+                true => guard::check(c, &ask, id, &buckets)?,
+            };
+            if let Some(stop) = stop {
                 // Nothing goes upstream: the row must not say otherwise.
                 let rec = calls::NewCall {
                     provider: None,
                     upstream_request: None,
-                    auth_ok: None,
                     callback_url: None,
+                    deadline_at: None,
+                    auth_ok: rec.auth_ok.filter(|_| stop.rule != guard::Rule::Disabled),
                     ..rec
                 };
-                let events = [(refusal.event(), refusal.detail())];
-                calls::insert(c, &rec, &events, Some(refusal.answered()))?;
-                return Ok(false);
+                let answer = stopped(&stop);
+                let events = [(Event::Rejected, Some(stop.detail.as_str()))];
+                calls::insert(c, &rec, &events, Some(answer.answered()))?;
+                calls::set_guard(c, id, stop.rule.as_str(), stop.replay_of)?;
+                return Ok(Some((answer, stop)));
             }
             match &early_record {
                 Some(a) => {
@@ -256,12 +303,12 @@ pub async fn place<A: Recorded>(
                 }
                 None => calls::insert(c, &rec, &[(Event::Originating, None)], None)?,
             };
-            Ok(true)
+            Ok(None)
         })
         .await?;
-    if !recorded {
-        log::info!("call {id}: {dialect} partner is not enabled in the database");
-        return Ok(None);
+    if let Some((answer, stop)) = stop {
+        log::info!("call {id}: {dialect} request stopped: {}", stop.detail);
+        return Ok((answer, Some(stop)));
     }
     let (answer, follow, health) = match early {
         Some((a, f)) => (a, f, first.map(|r| r.health.clone())),
@@ -341,7 +388,7 @@ pub async fn place<A: Recorded>(
         let task = tokio::spawn(counted);
         app.following.set_task(id, task.abort_handle());
     }
-    Ok(Some(answer))
+    Ok((answer, None))
 }
 
 /// Counts a call in its provider's in-flight gauge while it lives.

@@ -19,8 +19,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, place, record_refusal, usable, BasicError,
-    CallbackFormat, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, record_stopped,
+    stop_headers, usable, BasicError, CallbackFormat, Notice, Outcome, Payload, Recorded,
+    CALL_ID_HEADER, REPLAY_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -28,6 +29,7 @@ use crate::core::call::{next, CallState, Event};
 use crate::core::phone::Address;
 use crate::core::plan::{self, CallPlan, Participant, SidePlan, Strategy};
 use crate::core::{format_ms, CallId};
+use crate::guard::{self, Ask, Rule, Stop};
 use crate::http::{read_body, BodyError, Resp};
 use crate::provider::{FollowUp, Originate, ProviderError};
 use crate::store::{calls, StoreError};
@@ -57,6 +59,18 @@ pub enum NativeError {
     ProviderTimeout,
     #[error("the click-to-call server refused the call")]
     ProviderFailed,
+    #[error("too many calls to the A number lately: {0}")]
+    NumberLimit(String),
+    #[error("the partner's call rate is spent: {0}")]
+    RateLimited(String),
+    #[error("the partner has too many calls in progress: {0}")]
+    PartnerBusy(String),
+    #[error("the B number is busy in another call: {0}")]
+    BBusy(String),
+    #[error("the Idempotency-Key is in use by a request not yet answered; retry shortly")]
+    KeyInUse,
+    #[error("the Idempotency-Key was used with another body")]
+    KeyReused,
     #[error("c2cd is overloaded; retry shortly")]
     Overloaded,
     #[error("internal error; see the log")]
@@ -79,7 +93,15 @@ impl NativeError {
                 StatusCode::BAD_GATEWAY
             }
             NativeError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
-            NativeError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            NativeError::NumberLimit(_) | NativeError::RateLimited(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            NativeError::BBusy(_) | NativeError::KeyInUse | NativeError::KeyReused => {
+                StatusCode::CONFLICT
+            }
+            NativeError::PartnerBusy(_) | NativeError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             NativeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,9 +120,31 @@ impl NativeError {
             NativeError::ProviderUnreachable => "provider_unreachable",
             NativeError::ProviderTimeout => "provider_timeout",
             NativeError::ProviderFailed => "provider_failed",
+            NativeError::NumberLimit(_) => "number_limit",
+            NativeError::RateLimited(_) => "rate_limited",
+            NativeError::PartnerBusy(_) => "partner_busy",
+            NativeError::BBusy(_) => "b_busy",
+            NativeError::KeyInUse => "idempotency_key_in_use",
+            NativeError::KeyReused => "idempotency_key_reused",
             NativeError::Overloaded => "overloaded",
             NativeError::Internal => "internal",
         }
+    }
+
+    /// What the partner is told of a request the guard rails stopped; `None`
+    /// for a replay, which is answered with the earlier call.
+    fn from_stop(s: &Stop) -> Option<Self> {
+        let why = s.detail.clone();
+        Some(match s.rule {
+            Rule::Duplicate | Rule::KeyReplay => return None,
+            Rule::Disabled => NativeError::Forbidden,
+            Rule::KeyInUse => NativeError::KeyInUse,
+            Rule::KeyReused => NativeError::KeyReused,
+            Rule::NumberLimit => NativeError::NumberLimit(why),
+            Rule::PartnerRate => NativeError::RateLimited(why),
+            Rule::PartnerBusy => NativeError::PartnerBusy(why),
+            Rule::AgentBusy => NativeError::BBusy(why),
+        })
     }
 
     fn from_provider(e: &ProviderError) -> Self {
@@ -465,6 +509,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     );
     let is_json = content_type_is(&req, "application/json");
     let auth = req.headers().get(AUTHORIZATION).cloned();
+    let key = req.headers().get(IDEMPOTENCY_KEY).cloned();
     match read_body(req, limits.max_body_bytes, limits.body_read_timeout).await {
         Ok(b) => rec.received_body = b.to_vec(),
         Err(BodyError::TooLarge) => return reject(app, rec, NativeError::TooLarge, None).await,
@@ -491,6 +536,20 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     if !is_json {
         return reject(app, rec, NativeError::UnsupportedMediaType, None).await;
     }
+    let key = match key.map(|k| idempotency_key(&k)) {
+        None => None,
+        Some(Ok(k)) => Some((k, hex_sha256(&rec.received_body))),
+        Some(Err(why)) => {
+            let e = NativeError::Invalid(vec![("Idempotency-Key".into(), why.into())]);
+            return reject(app, rec, e, None).await;
+        }
+    };
+    if let Some((k, digest)) = &key {
+        match replayed(app, rec, &partner.id, k, digest).await {
+            Ok(r) => return r,
+            Err(r) => rec = r,
+        }
+    }
     let body: CallBody = match serde_json::from_slice(&rec.received_body) {
         Ok(b) => b,
         Err(e) => return reject(app, rec, NativeError::Malformed(e.to_string()), None).await,
@@ -516,11 +575,12 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     rec.callback_url = v.callback_url;
 
     let (id, at) = (rec.id, rec.at);
-    let refusal = Answer::refused(id, NativeError::Forbidden);
-    let placed = place(app, rec, &route, &o, refusal, |r| answer_of(id, at, r));
-    let answer = match placed.await {
-        Ok(Some(a)) => a,
-        Ok(None) => return problem(id, &NativeError::Forbidden),
+    let mut ask = Ask::new(&rt.config, partner, at);
+    ask.key = key;
+    let stopped = move |s: &Stop| Answer::stopped(id, s);
+    let placed = place(app, rec, &route, &o, ask, stopped, |r| answer_of(id, at, r));
+    let (answer, stop) = match placed.await {
+        Ok(placed) => placed,
         Err(e) => return store_failure(id, &e),
     };
     match &answer.error {
@@ -535,16 +595,114 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             answer.detail.as_deref().unwrap_or(e.code())
         ),
     }
-    match &answer.error {
+    let mut r = match &answer.error {
         Some(e) => problem(id, e),
         None => {
-            let mut r = respond(id, StatusCode::CREATED, "application/json", answer.body);
-            if let Ok(v) = HeaderValue::from_str(&format!("/v1/calls/{id}")) {
+            let shown = stop.as_ref().and_then(|s| s.replay_of).unwrap_or(id);
+            let status = StatusCode::from_u16(answer.answered().status).unwrap_or(StatusCode::OK);
+            let mut r = respond(shown, status, "application/json", answer.body);
+            if let Ok(v) = HeaderValue::from_str(&format!("/v1/calls/{shown}")) {
                 r.headers_mut().insert(LOCATION, v);
             }
             r
         }
+    };
+    stop_headers(&mut r, stop.as_ref());
+    r
+}
+
+/// The header that makes `POST /v1/calls` safe to retry.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// An `Idempotency-Key`: 1 to 255 visible ASCII characters.
+fn idempotency_key(v: &HeaderValue) -> Result<String, &'static str> {
+    let k = v.to_str().map_err(|_| "must be visible ASCII")?.trim();
+    if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be 1 to 255 visible ASCII characters");
     }
+    Ok(k.to_string())
+}
+
+fn hex_sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The answer to a request whose `Idempotency-Key` was used before, recorded:
+/// the first answer again for the same body, a conflict for another, or "in
+/// use" while the first is not answered yet. The request back when the key is
+/// new (or forgotten).
+async fn replayed(
+    app: &App,
+    rec: calls::NewCall,
+    partner: &str,
+    key: &str,
+    digest: &str,
+) -> Result<Resp, calls::NewCall> {
+    let (p, k, now) = (partner.to_string(), key.to_string(), rec.at);
+    let found = app
+        .store
+        .read(move |c| {
+            let Some(used) = guard::key_use(c, &p, &k, now)? else {
+                return Ok(None);
+            };
+            let first = guard::answer_of(c, &used.call_id)?;
+            Ok(Some((used, first)))
+        })
+        .await;
+    let (used, first) = match found {
+        Ok(Some(f)) => f,
+        Ok(None) => return Err(rec),
+        Err(e) => return Ok(store_failure(rec.id, &e)),
+    };
+    let id = rec.id;
+    let of = CallId::parse(&used.call_id);
+    let (rule, e) = match first {
+        _ if used.digest != digest => (Rule::KeyReused, NativeError::KeyReused),
+        None => (Rule::KeyInUse, NativeError::KeyInUse),
+        Some((status, body)) => {
+            let detail = format!("Idempotency-Key {key:?}: a replay of call {}", used.call_id);
+            let answer = Answer {
+                event: Event::Rejected,
+                error: None,
+                detail: Some(detail),
+                body: Bytes::from(body),
+                status: Some(status),
+            };
+            let body = answer.body.clone();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return Ok(
+                match record_stopped(app, rec, answer, Some((Rule::KeyReplay, of))).await {
+                    Ok(()) => {
+                        let mut r = respond(of.unwrap_or(id), status, "application/json", body);
+                        r.headers_mut()
+                            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                        r.headers_mut()
+                            .insert(REPLAY_HEADER, HeaderValue::from_static("true"));
+                        r
+                    }
+                    Err(se) => store_failure(id, &se),
+                },
+            );
+        }
+    };
+    let refusal = Answer::refused(id, e.clone());
+    Ok(
+        match record_stopped(app, rec, refusal, Some((rule, of))).await {
+            Ok(()) => {
+                let mut r = problem(id, &e);
+                if rule == Rule::KeyInUse {
+                    r.headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                r
+            }
+            Err(se) => store_failure(id, &se),
+        },
+    )
 }
 
 /// What the provider's answer means for the partner, and what the call records.
@@ -557,6 +715,8 @@ struct Answer {
     detail: Option<String>,
     /// The body answered: the created call, or the problem.
     body: Bytes,
+    /// The status of a success other than 201 Created (a replay).
+    status: Option<u16>,
 }
 
 impl Answer {
@@ -566,6 +726,36 @@ impl Answer {
             detail: Some(e.detail()),
             body: json_bytes(&e.problem(id)),
             error: Some(e),
+            status: None,
+        }
+    }
+
+    /// The answer to a request the guard rails stopped: a replay is the
+    /// earlier call, answered 200.
+    fn stopped(id: CallId, s: &Stop) -> Answer {
+        match (NativeError::from_stop(s), s.replay_of) {
+            (e, None) | (e @ Some(_), _) => {
+                let e = e.unwrap_or(NativeError::Internal);
+                Answer {
+                    detail: Some(e.detail()),
+                    ..Answer::refused(id, e)
+                }
+            }
+            (None, Some(of)) => {
+                let earlier = json!({
+                    "id": of.to_string(),
+                    "state": s.replay_state,
+                    "href": format!("/v1/calls/{of}"),
+                    "replay": true,
+                });
+                Answer {
+                    event: Event::Rejected,
+                    error: None,
+                    detail: Some(s.detail.clone()),
+                    body: json_bytes(&earlier),
+                    status: Some(200),
+                }
+            }
         }
     }
 
@@ -593,7 +783,10 @@ impl Recorded for Answer {
 
     fn answered(&self) -> calls::Answered<'_> {
         calls::Answered {
-            status: self.error.as_ref().map_or(201, |e| e.status().as_u16()),
+            status: match (&self.error, self.status) {
+                (Some(e), _) => e.status().as_u16(),
+                (None, s) => s.unwrap_or(201),
+            },
             code: self.error.as_ref().map(NativeError::code),
             body: &self.body,
             error: self.detail.as_deref(),
@@ -624,6 +817,7 @@ fn answer_of(id: CallId, at: i64, r: Outcome) -> (Answer, Option<FollowUp>) {
                 error: None,
                 detail: None,
                 body: json_bytes(&created),
+                status: None,
             };
             (answer, follow)
         }

@@ -31,8 +31,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, place, record_refusal, usable, BasicError,
-    CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, stop_headers, usable,
+    BasicError, CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -41,6 +41,7 @@ use crate::core::money::Money;
 use crate::core::phone::Address;
 use crate::core::plan::{CallPlan, Participant, SidePlan, Strategy};
 use crate::core::{format_ms, CallId};
+use crate::guard::{Ask, Rule, Stop};
 use crate::http::{read_body, BodyError, Resp};
 use crate::provider::{About, FollowUp, Originate, ProviderError};
 use crate::store::{calls, StoreError};
@@ -514,11 +515,12 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     };
     rec.callback_url = v.callback_url;
     let id = rec.id;
-    let refusal = Answer::refused(&SpoknError::Unauthorized);
-    let placed = place(app, rec, &route, &o, refusal, |r| answer_of(id, r));
-    let answer = match placed.await {
-        Ok(Some(a)) => a,
-        Ok(None) => return error_response(id, &SpoknError::Unauthorized),
+    let ask = Ask::new(&rt.config, partner, rec.at);
+    let placed = place(app, rec, &route, &o, ask, Answer::stopped, |r| {
+        answer_of(id, r)
+    });
+    let (answer, stop) = match placed.await {
+        Ok(placed) => placed,
         Err(e) => return store_failure(id, &e),
     };
     match &answer.error {
@@ -529,10 +531,13 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         ),
         Some(e) => log::warn!("call {id}: spokn partner {:?}: {e}", partner.id),
     }
-    match &answer.error {
-        None => respond(id, StatusCode::OK, answer.body),
+    let shown = stop.as_ref().and_then(|s| s.replay_of).unwrap_or(id);
+    let mut r = match &answer.error {
+        None => respond(shown, StatusCode::OK, answer.body),
         Some(e) => error_response(id, e),
-    }
+    };
+    stop_headers(&mut r, stop.as_ref());
+    r
 }
 
 /// What the partner is answered, and what the call records of it.
@@ -545,6 +550,33 @@ struct Answer {
 }
 
 impl Answer {
+    /// The answer to a request the guard rails stopped, in Spokn's codes: a
+    /// replay is successful; the A number's limit is 106 and a busy B 107
+    /// (destinations not served now); the partner's own limits are 500.
+    fn stopped(s: &Stop) -> Answer {
+        let why = s.detail.clone();
+        let e = match s.rule {
+            Rule::Duplicate => {
+                return Answer {
+                    event: Event::Rejected,
+                    error: None,
+                    detail: Some(why),
+                    body: Bytes::from(answer_body(200)),
+                }
+            }
+            Rule::Disabled => SpoknError::Unauthorized,
+            Rule::NumberLimit => SpoknError::AUnsupported(why),
+            Rule::AgentBusy => SpoknError::BUnsupported(why),
+            Rule::PartnerRate | Rule::PartnerBusy => SpoknError::Overloaded,
+            // Spokn sends no Idempotency-Key.
+            Rule::KeyInUse | Rule::KeyReused | Rule::KeyReplay => SpoknError::Internal(why),
+        };
+        Answer {
+            detail: Some(s.detail.clone()),
+            ..Answer::refused(&e)
+        }
+    }
+
     fn refused(e: &SpoknError) -> Answer {
         Answer {
             event: Event::Rejected,

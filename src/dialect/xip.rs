@@ -29,7 +29,8 @@ use crate::http::{read_body, BodyError, Resp};
 use crate::provider::{About, Originate, ProviderError};
 use crate::store::{calls, StoreError};
 
-use super::{record_refusal, Recorded, CALL_ID_HEADER};
+use super::{record_refusal, stop_headers, Recorded, CALL_ID_HEADER};
+use crate::guard::{Ask, Rule, Stop};
 
 /// Why c2cd answered a XIP request itself. Each has a stable result code and
 /// HTTP status; the codes are documented in the README.
@@ -59,6 +60,14 @@ pub enum XipError {
     UpstreamBadResponse,
     #[error("Click-to-call server refused the call")]
     UpstreamRefused,
+    #[error("Too many calls to the Requestor: {0}")]
+    NumberLimit(String),
+    #[error("Call rate exceeded: {0}")]
+    PartnerRate(String),
+    #[error("Too many calls in progress: {0}")]
+    PartnerBusy(String),
+    #[error("Fulfillment busy in another call: {0}")]
+    FulfillmentBusy(String),
     #[error("Busy, retry later")]
     Overloaded,
     #[error("Internal error")]
@@ -81,6 +90,10 @@ impl XipError {
             XipError::UpstreamTimeout => 111,
             XipError::UpstreamBadResponse => 112,
             XipError::UpstreamRefused => 113,
+            XipError::NumberLimit(_) => 131,
+            XipError::PartnerRate(_) => 132,
+            XipError::PartnerBusy(_) => 133,
+            XipError::FulfillmentBusy(_) => 134,
             XipError::Overloaded => 120,
             XipError::Internal => 121,
         }
@@ -100,9 +113,27 @@ impl XipError {
             | XipError::UpstreamBadResponse
             | XipError::UpstreamRefused => StatusCode::BAD_GATEWAY,
             XipError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            XipError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            XipError::NumberLimit(_) | XipError::PartnerRate(_) => StatusCode::TOO_MANY_REQUESTS,
+            XipError::FulfillmentBusy(_) => StatusCode::CONFLICT,
+            XipError::PartnerBusy(_) | XipError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             XipError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// What the vendor is told of a request the guard rails stopped; `None`
+    /// for a replay, which is answered with the earlier call.
+    fn from_stop(s: &Stop) -> Option<Self> {
+        let why = s.detail.clone();
+        Some(match s.rule {
+            Rule::Duplicate => return None,
+            Rule::Disabled => XipError::UnknownPartner,
+            Rule::NumberLimit => XipError::NumberLimit(why),
+            Rule::PartnerRate => XipError::PartnerRate(why),
+            Rule::PartnerBusy => XipError::PartnerBusy(why),
+            // XIP sends no Idempotency-Key.
+            Rule::KeyInUse | Rule::KeyReused | Rule::KeyReplay => XipError::Internal,
+            Rule::AgentBusy => XipError::FulfillmentBusy(why),
+        })
     }
 
     fn from_provider(e: &ProviderError) -> Self {
@@ -339,8 +370,11 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     rec.callback_url = partner.callback_url.as_ref().map(|u| u.to_string());
 
     let id = rec.id;
-    let unknown = XipError::UnknownPartner;
-    let refusal = Answer::local(id, &unknown, Event::Rejected);
+    let mut ask = Ask::new(&rt.config, partner, rec.at);
+    if !auth_ok {
+        // A replay would tell a stranger the earlier call's id.
+        ask.dedupe_window = Duration::ZERO;
+    }
     let route = match super::usable(&rt.providers.route(&partner.route), &o.plan) {
         Ok(r) => r,
         Err(why) => {
@@ -348,13 +382,13 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             return reject(app, rec, XipError::Internal).await;
         }
     };
-    let placed = super::place(app, rec, &route, &o, refusal, |r| answer_of(id, r));
+    let stopped = move |s: &Stop| Answer::stopped(id, s);
+    let placed = super::place(app, rec, &route, &o, ask, stopped, |r| answer_of(id, r));
     if !auth_ok {
         log::warn!("call {id}: xip partner {partner_id:?} sent a bad Auth from {remote}; passing BadIncomingAuth upstream");
     }
-    let answer = match placed.await {
-        Ok(Some(a)) => a,
-        Ok(None) => return local_answer(id, &unknown),
+    let (answer, stop) = match placed.await {
+        Ok(placed) => placed,
         Err(e) => return store_failure(id, &e),
     };
     match &answer.detail {
@@ -364,12 +398,15 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         ),
         Some(d) => log::warn!("call {id}: xip partner {partner_id:?}: {d}",),
     }
-    respond(
-        id,
+    let shown = stop.as_ref().and_then(|s| s.replay_of).unwrap_or(id);
+    let mut r = respond(
+        shown,
         answer.status,
         answer.content_type.as_deref(),
         answer.body,
-    )
+    );
+    stop_headers(&mut r, stop.as_ref());
+    r
 }
 
 /// What the partner is answered after the provider was asked, and what is recorded of it.
@@ -386,6 +423,29 @@ struct Answer {
 }
 
 impl Answer {
+    /// The answer to a request the guard rails stopped: a replay is answered
+    /// as accepted, with the earlier call's id.
+    fn stopped(id: CallId, s: &Stop) -> Answer {
+        match (XipError::from_stop(s), s.replay_of) {
+            (Some(e), _) => Answer {
+                detail: Some(format!("{e}")),
+                ..Answer::local(id, &e, Event::Rejected)
+            },
+            (None, of) => Answer {
+                event: Event::Rejected,
+                status: StatusCode::OK,
+                code: Some("0".into()),
+                content_type: Some(TEXT_PLAIN.to_string()),
+                body: Bytes::from(result_body(
+                    0,
+                    "Replay of an earlier request",
+                    of.or(Some(id)),
+                )),
+                detail: Some(s.detail.clone()),
+            },
+        }
+    }
+
     /// c2cd's own answer for `e`, moving the call by `event`.
     fn local(id: CallId, e: &XipError, event: Event) -> Answer {
         Answer {

@@ -130,6 +130,23 @@ pub struct Answered<'a> {
 /// Inserts the call with its first `events` (each with an optional detail) and,
 /// when already known, the answer given. The state is the one the events lead
 /// to from `requested`; one INSERT for the row, one per event.
+/// Marks a request the guard rails stopped: the rule, and for a replay the
+/// earlier call it was answered with.
+pub fn set_guard(
+    conn: &Connection,
+    id: CallId,
+    rule: &str,
+    replay_of: Option<CallId>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE calls SET guard = ?2, replay_of = ?3 WHERE id = ?1")?
+        .execute(params![
+            id.to_string(),
+            rule,
+            replay_of.map(|r| r.to_string())
+        ])?;
+    Ok(())
+}
+
 pub fn insert(
     conn: &Connection,
     c: &NewCall,

@@ -265,6 +265,32 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX balance_ledger_msisdn ON balance_ledger (msisdn, id);
     "#,
+    // 8: guard rails.
+    r#"
+    -- The guard rule that stopped a request (see src/guard.rs), and for a
+    -- replay the earlier call it was answered with.
+    ALTER TABLE calls ADD COLUMN guard TEXT;
+    ALTER TABLE calls ADD COLUMN replay_of TEXT;
+    -- Calls to an A number lately, across partners: [guard] number_limits.
+    CREATE INDEX calls_a_recent ON calls (a_number, created_at) WHERE state != 'rejected';
+    -- Calls in progress, by partner and by B number: max_calls, max_calls_per_b.
+    CREATE INDEX calls_live_partner ON calls (partner_id)
+        WHERE state IN ('originating', 'accepted', 'dialing_a', 'a_answered', 'dialing_b', 'bridged');
+    CREATE INDEX calls_live_b ON calls (b_number)
+        WHERE state IN ('originating', 'accepted', 'dialing_a', 'a_answered', 'dialing_b', 'bridged');
+
+    -- The native API's Idempotency-Key: the first request with a key places the
+    -- call; for 24 hours the same key replays its answer.
+    CREATE TABLE idempotency_keys (
+        partner_id  TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        digest      TEXT NOT NULL,           -- SHA-256 of the body, hex
+        call_id     TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (partner_id, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

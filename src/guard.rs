@@ -1,0 +1,697 @@
+//! Guard rails: what stops a request before any leg is dialled. Every dialect
+//! hands its call to [`crate::dialect::place`], which runs [`check`] inside the
+//! database writer's transaction that records the call: the single writer makes
+//! every limit exact under concurrent requests (two requests never both see the
+//! last free slot), and limits counted from the calls table never leak a slot,
+//! however a call ends.
+//!
+//! In order, a request is stopped when:
+//! 1. its partner is disabled in the database;
+//! 2. its native `Idempotency-Key` is being used by another request;
+//! 3. it repeats, within the partner's `dedupe_window`, a call of the same
+//!    partner to the same A and B that has not failed: the earlier call is the
+//!    answer (a *replay*; nothing is dialled again);
+//! 4. its A number had `[guard] number_limits` calls already (across partners);
+//! 5. its partner has `max_calls` calls in progress;
+//! 6. its B number has `max_calls_per_b` calls in progress (an agent's line);
+//! 7. its partner has spent its `max_rate` (a token bucket with `burst`).
+//!
+//! Each dialect answers a [`Stop`] with its own code (see the README's table);
+//! the call's row keeps the rule (`calls.guard`) and, for a replay, the call it
+//! repeats (`calls.replay_of`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::core::CallId;
+
+/// The rule that stopped a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The partner is disabled in the database.
+    Disabled,
+    /// The `Idempotency-Key` is in use by a request not yet answered.
+    KeyInUse,
+    /// The `Idempotency-Key` came with another body before.
+    KeyReused,
+    /// The `Idempotency-Key` was answered before: the answer is replayed.
+    KeyReplay,
+    /// The same partner, A and B within the dedupe window: a replay.
+    Duplicate,
+    /// The A number had its share of calls (`[guard] number_limits`).
+    NumberLimit,
+    /// The partner's calls in progress reached `max_calls`.
+    PartnerBusy,
+    /// The B number's calls in progress reached `max_calls_per_b`.
+    AgentBusy,
+    /// The partner's `max_rate` is spent.
+    PartnerRate,
+}
+
+impl Rule {
+    /// As stored in `calls.guard`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Disabled => "disabled",
+            Rule::KeyInUse => "idempotency_key_in_use",
+            Rule::KeyReused => "idempotency_key_reused",
+            Rule::KeyReplay => "idempotency_replay",
+            Rule::Duplicate => "duplicate",
+            Rule::NumberLimit => "number_limit",
+            Rule::PartnerBusy => "partner_busy",
+            Rule::AgentBusy => "agent_busy",
+            Rule::PartnerRate => "partner_rate",
+        }
+    }
+}
+
+/// Why a request was not placed, and what its answer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub rule: Rule,
+    /// One line for the record and the log: which limit, with its numbers.
+    pub detail: String,
+    /// A replay: the earlier call the partner is answered with.
+    pub replay_of: Option<CallId>,
+    /// A replay: the earlier call's state now.
+    pub replay_state: Option<String>,
+    /// When trying again may succeed (seconds), for `Retry-After`.
+    pub retry_after: Option<u64>,
+}
+
+impl Stop {
+    pub fn new(rule: Rule, detail: String) -> Stop {
+        Stop {
+            rule,
+            detail,
+            replay_of: None,
+            replay_state: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn disabled() -> Stop {
+        Stop::new(
+            Rule::Disabled,
+            "the partner is not enabled for this dialect in the database".into(),
+        )
+    }
+}
+
+/// At most `count` calls in any `per`: `"3/15m"`, `"10/s"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl Window {
+    /// `COUNT/DURATION`, the duration as in the rest of the config (`15m`,
+    /// `24h`), its `1` optional (`10/s`, `5/d`).
+    pub fn parse(s: &str) -> Result<Window, String> {
+        let bad =
+            || format!("{s:?} is not COUNT/PERIOD (examples: \"10/s\", \"3/15m\", \"5/24h\")");
+        let (count, per) = s.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let per = per.trim();
+        let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
+            crate::config::parse_duration(per)
+        } else {
+            crate::config::parse_duration(&format!("1{per}"))
+        }
+        .ok_or_else(bad)?;
+        if count == 0 || per.is_zero() {
+            return Err(format!(
+                "{s:?}: the count and the period must be more than 0"
+            ));
+        }
+        Ok(Window { count, per })
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.count, human(self.per))
+    }
+}
+
+/// What [`check`] is asked about one request.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    pub partner_id: String,
+    /// The A and B numbers as stored (the first participant of each side).
+    pub a: Option<String>,
+    pub b: Option<String>,
+    /// When the request came (unix ms).
+    pub at: i64,
+    pub dedupe_window: Duration,
+    pub number_limits: Vec<Window>,
+    /// 0: no limit.
+    pub max_calls: u32,
+    pub max_calls_per_b: u32,
+    pub max_rate: Option<Window>,
+    pub burst: u32,
+    /// The native API's `Idempotency-Key` and a digest of the body it came with.
+    pub key: Option<(String, String)>,
+}
+
+impl Ask {
+    /// The limits `partner` is under, for a request at `at`.
+    pub fn new(cfg: &crate::config::Config, partner: &crate::config::Partner, at: i64) -> Ask {
+        let g = &partner.guard;
+        Ask {
+            partner_id: partner.id.clone(),
+            a: None,
+            b: None,
+            at,
+            dedupe_window: g.dedupe_window,
+            number_limits: cfg.guard.number_limits.clone(),
+            max_calls: g.max_calls,
+            max_calls_per_b: g.max_calls_per_b,
+            max_rate: g.max_rate,
+            burst: g.burst,
+            key: None,
+        }
+    }
+}
+
+/// The states of a call in progress: it holds a slot of its partner and its B.
+/// The partial indexes of schema step 8 have this very list.
+const LIVE: &str =
+    "state IN ('originating', 'accepted', 'dialing_a', 'a_answered', 'dialing_b', 'bridged')";
+
+/// `15m`, `24h`, `1s`: a period as the config writes it.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if d.subsec_millis() != 0 => format!("{}ms", d.as_millis()),
+        _ if s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// Whole seconds until `at_ms` from `now`, at least 1.
+fn secs_until(at_ms: i64, now: i64) -> u64 {
+    u64::try_from((at_ms - now + 999) / 1000)
+        .unwrap_or(0)
+        .max(1)
+}
+
+/// The first rule that stops `ask`, if any. Runs in the writer's transaction,
+/// before the call's row is inserted; a request that passes has its
+/// `Idempotency-Key` recorded here, with the call `id`.
+pub fn check(
+    c: &Connection,
+    ask: &Ask,
+    id: CallId,
+    buckets: &Buckets,
+) -> rusqlite::Result<Option<Stop>> {
+    if let Some((key, _)) = &ask.key {
+        let taken: Option<String> = c
+            .prepare_cached(
+                "SELECT call_id FROM idempotency_keys WHERE partner_id = ?1 AND key = ?2 AND created_at >= ?3",
+            )?
+            .query_row(
+                params![ask.partner_id, key, ask.at - ms(KEY_LIFETIME)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(call) = taken {
+            let mut s = Stop::new(
+                Rule::KeyInUse,
+                format!("Idempotency-Key {key:?} is in use by call {call}"),
+            );
+            s.retry_after = Some(1);
+            return Ok(Some(s));
+        }
+    }
+    if let (Some(a), Some(b)) = (&ask.a, &ask.b) {
+        if let Some(s) = duplicate(c, ask, a, b)? {
+            return Ok(Some(s));
+        }
+    }
+    if let Some(a) = &ask.a {
+        for w in &ask.number_limits {
+            let (n, oldest): (u32, Option<i64>) = c
+                .prepare_cached(
+                    "SELECT count(*), min(created_at) FROM calls
+                     WHERE a_number = ?1 AND created_at >= ?2 AND state != 'rejected'",
+                )?
+                .query_row(params![a, ask.at - ms(w.per)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            if n >= w.count {
+                let mut s = Stop::new(
+                    Rule::NumberLimit,
+                    format!(
+                        "{a} had {n} calls in the last {}: the limit is {w}",
+                        human(w.per)
+                    ),
+                );
+                s.retry_after = oldest.map(|o| secs_until(o + ms(w.per), ask.at));
+                return Ok(Some(s));
+            }
+        }
+    }
+    if ask.max_calls > 0 {
+        let sql = format!("SELECT count(*) FROM calls WHERE partner_id = ?1 AND {LIVE}");
+        let n: u32 = c
+            .prepare_cached(&sql)?
+            .query_row([&ask.partner_id], |r| r.get(0))?;
+        if n >= ask.max_calls {
+            let mut s = Stop::new(
+                Rule::PartnerBusy,
+                format!(
+                    "the partner has {n} calls in progress: max_calls is {}",
+                    ask.max_calls
+                ),
+            );
+            s.retry_after = Some(5);
+            return Ok(Some(s));
+        }
+    }
+    if let (Some(b), true) = (&ask.b, ask.max_calls_per_b > 0) {
+        let sql = format!("SELECT count(*) FROM calls WHERE b_number = ?1 AND {LIVE}");
+        let n: u32 = c.prepare_cached(&sql)?.query_row([b], |r| r.get(0))?;
+        if n >= ask.max_calls_per_b {
+            let mut s = Stop::new(
+                Rule::AgentBusy,
+                format!(
+                    "{b} is in {n} calls: max_calls_per_b is {}",
+                    ask.max_calls_per_b
+                ),
+            );
+            s.retry_after = Some(5);
+            return Ok(Some(s));
+        }
+    }
+    if let Some(w) = ask.max_rate {
+        if let Err(wait) = buckets.take(&ask.partner_id, w, ask.burst) {
+            let mut s = Stop::new(
+                Rule::PartnerRate,
+                format!(
+                    "the partner's max_rate {w} (burst {}) is spent",
+                    ask.burst.max(1)
+                ),
+            );
+            s.retry_after = Some(wait.as_secs().max(1));
+            return Ok(Some(s));
+        }
+    }
+    if let Some((key, digest)) = &ask.key {
+        remember_key(c, &ask.partner_id, key, digest, id, ask.at)?;
+    }
+    Ok(None)
+}
+
+/// The earlier call `ask` repeats, as a replay, if any.
+fn duplicate(c: &Connection, ask: &Ask, a: &str, b: &str) -> rusqlite::Result<Option<Stop>> {
+    if ask.dedupe_window.is_zero() {
+        return Ok(None);
+    }
+    let earlier: Option<(String, String)> = c
+        .prepare_cached(
+            "SELECT id, state FROM calls
+             WHERE a_number = ?1 AND b_number = ?2 AND created_at >= ?3 AND state != 'rejected'
+               AND partner_id = ?4 AND state NOT IN ('failed', 'lost')
+             ORDER BY created_at DESC LIMIT 1",
+        )?
+        .query_row(
+            params![a, b, ask.at - ms(ask.dedupe_window), ask.partner_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(earlier.and_then(|(id, state)| {
+        let of = CallId::parse(&id)?;
+        let mut s = Stop::new(
+            Rule::Duplicate,
+            format!(
+                "a replay of call {id} ({state}): the same A and B within dedupe_window {}",
+                human(ask.dedupe_window)
+            ),
+        );
+        s.replay_of = Some(of);
+        s.replay_state = Some(state);
+        Some(s)
+    }))
+}
+
+/// How long an `Idempotency-Key` is remembered.
+pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Keys forgotten per request at most: the table is pruned as it grows.
+const PRUNE_KEYS: i64 = 16;
+
+fn remember_key(
+    c: &Connection,
+    partner: &str,
+    key: &str,
+    digest: &str,
+    id: CallId,
+    at: i64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "DELETE FROM idempotency_keys WHERE (partner_id, key) IN
+           (SELECT partner_id, key FROM idempotency_keys WHERE created_at < ?1 LIMIT ?2)",
+    )?
+    .execute(params![at - ms(KEY_LIFETIME), PRUNE_KEYS])?;
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO idempotency_keys (partner_id, key, digest, call_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![partner, key, digest, id.to_string(), at])?;
+    Ok(())
+}
+
+/// What a key was first used with: the body's digest and the call it placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUse {
+    pub digest: String,
+    pub call_id: String,
+}
+
+/// The live use of `key` by `partner` at `now`, if any.
+pub fn key_use(
+    c: &Connection,
+    partner: &str,
+    key: &str,
+    now: i64,
+) -> rusqlite::Result<Option<KeyUse>> {
+    c.prepare_cached(
+        "SELECT digest, call_id FROM idempotency_keys
+         WHERE partner_id = ?1 AND key = ?2 AND created_at >= ?3",
+    )?
+    .query_row(params![partner, key, now - ms(KEY_LIFETIME)], |r| {
+        Ok(KeyUse {
+            digest: r.get(0)?,
+            call_id: r.get(1)?,
+        })
+    })
+    .optional()
+}
+
+/// What call `id` was answered (HTTP status and body), once it was.
+pub fn answer_of(c: &Connection, id: &str) -> rusqlite::Result<Option<(u16, Vec<u8>)>> {
+    let row: Option<(Option<u16>, Option<Vec<u8>>)> = c
+        .prepare_cached("SELECT result_status, result_body FROM calls WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        Some((Some(status), body)) => Some((status, body.unwrap_or_default())),
+        _ => None,
+    })
+}
+
+/// Token buckets of the partners' `max_rate`, in memory: after a restart every
+/// partner starts with a full bucket.
+#[derive(Default)]
+pub struct Buckets {
+    by_partner: Mutex<HashMap<String, Bucket>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Buckets {
+    /// Takes a token from `partner`'s bucket, which holds `burst` (at least 1)
+    /// and fills at `w`; how long until one is there when none is.
+    pub fn take(&self, partner: &str, w: Window, burst: u32) -> Result<(), Duration> {
+        self.take_at(partner, w, burst, Instant::now())
+    }
+
+    fn take_at(&self, partner: &str, w: Window, burst: u32, now: Instant) -> Result<(), Duration> {
+        let cap = f64::from(burst.max(1));
+        let per_sec = f64::from(w.count) / w.per.as_secs_f64();
+        let Ok(mut all) = self.by_partner.lock() else {
+            return Ok(());
+        };
+        let b = all.entry(partner.to_string()).or_insert(Bucket {
+            tokens: cap,
+            at: now,
+        });
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * per_sec).min(cap);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / per_sec))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::calls;
+
+    #[test]
+    fn windows_parse_with_or_without_a_count_of_periods() {
+        let w = |c, s| Window {
+            count: c,
+            per: Duration::from_secs(s),
+        };
+        assert_eq!(Window::parse("10/s"), Ok(w(10, 1)));
+        assert_eq!(Window::parse("3/15m"), Ok(w(3, 900)));
+        assert_eq!(Window::parse(" 5 / 24h "), Ok(w(5, 86400)));
+        for bad in ["", "5", "x/s", "5/", "5/fortnight", "0/s", "-1/s", "5/0s"] {
+            assert!(Window::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(w(3, 900).to_string(), "3/15m");
+    }
+
+    #[test]
+    fn a_bucket_lets_its_burst_through_then_its_rate() {
+        let b = Buckets::default();
+        let w = Window::parse("2/s").unwrap();
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            assert_eq!(b.take_at("p", w, 4, t0), Ok(()));
+        }
+        let wait = b.take_at("p", w, 4, t0).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
+        assert_eq!(b.take_at("q", w, 4, t0), Ok(()), "buckets are per partner");
+        assert!(b
+            .take_at("p", w, 4, t0 + Duration::from_millis(499))
+            .is_err());
+        assert_eq!(
+            b.take_at("p", w, 4, t0 + Duration::from_millis(1000)),
+            Ok(())
+        );
+        // Filling stops at the burst.
+        let later = t0 + Duration::from_secs(3600);
+        for _ in 0..4 {
+            assert_eq!(b.take_at("p", w, 4, later), Ok(()));
+        }
+        assert!(b.take_at("p", w, 4, later).is_err());
+    }
+
+    fn db() -> Connection {
+        crate::store::memory()
+    }
+
+    fn call(c: &Connection, partner: &str, a: &str, b: &str, at: i64, state: &str) -> CallId {
+        let id = CallId::new();
+        let mut rec =
+            calls::NewCall::received("native", "127.0.0.1:1".parse().unwrap(), "POST", "");
+        rec.id = id;
+        rec.at = at;
+        rec.partner_id = Some(partner.into());
+        rec.a_number = Some(a.into());
+        rec.b_number = Some(b.into());
+        calls::insert(c, &rec, &[], None).unwrap();
+        c.execute(
+            "UPDATE calls SET state = ?1 WHERE id = ?2",
+            params![state, id.to_string()],
+        )
+        .unwrap();
+        id
+    }
+
+    fn ask(a: &str, b: &str, at: i64) -> Ask {
+        Ask {
+            partner_id: "p".into(),
+            a: Some(a.into()),
+            b: Some(b.into()),
+            at,
+            dedupe_window: Duration::from_secs(30),
+            number_limits: vec![],
+            max_calls: 0,
+            max_calls_per_b: 0,
+            max_rate: None,
+            burst: 0,
+            key: None,
+        }
+    }
+
+    fn rule(c: &Connection, a: &Ask) -> Option<Rule> {
+        check(c, a, CallId::new(), &Buckets::default())
+            .unwrap()
+            .map(|s| s.rule)
+    }
+
+    #[test]
+    fn a_repeat_within_the_window_replays_the_earlier_call() {
+        let c = db();
+        let t = 1_000_000_000;
+        let first = call(&c, "p", "+1", "+2", t, "bridged");
+        let s = check(
+            &c,
+            &ask("+1", "+2", t + 29_000),
+            CallId::new(),
+            &Buckets::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((s.rule, s.replay_of), (Rule::Duplicate, Some(first)));
+        assert!(s.detail.contains(&first.to_string()), "{}", s.detail);
+        // Past the window, another partner, other numbers, or the window off.
+        assert_eq!(rule(&c, &ask("+1", "+2", t + 31_000)), None);
+        assert_eq!(
+            rule(
+                &c,
+                &Ask {
+                    partner_id: "q".into(),
+                    ..ask("+1", "+2", t + 1)
+                }
+            ),
+            None
+        );
+        assert_eq!(rule(&c, &ask("+2", "+1", t + 1)), None);
+        let off = Ask {
+            dedupe_window: Duration::ZERO,
+            ..ask("+1", "+2", t + 1)
+        };
+        assert_eq!(rule(&c, &off), None);
+    }
+
+    #[test]
+    fn failed_and_refused_calls_are_not_replayed() {
+        let c = db();
+        let t = 1_000_000_000;
+        call(&c, "p", "+1", "+2", t, "failed");
+        call(&c, "p", "+1", "+2", t, "rejected");
+        call(&c, "p", "+1", "+2", t, "lost");
+        assert_eq!(rule(&c, &ask("+1", "+2", t + 1)), None);
+    }
+
+    #[test]
+    fn number_limits_count_every_partners_calls_to_the_a_number() {
+        let c = db();
+        let t = 1_000_000_000;
+        let limits = vec![
+            Window::parse("3/15m").unwrap(),
+            Window::parse("5/24h").unwrap(),
+        ];
+        let a = |at| Ask {
+            number_limits: limits.clone(),
+            dedupe_window: Duration::ZERO,
+            ..ask("+1", "+9", at)
+        };
+        call(&c, "p", "+1", "+2", t, "completed");
+        call(&c, "q", "+1", "+3", t + 60_000, "failed");
+        call(&c, "r", "+1", "+4", t + 120_000, "bridged");
+        call(&c, "p", "+1", "+4", t + 120_000, "rejected");
+        let s = check(&c, &a(t + 180_000), CallId::new(), &Buckets::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.rule, Rule::NumberLimit);
+        assert!(s.detail.contains("3/15m"), "{}", s.detail);
+        // The first call leaves the 15 minutes 720 s later.
+        assert_eq!(s.retry_after, Some(720));
+        assert_eq!(rule(&c, &a(t + 900_001)), None);
+        call(&c, "p", "+1", "+2", t + 1_000_000, "completed");
+        call(&c, "p", "+1", "+2", t + 1_000_000, "completed");
+        let s = check(&c, &a(t + 2_000_000), CallId::new(), &Buckets::default())
+            .unwrap()
+            .unwrap();
+        assert!(s.detail.contains("5/24h"), "{}", s.detail);
+    }
+
+    #[test]
+    fn calls_in_progress_hold_slots_and_ended_ones_free_them() {
+        let c = db();
+        let t = 1_000_000_000;
+        let live = call(&c, "p", "+1", "+2", t, "dialing_b");
+        call(&c, "p", "+3", "+4", t, "completed");
+        call(&c, "q", "+5", "+2", t, "originating");
+        let partner = |n| Ask {
+            max_calls: n,
+            ..ask("+7", "+8", t)
+        };
+        assert_eq!(rule(&c, &partner(1)), Some(Rule::PartnerBusy));
+        assert_eq!(rule(&c, &partner(2)), None);
+        let agent = |n| Ask {
+            max_calls_per_b: n,
+            ..ask("+7", "+2", t)
+        };
+        assert_eq!(
+            rule(&c, &agent(2)),
+            Some(Rule::AgentBusy),
+            "every partner's calls to B count"
+        );
+        assert_eq!(rule(&c, &agent(3)), None);
+        c.execute(
+            "UPDATE calls SET state = 'failed' WHERE id = ?1",
+            [live.to_string()],
+        )
+        .unwrap();
+        assert_eq!(rule(&c, &partner(1)), None);
+    }
+
+    #[test]
+    fn an_idempotency_key_is_taken_by_the_first_request_only() {
+        let c = db();
+        let t = 1_000_000_000;
+        let keyed = |at| Ask {
+            key: Some(("k1".into(), "d1".into())),
+            ..ask("+1", "+2", at)
+        };
+        let first = CallId::new();
+        assert_eq!(
+            check(&c, &keyed(t), first, &Buckets::default()).unwrap(),
+            None
+        );
+        let used = key_use(&c, "p", "k1", t + 1).unwrap().unwrap();
+        assert_eq!(
+            used,
+            KeyUse {
+                digest: "d1".into(),
+                call_id: first.to_string()
+            }
+        );
+        assert_eq!(rule(&c, &keyed(t + 1)), Some(Rule::KeyInUse));
+        assert_eq!(
+            key_use(&c, "q", "k1", t + 1).unwrap(),
+            None,
+            "keys are per partner"
+        );
+        // A day later the key is free again, and pruned as others come.
+        let later = t + ms(KEY_LIFETIME) + 1;
+        assert_eq!(key_use(&c, "p", "k1", later).unwrap(), None);
+        let other = Ask {
+            key: Some(("k2".into(), "d".into())),
+            ..ask("+1", "+2", later)
+        };
+        assert_eq!(
+            check(&c, &other, CallId::new(), &Buckets::default()).unwrap(),
+            None
+        );
+        let n: i64 = c
+            .query_row("SELECT count(*) FROM idempotency_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+}
