@@ -16,8 +16,9 @@
 //!   the carrier's call-back authorisation.
 //! - [`guard`]: the guard rails run before a call is placed: dedupe and
 //!   idempotency, rate and concurrency limits.
-//! - [`core`]: the domain: call ids, phone numbers, secrets, the call's plan
-//!   (sides, participants, strategies), the call state machine.
+//! - [`core`]: the domain: call ids, phone numbers and their validity, secrets,
+//!   the call's plan (sides, participants, strategies), the call state machine,
+//!   quiet hours.
 //! - [`store`]: SQLite, owned by one writer thread that group-commits.
 //! - [`provider`]: the click-to-call servers (simulator, Asterisk over AMI, upstream
 //!   XIP, Spokn and Airtel APIs), their health and circuit breakers.

@@ -2,11 +2,13 @@
 //!
 //! - [`CallId`]: the one time-ordered id every dialect can return or be asked for.
 //! - [`Secret`]: shared secrets, which never print.
-//! - [`phone`]: phone numbers, canonical E.164 with `+`.
+//! - [`phone`]: phone numbers, canonical E.164 with `+`, and whether they can exist.
+//! - [`hours`]: quiet hours: when a partner's calls may be placed.
 //! - [`plan`]: what a partner asked to be dialled: sides, participants, strategies.
 //! - [`call`]: the call's state machine and the events that drive it.
 
 pub mod call;
+pub mod hours;
 pub mod money;
 pub mod phone;
 pub mod plan;
