@@ -552,6 +552,24 @@ pub struct ImportOptions {
     pub batch: usize,
 }
 
+impl ImportOptions {
+    /// Refuses a source that cannot name a list and a country code that is
+    /// none ([`import`] does; a caller can before it opens anything).
+    pub fn validate(&self) -> Result<(), ImportError> {
+        if !valid_source(&self.source) {
+            return Err(ImportError::Source(self.source.clone()));
+        }
+        let cc = &self.country_code;
+        if !(1..=3).contains(&cc.len())
+            || cc.starts_with('0')
+            || !cc.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(ImportError::CountryCode(cc.clone()));
+        }
+        Ok(())
+    }
+}
+
 /// A line an import skipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BadLine {
@@ -611,16 +629,8 @@ pub fn import(
     o: &ImportOptions,
     now_ms: i64,
 ) -> Result<Imported, ImportError> {
-    if !valid_source(&o.source) {
-        return Err(ImportError::Source(o.source.clone()));
-    }
+    o.validate()?;
     let cc = &o.country_code;
-    if !(1..=3).contains(&cc.len())
-        || cc.starts_with('0')
-        || !cc.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(ImportError::CountryCode(cc.clone()));
-    }
     let batch_size = o.batch.max(1);
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let generation: i64 = tx.query_row(
