@@ -5,9 +5,9 @@
 //!   for any rest (`+1900*`) and `?` for any one digit (`+1900555????`), or a
 //!   local extension's digits (`2001`).
 //! - [`check`] finds the most specific unexpired entry that matches a number on
-//!   a side. It is read-only and its cost does not grow with the list: the
-//!   number and each of its prefixes are point lookups in the primary key (16
-//!   at most), and only the few patterns with `?` are matched one by one. The
+//!   a side. It is read-only and its cost grows only with a B-tree's depth:
+//!   the number and each of its prefixes are point lookups in the primary key
+//!   (16 at most), and only the few patterns with `?` are matched one by one. The
 //!   transaction that refuses the call counts the hit ([`count_hit`]).
 //! - Entries come from the command line (source `cli`: [`add`], [`remove`]) or
 //!   from imported lists ([`import`]: a national do-not-call list, millions of
