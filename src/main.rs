@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use c2cd::config::{self, Config, Source};
+use c2cd::core::call::Side;
 use c2cd::core::md5_hex;
+use c2cd::store::blocklist::{self, Sides};
 use c2cd::store::{self, calls, partners};
 
 // The static musl build uses mimalloc: musl's own allocator serialises threads.
@@ -19,6 +21,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// EX_USAGE: the config or the command line is wrong.
 const EX_USAGE: u8 = 64;
+
+/// `c2cd block check`: a number checked is blocked.
+const EX_BLOCKED: u8 = 3;
 
 #[derive(Parser)]
 #[command(name = "c2cd", version, about = "Click-to-call gateway daemon")]
@@ -77,6 +82,14 @@ enum Command {
     Sales {
         #[command(subcommand)]
         command: SalesCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The blocklist (do-not-call list): numbers, prefixes and wildcards c2cd
+    /// refuses to call, on side A, side B or both; national lists imported whole.
+    Block {
+        #[command(subcommand)]
+        command: BlockCommand,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -275,6 +288,101 @@ enum SalesCommand {
 }
 
 #[derive(Subcommand)]
+enum BlockCommand {
+    /// Block a number, prefix or pattern (source "cli"). Adding one again
+    /// replaces its side, reason and expiry; its hits are kept.
+    Add {
+        /// +E.164 (+12015550123), a prefix ending with * (+1900*), ? for any
+        /// one digit (+1900555????), or a local extension's digits (2001).
+        /// Spaces, dashes, dots and parentheses are dropped.
+        pattern: String,
+        /// The side it blocks: a (called first), b (connected once A
+        /// answers), or both.
+        #[arg(long, default_value = "both", value_parser = sides_arg)]
+        side: Sides,
+        /// Why: shown with every call it refuses.
+        #[arg(long)]
+        reason: Option<String>,
+        /// When it stops blocking: RFC 3339 with its offset
+        /// (2027-01-01T00:00:00Z) or a duration from now (90m, 12h, 30d, 2w)
+        /// [default: never]
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+    },
+    /// Unblock a pattern, as listed: from every source, or from --source only.
+    Remove {
+        /// The pattern as list shows it (separators are dropped, as for add).
+        pattern: String,
+        /// Only this source's entry: cli, or an imported list's name.
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// The entries by pattern, with their hits, last hit and expiry, and the
+    /// imported lists.
+    List {
+        /// Only this source's entries: cli, or an imported list's name.
+        #[arg(long)]
+        source: Option<String>,
+        /// At most this many entries; how many more there are is said.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Say which entry blocks each NUMBER, if any (hits are not counted).
+    /// Exit status: 0 when none is blocked, 3 when one is.
+    Check {
+        /// +E.164 (+12015550123) or a local extension's digits.
+        #[arg(required_unless_present = "stdin")]
+        numbers: Vec<String>,
+        /// Only on this side: a or b [default: either]
+        #[arg(long, value_parser = side_arg)]
+        side: Option<Side>,
+        /// Read the numbers from standard input, one a line: print the blocked
+        /// ones, and on standard error how many were checked and how fast.
+        #[arg(long, conflicts_with = "numbers")]
+        stdin: bool,
+    },
+    /// Import a do-not-call list in one pass, in batches beside the running
+    /// daemon. Re-importing a --source replaces its previous list.
+    Import {
+        /// One number a line, or the FTC's areacode,number (201,2345678); in
+        /// other CSV the first column. An optional header line, blank lines
+        /// and CRLF are fine; bad lines are counted and skipped.
+        file: PathBuf,
+        /// The list's name (not "cli").
+        #[arg(long, default_value = "dnc")]
+        source: String,
+        /// Given to 10-digit national numbers; numbers with + are taken as
+        /// they are.
+        #[arg(long, default_value = "1")]
+        country_code: String,
+        /// The side its numbers are blocked on: a, b or both.
+        #[arg(long, default_value = "both", value_parser = sides_arg)]
+        side: Sides,
+        /// Why: shown with every call it refuses.
+        #[arg(long)]
+        reason: Option<String>,
+        /// When its entries stop blocking, as for add [default: never]
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+    },
+}
+
+fn sides_arg(s: &str) -> Result<Sides, String> {
+    Sides::parse(s).ok_or_else(|| format!("{s:?} is not a side: a, b or both"))
+}
+
+fn side_arg(s: &str) -> Result<Side, String> {
+    match s {
+        "a" | "A" => Ok(Side::A),
+        "b" | "B" => Ok(Side::B),
+        _ => Err(format!("{s:?} is not a side: a or b")),
+    }
+}
+
+#[derive(Subcommand)]
 enum PartnersCommand {
     /// Every partner the database knows, enabled or not.
     List {
@@ -343,6 +451,10 @@ fn main() -> ExitCode {
             db,
         } => match db.path() {
             Ok(path) => result(sales_cmd(&path, limit, call, partner, json)),
+            Err(code) => code,
+        },
+        Command::Block { command, db } => match db.path() {
+            Ok(path) => block_cmd(&path, command),
             Err(code) => code,
         },
         Command::Providers {
@@ -660,6 +772,315 @@ fn balance_cmd(db: &Path, command: BalanceCommand) -> anyhow::Result<()> {
     }
 }
 
+fn block_cmd(db: &Path, command: BlockCommand) -> ExitCode {
+    let now = c2cd::core::now_ms();
+    let expiry = |s: Option<String>| s.map(|s| blocklist::parse_expiry(&s, now)).transpose();
+    let pattern = |s: &str| {
+        blocklist::Pattern::parse(s).map_err(|e| format!("{s:?} is not a blocklist pattern: {e}"))
+    };
+    match command {
+        BlockCommand::Add {
+            pattern: p,
+            side,
+            reason,
+            expires,
+        } => {
+            let entry = match (pattern(&p), expiry(expires)) {
+                (Ok(pattern), Ok(expires_at)) => blocklist::NewEntry {
+                    pattern,
+                    sides: side,
+                    reason,
+                    expires_at,
+                },
+                (Err(e), _) | (_, Err(e)) => return usage(e),
+            };
+            result(block_write(db, |c| {
+                let new = blocklist::add(c, &entry, now)?;
+                let how = if new { "blocked" } else { "updated" };
+                println!("{}: {how} on {}", entry.pattern, side_words(entry.sides));
+                Ok(())
+            }))
+        }
+        BlockCommand::Remove { pattern: p, source } => {
+            let p = match pattern(&p) {
+                Ok(p) => p,
+                Err(e) => return usage(e),
+            };
+            result(block_write(db, |c| {
+                let removed = blocklist::remove(c, &p, source.as_deref())?;
+                anyhow::ensure!(!removed.is_empty(), "{p} is not in the blocklist");
+                println!("{p}: removed from {}", removed.join(", "));
+                Ok(())
+            }))
+        }
+        BlockCommand::List {
+            source,
+            limit,
+            json,
+        } => result(block_list(db, source.as_deref(), limit, json, now)),
+        BlockCommand::Check {
+            numbers,
+            side,
+            stdin,
+        } => block_check(db, &numbers, side, stdin, now),
+        BlockCommand::Import {
+            file,
+            source,
+            country_code,
+            side,
+            reason,
+            expires,
+        } => {
+            let expires_at = match expiry(expires) {
+                Ok(e) => e,
+                Err(e) => return usage(e),
+            };
+            let o = blocklist::ImportOptions {
+                source,
+                file: file.display().to_string(),
+                country_code,
+                sides: side,
+                reason,
+                expires_at,
+                batch: blocklist::IMPORT_BATCH,
+            };
+            if let Err(e) = o.validate() {
+                return usage(e);
+            }
+            result(block_import(db, &file, &o, now))
+        }
+    }
+}
+
+/// A write beside the running daemon, in one transaction: SQLite serialises
+/// it with the daemon's writer (WAL, busy timeout).
+fn block_write(
+    db: &Path,
+    f: impl FnOnce(&rusqlite::Connection) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut conn = store::open_beside_daemon(db, std::time::Duration::from_secs(10))
+        .with_context(|| format!("while opening {}", db.display()))?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    f(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn side_words(sides: Sides) -> &'static str {
+    match sides {
+        Sides::A => "side A",
+        Sides::B => "side B",
+        Sides::Both => "both sides",
+    }
+}
+
+fn block_list(
+    db: &Path,
+    source: Option<&str>,
+    limit: usize,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<()> {
+    let conn = open_db(db)?;
+    let lists = blocklist::imported_lists(&conn)?;
+    let lists: Vec<_> = lists
+        .into_iter()
+        .filter(|l| source.is_none_or(|s| s == l.source))
+        .collect();
+    let page = blocklist::list(&conn, source, limit.min(100_000), now)?;
+    if json {
+        let v = serde_json::json!({
+            "entries": page.entries,
+            "more": page.more,
+            "imported_lists": lists,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for l in &lists {
+        let count = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_else(|| "?".into());
+        match &l.finished_at {
+            Some(at) => println!(
+                "list {}: {} numbers from {}, imported {at} (import {}, {} bad lines)",
+                l.source,
+                count(l.entries),
+                l.file,
+                l.generation,
+                count(l.bad)
+            ),
+            None => println!(
+                "list {}: import {} of {} started {} and has not finished",
+                l.source, l.generation, l.file, l.started_at
+            ),
+        }
+    }
+    println!(
+        "{:<18}  {:<4}  {:<12}  {:>6}  {:<24}  {:<32}  REASON",
+        "PATTERN", "SIDE", "SOURCE", "HITS", "LAST HIT", "EXPIRES"
+    );
+    for e in page.entries {
+        let expires = match (e.expires_at, e.expired) {
+            (Some(t), true) => format!("expired {t}"),
+            (Some(t), false) => t,
+            (None, _) => "never".to_string(),
+        };
+        println!(
+            "{:<18}  {:<4}  {:<12}  {:>6}  {:<24}  {:<32}  {}",
+            e.pattern,
+            e.side,
+            e.source,
+            e.hits,
+            e.last_hit_at.unwrap_or_else(|| "-".into()),
+            expires,
+            e.reason.unwrap_or_default()
+        );
+    }
+    if page.more > 0 {
+        println!("… and {} more (--limit N, --source NAME)", page.more);
+    }
+    Ok(())
+}
+
+/// What blocks `number` on `side` (either when `None`), in words; `None` when
+/// nothing does.
+fn blocked(
+    conn: &rusqlite::Connection,
+    number: &str,
+    side: Option<Side>,
+    now: i64,
+) -> anyhow::Result<Option<String>> {
+    let hit = |s| blocklist::check(conn, number, s, now);
+    let found = match side {
+        Some(s) => hit(s)?.map(|h| format!("on side {} by {h}", s.as_str().to_uppercase())),
+        None => match (hit(Side::A)?, hit(Side::B)?) {
+            (Some(a), Some(b)) if a == b => Some(format!("on both sides by {a}")),
+            (Some(a), Some(b)) => Some(format!("on side A by {a}; on side B by {b}")),
+            (Some(a), None) => Some(format!("on side A by {a}")),
+            (None, Some(b)) => Some(format!("on side B by {b}")),
+            (None, None) => None,
+        },
+    };
+    Ok(found)
+}
+
+fn block_check(
+    db: &Path,
+    numbers: &[String],
+    side: Option<Side>,
+    stdin: bool,
+    now: i64,
+) -> ExitCode {
+    let numbers = match numbers
+        .iter()
+        .map(|n| {
+            blocklist::normalise_number(n)
+                .map_err(|e| format!("{n:?} is not a number to check: it {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(n) => n,
+        Err(e) => return usage(e),
+    };
+    let conn = match open_db(db) {
+        Ok(c) => c,
+        Err(e) => return result(Err(e)),
+    };
+    let run = || -> anyhow::Result<bool> {
+        if !stdin {
+            let mut any = false;
+            for number in &numbers {
+                match blocked(&conn, number.as_str(), side, now)? {
+                    Some(why) => {
+                        any = true;
+                        println!("{number}: blocked {why}");
+                    }
+                    None => println!("{number}: not blocked"),
+                }
+            }
+            return Ok(any);
+        }
+        use std::io::{BufRead, Write};
+        let started = std::time::Instant::now();
+        let (mut checked, mut hits, mut bad) = (0u64, 0u64, 0u64);
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for (i, line) in std::io::stdin().lock().split(b'\n').enumerate() {
+            let line = line?;
+            let line = String::from_utf8_lossy(&line);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Ok(number) = blocklist::normalise_number(&line) else {
+                bad += 1;
+                eprintln!("line {}: {:?} is not a number", i + 1, line.trim());
+                continue;
+            };
+            checked += 1;
+            if let Some(why) = blocked(&conn, number.as_str(), side, now)? {
+                hits += 1;
+                writeln!(out, "{number}: blocked {why}")?;
+            }
+        }
+        out.flush()?;
+        let took = started.elapsed();
+        eprintln!(
+            "checked {checked} numbers in {:.3} s ({:.1} µs each): {hits} blocked, {bad} bad lines",
+            took.as_secs_f64(),
+            took.as_secs_f64() * 1e6 / checked.max(1) as f64
+        );
+        Ok(hits > 0)
+    };
+    match run() {
+        Ok(true) => ExitCode::from(EX_BLOCKED),
+        Ok(false) => ExitCode::SUCCESS,
+        Err(e) => result(Err(e)),
+    }
+}
+
+fn block_import(
+    db: &Path,
+    file: &Path,
+    o: &blocklist::ImportOptions,
+    now: i64,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let input =
+        std::fs::File::open(file).with_context(|| format!("while opening {}", file.display()))?;
+    // Each batch waits its turn behind the daemon's commits, which are short.
+    let mut conn = store::open_beside_daemon(db, std::time::Duration::from_secs(30))
+        .with_context(|| format!("while opening {}", db.display()))?;
+    let done = blocklist::import(
+        &mut conn,
+        std::io::BufReader::with_capacity(1 << 16, input),
+        o,
+        now,
+    )
+    .with_context(|| format!("while importing {}", file.display()))?;
+    println!(
+        "{}: imported as list {} (import {}) in {:.2} s",
+        file.display(),
+        o.source,
+        done.generation,
+        started.elapsed().as_secs_f64()
+    );
+    println!("  lines read:                   {}", done.lines);
+    println!(
+        "  numbers listed:               {} ({} distinct)",
+        done.numbers, done.distinct
+    );
+    println!("  removed, no longer listed:    {}", done.removed);
+    println!("  bad lines skipped:            {}", done.bad);
+    for b in &done.first_bad {
+        println!("    line {}: {:?}: {}", b.line, b.text, b.why);
+    }
+    if done.bad > done.first_bad.len() as u64 {
+        println!(
+            "  … and {} more bad lines",
+            done.bad - done.first_bad.len() as u64
+        );
+    }
+    Ok(())
+}
+
 fn cloud9_cmd(db: &Path, limit: usize, msisdn: Option<String>, json: bool) -> anyhow::Result<()> {
     let conn = open_db(db)?;
     let rows = c2cd::store::cloud9::requests(&conn, msisdn.as_deref(), limit.min(10_000))?;
@@ -907,7 +1328,7 @@ fn man_page() -> String {
     m.push_str(".SH SIGNALS\n.TP\n.B SIGTERM, SIGINT\nStop accepting, let requests under way finish (up to server.drain_timeout), flush the database and exit 0.\n.TP\n.B SIGHUP\nReload the configuration; a file with errors is refused and the running configuration stays.\n");
     m.push_str(".SH ENVIRONMENT\n.TP\n.B SSL_CERT_FILE, SSL_CERT_DIR\nThe certificates trusted for https callbacks and upstream servers: a PEM bundle, and directories of PEM files. When neither is set, the system trust store (/etc/ssl/certs on Debian). Read once, at start.\n");
     m.push_str(".SH FILES\n.TP\n.I /etc/c2cd/c2cd.toml\nThe configuration.\n.TP\n.I /var/lib/c2cd/c2cd.db\nThe database; before a schema upgrade it is copied to c2cd.db.vN.bak beside it.\n.TP\n.I /var/lib/c2cd/backups/\nThe nightly copies of c2cd\\-backup.timer.\n");
-    m.push_str(".SH EXIT STATUS\n0 on success; 64 when the configuration or the command line is wrong (the message names the file, the line and the key); 1 on any other failure.\n");
+    m.push_str(".SH EXIT STATUS\n0 on success; 64 when the configuration or the command line is wrong (the message names the file, the line and the key); 3 when c2cd block check finds a number blocked; 1 on any other failure.\n");
     m.push_str(".SH SEE ALSO\n.BR c2cd.toml (5),\n.BR systemctl (1)\n");
     m
 }

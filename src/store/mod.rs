@@ -10,6 +10,7 @@
 //! - The schema is migrated in numbered steps, each in a transaction; a database
 //!   from a newer c2cd is refused.
 
+pub mod blocklist;
 pub mod callbacks;
 pub mod calls;
 pub mod cloud9;
@@ -95,24 +96,7 @@ impl Store {
     /// Opens (creating if needed) and migrates the database, and starts the writer.
     /// Blocking: call before the runtime serves requests, or from a blocking thread.
     pub fn open(cfg: &config::Database) -> Result<Store, StoreError> {
-        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let mut conn = open_conn(
-            &cfg.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // An upgrade keeps the database as it was before migrating it, beside it.
-        let path = cfg.path.clone();
-        schema::migrate(&mut conn, |found| {
-            path.with_extension(format!("db.v{found}.bak"))
-        })?;
-
+        let conn = open_migrated(&cfg.path)?;
         let (queue, rx) = mpsc::sync_channel(cfg.queue);
         let stats = Arc::new(WriterStats::default());
         let batch = cfg.batch;
@@ -206,6 +190,39 @@ impl Store {
             let _ = h.join();
         }
     }
+}
+
+/// Opens (creating if needed) and migrates the database for writing: WAL,
+/// `synchronous=FULL`, foreign keys.
+fn open_migrated(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut conn = open_conn(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // An upgrade keeps the database as it was before migrating it, beside it.
+    schema::migrate(&mut conn, |found| {
+        path.with_extension(format!("db.v{found}.bak"))
+    })?;
+    Ok(conn)
+}
+
+/// A connection for a command that writes beside the running daemon (the
+/// blocklist's): SQLite serialises its transactions with the daemon's writer,
+/// each waiting up to `busy` for the other's. The database is created and
+/// migrated as the daemon would, so that a list can be loaded before the
+/// daemon first starts.
+pub fn open_beside_daemon(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    let conn = open_migrated(path)?;
+    conn.busy_timeout(busy)?;
+    Ok(conn)
 }
 
 /// Writes a consistent copy of the database at `src` to `dest`, safely while

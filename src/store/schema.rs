@@ -291,6 +291,39 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
     "#,
+    // 9: the blocklist.
+    r#"
+    -- The blocklist (do-not-call), sized for national lists of millions. A
+    -- check looks up the number itself and each of its prefixes with `*` (at
+    -- most 16 point lookups in the primary key), and matches the few patterns
+    -- with `?` through their partial index, with GLOB.
+    CREATE TABLE blocklist (
+        pattern     TEXT NOT NULL,           -- +E.164 digits (`?` one digit, a last `*` any rest), or an extension's digits
+        source      TEXT NOT NULL,           -- 'cli', or the name of the list imported
+        side        TEXT NOT NULL CHECK (side IN ('a', 'b', 'both')),
+        reason      TEXT,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER,                 -- NULL: never; an expired entry no longer matches
+        hits        INTEGER NOT NULL DEFAULT 0,  -- calls it refused
+        last_hit_at INTEGER,
+        generation  INTEGER NOT NULL DEFAULT 0,  -- the import of its source that last listed it
+        PRIMARY KEY (pattern, source)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX blocklist_wildcards ON blocklist (pattern) WHERE instr(pattern, '?') > 0;
+
+    -- Each imported list: a re-import writes the next generation, then removes
+    -- the entries of older ones (the numbers no longer listed).
+    CREATE TABLE blocklist_sources (
+        source      TEXT PRIMARY KEY,
+        generation  INTEGER NOT NULL,
+        file        TEXT NOT NULL,           -- what was imported, as named
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,                 -- NULL while it runs, or when it stopped half-way
+        lines       INTEGER,
+        entries     INTEGER,                 -- distinct numbers listed
+        bad         INTEGER                  -- lines that were not a number
+    ) STRICT;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;

@@ -3,6 +3,7 @@
 
 mod airtel;
 mod ami;
+mod block;
 mod callbacks;
 mod chain;
 mod cloud9;
