@@ -35,6 +35,9 @@ pub async fn run(
     sync_partners(&store, &config)
         .await
         .context("while syncing partners into the database")?;
+    // libphonenumber's metadata takes a tenth of a second or two to load: it
+    // loads meanwhile, off the workers, rather than on the first request.
+    tokio::task::spawn_blocking(crate::core::phone::load_metadata);
     let roots = tokio::task::spawn_blocking(crate::outbound::trust_roots)
         .await
         .context("while reading the trust store")?;

@@ -7,14 +7,17 @@
 //!
 //! In order, a request is stopped when:
 //! 1. its partner is disabled in the database;
-//! 2. its native `Idempotency-Key` is being used by another request;
-//! 3. it repeats, within the partner's `dedupe_window`, a call of the same
+//! 2. a number of either side is not a valid number by libphonenumber's
+//!    metadata (`[guard] check_numbers`);
+//! 3. its native `Idempotency-Key` is being used by another request;
+//! 4. a number of either side is on the blocklist (`c2cd block`), for that side;
+//! 5. it repeats, within the partner's `dedupe_window`, a call of the same
 //!    partner to the same A and B that has not failed: the earlier call is the
 //!    answer (a *replay*; nothing is dialled again);
-//! 4. its A number had `[guard] number_limits` calls already (across partners);
-//! 5. its partner has `max_calls` calls in progress;
-//! 6. its B number has `max_calls_per_b` calls in progress (an agent's line);
-//! 7. its partner has spent its `max_rate` (a token bucket with `burst`).
+//! 6. its A number had `[guard] number_limits` calls already (across partners);
+//! 7. its partner has `max_calls` calls in progress;
+//! 8. its B number has `max_calls_per_b` calls in progress (an agent's line);
+//! 9. its partner has spent its `max_rate` (a token bucket with `burst`).
 //!
 //! Each dialect answers a [`Stop`] with its own code (see the README's table);
 //! the call's row keeps the rule (`calls.guard`) and, for a replay, the call it
@@ -26,13 +29,20 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::core::call::Side;
+use crate::core::phone::E164;
 use crate::core::CallId;
+use crate::store::blocklist;
 
 /// The rule that stopped a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     /// The partner is disabled in the database.
     Disabled,
+    /// A number of this side is no valid number.
+    Invalid(Side),
+    /// A number of this side is on the blocklist.
+    Blocked(Side),
     /// The `Idempotency-Key` is in use by a request not yet answered.
     KeyInUse,
     /// The `Idempotency-Key` came with another body before.
@@ -56,6 +66,10 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::Disabled => "disabled",
+            Rule::Invalid(Side::A) => "invalid_a",
+            Rule::Invalid(Side::B) => "invalid_b",
+            Rule::Blocked(Side::A) => "blocked_a",
+            Rule::Blocked(Side::B) => "blocked_b",
             Rule::KeyInUse => "idempotency_key_in_use",
             Rule::KeyReused => "idempotency_key_reused",
             Rule::KeyReplay => "idempotency_replay",
@@ -145,6 +159,10 @@ pub struct Ask {
     /// The A and B numbers as stored (the first participant of each side).
     pub a: Option<String>,
     pub b: Option<String>,
+    /// Every participant's number, canonical E.164 or an extension's digits.
+    pub numbers: Vec<(Side, String)>,
+    /// Whether numbers must be valid by libphonenumber's metadata.
+    pub check_numbers: bool,
     /// When the request came (unix ms).
     pub at: i64,
     pub dedupe_window: Duration,
@@ -166,6 +184,8 @@ impl Ask {
             partner_id: partner.id.clone(),
             a: None,
             b: None,
+            numbers: Vec::new(),
+            check_numbers: cfg.guard.check_numbers,
             at,
             dedupe_window: g.dedupe_window,
             number_limits: cfg.guard.number_limits.clone(),
@@ -214,6 +234,11 @@ pub fn check(
     id: CallId,
     buckets: &Buckets,
 ) -> rusqlite::Result<Option<Stop>> {
+    if ask.check_numbers {
+        if let Some(s) = invalid(&ask.numbers) {
+            return Ok(Some(s));
+        }
+    }
     if let Some((key, _)) = &ask.key {
         let taken: Option<String> = c
             .prepare_cached(
@@ -231,6 +256,13 @@ pub fn check(
             );
             s.retry_after = Some(1);
             return Ok(Some(s));
+        }
+    }
+    for (side, n) in &ask.numbers {
+        if let Some(hit) = blocklist::check(c, n, *side, ask.at)? {
+            blocklist::count_hit(c, &hit, ask.at)?;
+            let detail = format!("{n} is on the blocklist: {hit}");
+            return Ok(Some(Stop::new(Rule::Blocked(*side), detail)));
         }
     }
     if let (Some(a), Some(b)) = (&ask.a, &ask.b) {
@@ -310,6 +342,16 @@ pub fn check(
         remember_key(c, &ask.partner_id, key, digest, id, ask.at)?;
     }
     Ok(None)
+}
+
+/// The first number of `numbers` that libphonenumber's metadata says no
+/// number can be. Extensions (no `+`) are the box's own and not checked.
+fn invalid(numbers: &[(Side, String)]) -> Option<Stop> {
+    numbers.iter().find_map(|(side, n)| {
+        let e = E164::from_canonical(n).ok()?;
+        let why = crate::core::phone::check_valid(&e).err()?;
+        Some(Stop::new(Rule::Invalid(*side), format!("{n} {why}")))
+    })
 }
 
 /// The earlier call `ask` repeats, as a replay, if any.
@@ -525,6 +567,8 @@ mod tests {
             partner_id: "p".into(),
             a: Some(a.into()),
             b: Some(b.into()),
+            numbers: vec![(Side::A, a.into()), (Side::B, b.into())],
+            check_numbers: false,
             at,
             dedupe_window: Duration::from_secs(30),
             number_limits: vec![],

@@ -162,6 +162,8 @@ struct RawGuard {
     dedupe_window: Option<String>,
     /// At most COUNT calls to one A number in PERIOD, across partners. Default none.
     number_limits: Option<Vec<String>>,
+    /// Refuse numbers libphonenumber's metadata says no number can be. Default true.
+    check_numbers: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -661,6 +663,8 @@ pub struct Guard {
     pub dedupe_window: Duration,
     /// Calls to one A number, across partners.
     pub number_limits: Vec<crate::guard::Window>,
+    /// Numbers must be valid by libphonenumber's metadata.
+    pub check_numbers: bool,
 }
 
 /// A partner's guard rails; 0 is no limit.
@@ -2081,6 +2085,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         number_limits: (raw.guard.number_limits.iter().flatten().enumerate())
             .filter_map(|(j, w)| v.window(&[K("guard"), K("number_limits"), I(j)], w))
             .collect(),
+        check_numbers: raw.guard.check_numbers.unwrap_or(true),
     };
 
     // [[partner]]

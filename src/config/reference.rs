@@ -107,6 +107,7 @@ pub const KEYS: &[Key] = &[
     Key { table: "callbacks", name: "backoff", default: "\"1s\"", doc: "The delay before the first retry; each next delay doubles, with up to 50% jitter." },
     Key { table: "callbacks", name: "max_backoff", default: "\"10m\"", doc: "The longest delay between two attempts." },
     Key { table: "guard", name: "dedupe_window", default: "\"0s\" (off)", doc: "A request for the same partner, A and B as a call within this long (that has not failed) is answered with that call, marked as a replay, and nothing is dialled; at most 24h. A partner's dedupe_window overrides it." },
+    Key { table: "guard", name: "check_numbers", default: "true", doc: "Refuse a number, on either side, that libphonenumber's metadata says no number can be (no such country code, a length or a range its country has not): the dialect's invalid-number code. Local extensions are not checked." },
     Key { table: "guard", name: "number_limits", default: "[] (none)", doc: "Calls to one A number at most, across all partners, each as COUNT/PERIOD: [\"3/15m\", \"5/24h\"]. Refused requests do not count." },
     Key { table: "callbacks", name: "max_response_bytes", default: "16384", doc: "Bytes of a receiver's answer read at most." },
     Key { table: "spokn", name: "access_number", default: "none", doc: "E.164 number shown to a phone whose other party is a local extension (a Spokn ID, which a phone cannot be shown). Without one such a phone is shown no caller ID." },

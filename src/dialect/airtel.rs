@@ -157,6 +157,8 @@ mod codes {
     pub const CALLBACK: &str = "CALLBACK_URL_NOT_ALLOWED";
     pub const FLOW: &str = "CALL_FLOW_NOT_SUPPORTED";
     // c2cd's guard rails.
+    pub const FROM_BLOCKED: &str = "FROM_PARTICIPANT_NUMBER_BLOCKED";
+    pub const TO_BLOCKED: &str = "TO_PARTICIPANT_NUMBER_BLOCKED";
     pub const NUMBER_LIMIT: &str = "FROM_NUMBER_CALL_LIMIT_EXCEEDED";
     pub const RATE: &str = "RATE_LIMIT_EXCEEDED";
     pub const CONCURRENCY: &str = "CONCURRENT_CALL_LIMIT_EXCEEDED";
@@ -953,12 +955,22 @@ impl Answer {
                 };
             }
             (Rule::Disabled, _) => Failure::Forbidden,
+            (Rule::Invalid(Side::A), _) => {
+                limit(StatusCode::BAD_REQUEST, codes::FROM_PARTICIPANT_REGEX.0)
+            }
+            (Rule::Invalid(Side::B), _) => {
+                limit(StatusCode::BAD_REQUEST, codes::TO_PARTICIPANT_REGEX.0)
+            }
+            (Rule::Blocked(Side::A), _) => limit(StatusCode::BAD_REQUEST, codes::FROM_BLOCKED),
+            (Rule::Blocked(Side::B), _) => limit(StatusCode::BAD_REQUEST, codes::TO_BLOCKED),
             (Rule::NumberLimit, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::NUMBER_LIMIT),
             (Rule::PartnerRate, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::RATE),
             (Rule::PartnerBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::CONCURRENCY),
             (Rule::AgentBusy, _) => limit(StatusCode::CONFLICT, codes::TO_BUSY),
             // Airtel sends no Idempotency-Key.
-            _ => Failure::Internal(s.detail.clone()),
+            (Rule::Duplicate | Rule::KeyInUse | Rule::KeyReused | Rule::KeyReplay, _) => {
+                Failure::Internal(s.detail.clone())
+            }
         };
         Answer {
             detail: Some(s.detail.clone()),

@@ -272,6 +272,10 @@ pub async fn place<A: Recorded>(
     let early_record = early.as_ref().map(|(a, _)| a.clone());
     ask.a.clone_from(&rec.a_number);
     ask.b.clone_from(&rec.b_number);
+    ask.numbers = (o.plan.a.participants.iter().map(|p| (Side::A, p)))
+        .chain(o.plan.b.participants.iter().map(|p| (Side::B, p)))
+        .map(|(side, p)| (side, p.number.as_str().to_string()))
+        .collect();
     let buckets = app.buckets.clone();
     let stop = app
         .store

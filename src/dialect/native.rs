@@ -59,6 +59,8 @@ pub enum NativeError {
     ProviderTimeout,
     #[error("the click-to-call server refused the call")]
     ProviderFailed,
+    #[error("a number is on the do-not-call list: {0}")]
+    Blocked(String),
     #[error("too many calls to the A number lately: {0}")]
     NumberLimit(String),
     #[error("the partner's call rate is spent: {0}")]
@@ -81,7 +83,7 @@ impl NativeError {
     pub fn status(&self) -> StatusCode {
         match self {
             NativeError::Unauthorized => StatusCode::UNAUTHORIZED,
-            NativeError::Forbidden => StatusCode::FORBIDDEN,
+            NativeError::Forbidden | NativeError::Blocked(_) => StatusCode::FORBIDDEN,
             NativeError::Malformed(_) => StatusCode::BAD_REQUEST,
             NativeError::Invalid(_) | NativeError::ProviderRefuses(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -120,6 +122,7 @@ impl NativeError {
             NativeError::ProviderUnreachable => "provider_unreachable",
             NativeError::ProviderTimeout => "provider_timeout",
             NativeError::ProviderFailed => "provider_failed",
+            NativeError::Blocked(_) => "blocked",
             NativeError::NumberLimit(_) => "number_limit",
             NativeError::RateLimited(_) => "rate_limited",
             NativeError::PartnerBusy(_) => "partner_busy",
@@ -138,6 +141,10 @@ impl NativeError {
         Some(match s.rule {
             Rule::Duplicate | Rule::KeyReplay => return None,
             Rule::Disabled => NativeError::Forbidden,
+            Rule::Invalid(side) => {
+                NativeError::Invalid(vec![(format!("{}.participants", side.as_str()), why)])
+            }
+            Rule::Blocked(_) => NativeError::Blocked(why),
             Rule::KeyInUse => NativeError::KeyInUse,
             Rule::KeyReused => NativeError::KeyReused,
             Rule::NumberLimit => NativeError::NumberLimit(why),

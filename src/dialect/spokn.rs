@@ -565,6 +565,10 @@ impl Answer {
                 }
             }
             Rule::Disabled => SpoknError::Unauthorized,
+            Rule::Invalid(Side::A) => SpoknError::BadAparty(why),
+            Rule::Invalid(Side::B) => SpoknError::BadBparty(why),
+            Rule::Blocked(Side::A) => SpoknError::AUnsupported(why),
+            Rule::Blocked(Side::B) => SpoknError::BUnsupported(why),
             Rule::NumberLimit => SpoknError::AUnsupported(why),
             Rule::AgentBusy => SpoknError::BUnsupported(why),
             Rule::PartnerRate | Rule::PartnerBusy => SpoknError::Overloaded,

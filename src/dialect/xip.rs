@@ -60,6 +60,8 @@ pub enum XipError {
     UpstreamBadResponse,
     #[error("Click-to-call server refused the call")]
     UpstreamRefused,
+    #[error("{param} is on the do-not-call list: {why}")]
+    Blocked { param: &'static str, why: String },
     #[error("Too many calls to the Requestor: {0}")]
     NumberLimit(String),
     #[error("Call rate exceeded: {0}")]
@@ -90,6 +92,7 @@ impl XipError {
             XipError::UpstreamTimeout => 111,
             XipError::UpstreamBadResponse => 112,
             XipError::UpstreamRefused => 113,
+            XipError::Blocked { .. } => 130,
             XipError::NumberLimit(_) => 131,
             XipError::PartnerRate(_) => 132,
             XipError::PartnerBusy(_) => 133,
@@ -101,7 +104,7 @@ impl XipError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            XipError::UnknownPartner => StatusCode::FORBIDDEN,
+            XipError::UnknownPartner | XipError::Blocked { .. } => StatusCode::FORBIDDEN,
             XipError::MissingParameter(_)
             | XipError::InvalidNumber { .. }
             | XipError::Malformed(_) => StatusCode::BAD_REQUEST,
@@ -127,6 +130,14 @@ impl XipError {
         Some(match s.rule {
             Rule::Duplicate => return None,
             Rule::Disabled => XipError::UnknownPartner,
+            Rule::Invalid(side) => XipError::InvalidNumber {
+                param: param(side),
+                why,
+            },
+            Rule::Blocked(side) => XipError::Blocked {
+                param: param(side),
+                why,
+            },
             Rule::NumberLimit => XipError::NumberLimit(why),
             Rule::PartnerRate => XipError::PartnerRate(why),
             Rule::PartnerBusy => XipError::PartnerBusy(why),
@@ -145,15 +156,20 @@ impl XipError {
             // the vendor is told in XIP, and about its number when it was that.
             ProviderError::Refused(r) => match r.about {
                 About::Number(side) => XipError::InvalidNumber {
-                    param: match side {
-                        Side::A => "Requestor",
-                        Side::B => "Fulfillment",
-                    },
+                    param: param(side),
                     why: "refused by the click-to-call server".into(),
                 },
                 _ => XipError::UpstreamRefused,
             },
         }
+    }
+}
+
+/// The request parameter of a side.
+fn param(side: Side) -> &'static str {
+    match side {
+        Side::A => "Requestor",
+        Side::B => "Fulfillment",
     }
 }
 

@@ -244,7 +244,7 @@ pub fn check(
     number: &str,
     side: Side,
     now_ms: i64,
-) -> Result<Option<Hit>, StoreError> {
+) -> rusqlite::Result<Option<Hit>> {
     let digits = number.strip_prefix('+').unwrap_or(number);
     if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
@@ -280,7 +280,7 @@ pub fn check(
 }
 
 /// Counts a call refused by `hit`, in the transaction that records the refusal.
-pub fn count_hit(c: &Connection, hit: &Hit, now_ms: i64) -> Result<(), StoreError> {
+pub fn count_hit(c: &Connection, hit: &Hit, now_ms: i64) -> rusqlite::Result<()> {
     c.prepare_cached(
         "UPDATE blocklist SET hits = hits + 1, last_hit_at = ?3 WHERE pattern = ?1 AND source = ?2",
     )?

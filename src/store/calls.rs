@@ -483,7 +483,7 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
         .query_row(
             "SELECT id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query, received_body,
                     a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, result_status, result_code,
-                    result_body, state, error, plan, memo, recording
+                    result_body, state, error, plan, memo, recording, guard, replay_of
              FROM calls WHERE id = ?1",
             [id],
             |r| {
@@ -515,6 +515,8 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
                     "plan": r.get::<_, Option<String>>(21)?.and_then(|s| serde_json::from_str::<Value>(&s).ok()),
                     "reference": r.get::<_, Option<String>>(22)?,
                     "recording": r.get::<_, Option<String>>(23)?,
+                    "guard": r.get::<_, Option<String>>(24)?,
+                    "replay_of": r.get::<_, Option<String>>(25)?,
                 }))
             },
         )

@@ -9,6 +9,7 @@ mod chain;
 mod cloud9;
 mod common;
 mod config;
+mod guard;
 mod lifecycle;
 mod native;
 mod openapi;

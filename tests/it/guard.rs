@@ -1,0 +1,437 @@
+//! Guard rails, through the real daemon: replays, Idempotency-Key, number
+//! checks, the blocklist, rate and concurrency limits, each answered in the
+//! dialect's own code, recorded with its rule, and dialling nothing.
+
+use std::net::SocketAddr;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const USER: &str = "crm";
+const PASSWORD: &str = "crm-password-0123456789";
+const XIP_SECRET: &str = "guard-xip-secret";
+
+/// Valid numbers (libphonenumber agrees), distinct per test step.
+const A: &str = "+16045551234";
+const B: &str = "+14155550123";
+
+/// Partner `crm` on xip, native and spokn; `few` with max_calls 2; `agents`
+/// with one call per B; `slow` with max_rate 2/m. Calls stay bridged a minute.
+fn config() -> String {
+    guarded_config(
+        r#"dedupe_window = "30s"
+number_limits = ["3/15m"]
+check_numbers = true"#,
+        &format!(
+            r#"
+[[partner]]
+id = "crm"
+dialects = ["xip", "native", "spokn"]
+secret = "{XIP_SECRET}"
+username = "{USER}"
+password = "{PASSWORD}"
+provider = "sim"
+
+[[partner]]
+id = "few"
+dialects = ["native"]
+username = "few"
+password = "{PASSWORD}"
+provider = "sim"
+max_calls = 2
+dedupe_window = "0s"
+
+[[partner]]
+id = "agents"
+dialects = ["native"]
+username = "agents"
+password = "{PASSWORD}"
+provider = "sim"
+max_calls_per_b = 1
+
+[[partner]]
+id = "slow"
+dialects = ["native"]
+username = "slow"
+password = "{PASSWORD}"
+provider = "sim"
+max_rate = "2/m"
+
+[[provider]]
+name = "sim"
+kind = "sim"
+ring = "0s"
+talk = "60s"
+"#
+        ),
+    )
+}
+
+fn basic(user: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{PASSWORD}"))
+}
+
+/// `POST /v1/calls` as `user`, with extra header lines.
+fn native(d: SocketAddr, user: &str, a: &str, b: &str, headers: &str) -> Response {
+    native_body(d, user, &body(a, b), headers)
+}
+
+fn native_body(d: SocketAddr, user: &str, body: &Value, headers: &str) -> Response {
+    let body = body.to_string();
+    request(
+        d,
+        &format!(
+            "POST /v1/calls HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            basic(user),
+            body.len()
+        ),
+    )
+}
+
+fn body(a: &str, b: &str) -> Value {
+    json!({ "a": { "participants": [{ "number": a }] }, "b": { "participants": [{ "number": b }] } })
+}
+
+fn xip(d: &Daemon, a: &str, b: &str) -> Response {
+    let (a, b) = (&a[1..], &b[1..]);
+    d.get(&format!(
+        "/request/call.php?{}",
+        xip_query("crm", a, b, &auth(XIP_SECRET, "crm", a, b))
+    ))
+}
+
+fn spokn(d: &Daemon, a: &str, b: &str) -> Response {
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("aparty", a)
+        .append_pair("bparty", b)
+        .finish();
+    request(
+        d.addr,
+        &format!(
+            "POST /c2c/1.0/call HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            basic(USER),
+            form.len()
+        ),
+    )
+}
+
+fn spokn_code(r: &Response) -> String {
+    let t = r.text();
+    let start = t.find("<code>").map(|i| i + 6).unwrap_or(0);
+    let end = t.find("</code>").unwrap_or(start);
+    t[start..end].to_string()
+}
+
+fn json_of(r: &Response) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
+}
+
+/// The request id c2cd gave the refused request (the problem's `call_id`).
+fn problem_call(r: &Response) -> String {
+    json_of(r)["call_id"].as_str().unwrap().to_string()
+}
+
+/// The ids of the requests of `dialect` recorded with guard `rule`.
+fn stopped(d: &Daemon, rule: &str) -> Vec<Value> {
+    let db = rusqlite::Connection::open(d.db()).unwrap();
+    let mut s = db
+        .prepare("SELECT id FROM calls WHERE guard = ?1 ORDER BY id")
+        .unwrap();
+    let ids: Vec<String> = s
+        .query_map([rule], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    ids.iter().map(|id| d.call(id)).collect()
+}
+
+#[test]
+fn a_repeat_within_the_window_is_a_replay_in_every_dialect_and_dials_nothing() {
+    let d = Daemon::start(&config());
+    let first = native(d.addr, "crm", A, B, "");
+    assert_eq!(first.status, 201, "{}", first.text());
+    let id = first.call_id();
+
+    let again = native(d.addr, "crm", A, B, "");
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.call_id(), id);
+    assert_eq!(again.header("c2c-replay"), Some("true"));
+    let v = json_of(&again);
+    assert_eq!(
+        (v["id"].as_str(), v["replay"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+    assert_eq!(v["state"], "bridged");
+
+    let x = xip(&d, A, B);
+    assert_eq!(x.status, 200, "{}", x.text());
+    assert_eq!(x.form()["Result"], "0");
+    assert_eq!(x.form()["CallID"], id);
+    assert_eq!(x.header("c2c-replay"), Some("true"));
+
+    let s = spokn(&d, A, B);
+    assert_eq!(
+        (s.status, spokn_code(&s)),
+        (200, "200".into()),
+        "{}",
+        s.text()
+    );
+    assert_eq!(s.call_id(), id);
+
+    // Three replays, each a row of its own that names the call and dialled nothing.
+    let replays = stopped(&d, "duplicate");
+    assert_eq!(replays.len(), 3);
+    for r in &replays {
+        assert_eq!(r["replay_of"], id.as_str());
+        assert_eq!(r["state"], "rejected");
+        assert_eq!(r["provider"], Value::Null);
+        assert_eq!(r["legs"].as_array().map(Vec::len), Some(0), "{r}");
+        let detail = r["events"][0]["detail"].as_str().unwrap();
+        assert!(detail.contains("dedupe_window 30s"), "{detail}");
+    }
+    // Other numbers are another call.
+    assert_eq!(native(d.addr, "crm", B, A, "").status, 201);
+}
+
+#[test]
+fn impossible_and_blocked_numbers_are_refused_in_each_dialects_code() {
+    let d = Daemon::start(&config());
+    let bad = "+15550001234";
+    let n = native(d.addr, "crm", A, bad, "");
+    assert_eq!(n.status, 422, "{}", n.text());
+    assert_eq!(json_of(&n)["errors"][0]["field"], "b.participants");
+    let x = xip(&d, bad, B);
+    assert_eq!(
+        (x.status, x.form()["Result"].as_str()),
+        (400, "103"),
+        "{}",
+        x.text()
+    );
+    assert_eq!(spokn_code(&spokn(&d, A, bad)), "104");
+    assert_eq!(stopped(&d, "invalid_b").len(), 2);
+    assert_eq!(stopped(&d, "invalid_a").len(), 1);
+
+    // An operator blocks a prefix for B while the daemon runs.
+    let db = d.db();
+    let db = db.to_str().unwrap();
+    c2cd_ok([
+        "block",
+        "add",
+        "+1415555*",
+        "--side",
+        "b",
+        "--reason",
+        "dnc",
+        "--database",
+        db,
+    ]);
+    let n = native(d.addr, "crm", A, B, "");
+    assert_eq!(n.status, 403, "{}", n.text());
+    assert_eq!(json_of(&n)["code"], "blocked");
+    let x = xip(&d, A, B);
+    assert_eq!(
+        (x.status, x.form()["Result"].as_str()),
+        (403, "130"),
+        "{}",
+        x.text()
+    );
+    assert_eq!(spokn_code(&spokn(&d, A, B)), "107");
+    // Only for B: the same number as A is called.
+    assert_eq!(native(d.addr, "crm", B, A, "").status, 201);
+
+    let rows = stopped(&d, "blocked_b");
+    assert_eq!(rows.len(), 3);
+    let detail = rows[0]["events"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("+1415555*") && detail.contains("dnc"),
+        "{detail}"
+    );
+    let listed: Value =
+        serde_json::from_str(&c2cd_ok(["block", "list", "--json", "--database", db])).unwrap();
+    assert_eq!(listed["entries"][0]["hits"], 3, "{listed}");
+}
+
+/// Sends `n` requests at once from threads; their answers.
+fn at_once(n: usize, send: impl Fn(usize) -> Response + Sync) -> Vec<Response> {
+    std::thread::scope(|s| {
+        let send = &send;
+        let handles: Vec<_> = (0..n).map(|i| s.spawn(move || send(i))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn statuses(rs: &[Response]) -> Vec<u16> {
+    let mut v: Vec<u16> = rs.iter().map(|r| r.status).collect();
+    v.sort_unstable();
+    v
+}
+
+#[test]
+fn limits_hold_under_concurrent_requests() {
+    let d = Daemon::start(&config());
+    // max_calls = 2: of eight at once, two are placed.
+    let rs = at_once(8, |i| {
+        native(d.addr, "few", &format!("+1604555{:04}", 2000 + i), B, "")
+    });
+    assert_eq!(statuses(&rs), [201, 201, 503, 503, 503, 503, 503, 503]);
+    let busy = rs.iter().find(|r| r.status == 503).unwrap();
+    assert_eq!(json_of(busy)["code"], "partner_busy");
+    assert!(busy.header("retry-after").is_some());
+
+    // One call per B: of six callers of one agent, one gets through.
+    let agent = "+14155550188";
+    let rs = at_once(6, |i| {
+        native(
+            d.addr,
+            "agents",
+            &format!("+1604555{:04}", 3000 + i),
+            agent,
+            "",
+        )
+    });
+    assert_eq!(statuses(&rs), [201, 409, 409, 409, 409, 409]);
+    let r = rs.iter().find(|r| r.status == 409).unwrap();
+    assert_eq!(json_of(r)["code"], "b_busy");
+
+    // Three calls per A number in 15 minutes, across partners and B numbers.
+    let victim = "+16045559999";
+    let rs = at_once(6, |i| {
+        let user = ["crm", "agents"][i % 2];
+        native(
+            d.addr,
+            user,
+            victim,
+            &format!("+1415555{:04}", 4000 + i),
+            "",
+        )
+    });
+    assert_eq!(statuses(&rs), [201, 201, 201, 429, 429, 429]);
+    let r = rs.iter().find(|r| r.status == 429).unwrap();
+    assert_eq!(json_of(r)["code"], "number_limit");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((890..=900).contains(&wait), "{wait}");
+    let x = xip(&d, victim, "+14155554999");
+    assert_eq!(
+        (x.status, x.form()["Result"].as_str()),
+        (429, "131"),
+        "{}",
+        x.text()
+    );
+    assert_eq!(spokn_code(&spokn(&d, victim, "+14155554998")), "106");
+
+    // max_rate 2/m: the burst of two, then 429 rate_limited.
+    let rs: Vec<Response> = (0..4)
+        .map(|i| native(d.addr, "slow", &format!("+1604555{:04}", 5000 + i), B, ""))
+        .collect();
+    assert_eq!(statuses(&rs), [201, 201, 429, 429]);
+    assert_eq!(json_of(&rs[2])["code"], "rate_limited");
+
+    // Each refusal is recorded with its rule; none reached the simulator.
+    for (rule, n) in [
+        ("partner_busy", 6),
+        ("agent_busy", 5),
+        ("number_limit", 5),
+        ("partner_rate", 2),
+    ] {
+        let rows = stopped(&d, rule);
+        assert_eq!(rows.len(), n, "{rule}");
+        assert!(rows
+            .iter()
+            .all(|r| r["provider"].is_null() && r["state"] == "rejected"));
+    }
+}
+
+#[test]
+fn a_slot_is_free_again_once_its_call_ends() {
+    let d = Daemon::start(&config());
+    let first = native(d.addr, "few", "+16045556001", B, "");
+    let second = native(d.addr, "few", "+16045556002", B, "");
+    assert_eq!((first.status, second.status), (201, 201));
+    assert_eq!(native(d.addr, "few", "+16045556003", B, "").status, 503);
+    // The partner hangs its first call up: the slot is free.
+    let r = request(
+        d.addr,
+        &format!(
+            "POST /v1/calls/{}/hangup HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            first.call_id(),
+            basic("few")
+        ),
+    );
+    assert!(r.status < 300, "{} {}", r.status, r.text());
+    d.wait_for_json(&format!("/v1/calls/{}", first.call_id()), |v| {
+        v["state"] == "completed" || v["state"] == "failed"
+    });
+    assert_eq!(native(d.addr, "few", "+16045556003", B, "").status, 201);
+}
+
+#[test]
+fn an_idempotency_key_replays_its_first_answer_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &config());
+    let d = Daemon::start_in(dir, path.clone());
+    let key = "Idempotency-Key: order-4711\r\n";
+    let first = native(d.addr, "crm", A, B, key);
+    assert_eq!(first.status, 201, "{}", first.text());
+    let id = first.call_id();
+
+    let again = native(d.addr, "crm", A, B, key);
+    assert_eq!((again.status, again.call_id()), (201, id.clone()));
+    assert_eq!(again.body, first.body, "the first answer, byte for byte");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+
+    let other = native(d.addr, "crm", A, "+14155550124", key);
+    assert_eq!(other.status, 409, "{}", other.text());
+    assert_eq!(json_of(&other)["code"], "idempotency_key_reused");
+    let bad = native(
+        d.addr,
+        "crm",
+        A,
+        B,
+        &format!("Idempotency-Key: {}\r\n", "k".repeat(256)),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.text());
+
+    // Keys are kept in the database: after kill -9 the key still replays.
+    let dir = d.kill9();
+    let d = Daemon::start_in(dir, path);
+    let later = native(d.addr, "crm", A, B, key);
+    assert_eq!((later.status, later.call_id()), (201, id.clone()));
+    assert_eq!(later.body, first.body);
+    // Keys are per partner.
+    assert_eq!(native(d.addr, "few", A, "+14155550125", key).status, 201);
+
+    let replays = stopped(&d, "idempotency_replay");
+    assert_eq!(replays.len(), 2);
+    assert!(replays.iter().all(|r| r["replay_of"] == id.as_str()));
+    assert_eq!(
+        stopped(&d, "idempotency_key_reused")[0]["id"],
+        problem_call(&other)
+    );
+}
+
+#[test]
+fn bad_guard_settings_are_config_errors_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = guarded_config(
+        "number_limits = [\"3 per hour\"]\ndedupe_window = \"2d\"",
+        "[[partner]]\nid = \"p\"\nsecret = \"s\"\nprovider = \"sim\"\nmax_rate = \"0/s\"\nburst = 0\n\n[[provider]]\nname = \"sim\"\nkind = \"sim\"\n",
+    );
+    let path = write_config(dir.path(), &text);
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    for needle in [
+        ":15: guard.number_limits: \"3 per hour\" is not COUNT/PERIOD",
+        ":16: guard.dedupe_window:",
+        ":21: partner.max_rate:",
+        ":22: partner.burst: must be at least 1",
+    ] {
+        assert!(err.contains(needle), "{needle} in {err}");
+    }
+}
