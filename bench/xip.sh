@@ -8,13 +8,17 @@
 #      the "sim" provider in instant mode (ring = talk = 0s). Every request is a
 #      real call: parsed, authenticated, written to SQLite (synchronous=FULL,
 #      group commit) before the answer, then played out by the simulator.
-# It prints the ratio c2cd/hello for requests/s, then the database size, the
+#   3. with GUARDS=1, c2cd again with every guard rail checked on each request
+#      and none tripping: numbers checked, an A-number limit, the partner's
+#      rate, concurrency and busy-B limits (counts too high to be reached).
+# It prints the ratio c2cd/hello for requests/s (and guarded/c2cd), then the database size, the
 # number of rows in `calls` and the bytes per call, measured after c2cd has
 # stopped cleanly (SIGTERM: drain, WAL checkpoint).
 #
 # Run:  bash bench/xip.sh
 # Env:  DURATION     wrk duration per run   (default 10s)
 #       CONNECTIONS  wrk connections        (default 64; wrk threads fixed at 2)
+#       GUARDS=1     also measure c2cd with every guard rail on (a third run)
 #       KEEP=1       keep the temp dir (config, logs, database, wrk outputs)
 #       TARGET       build c2cd for this target (x86_64-unknown-linux-musl: the
 #                    shipped static binary); the hello-world stays native
@@ -63,24 +67,36 @@ cleanup() {
 trap cleanup EXIT
 
 DB=$TMP/bench.db
-cat >"$TMP/c2cd.toml" <<EOF
+# config DB GUARD PARTNER_LIMITS: a config on database DB with these [guard]
+# keys and partner keys.
+config() {
+    cat <<EOF
 [server]
 listen = ["127.0.0.1:0"]
 max_connections = 4096
 [database]
-path = "$DB"
+path = "$1"
 [log]
 level = "info"
+[guard]
+$2
 [[partner]]
 id = "$PARTNER"
 secret = "$SECRET"
 provider = "sim"
+$3
 [[provider]]
 name = "sim"
 kind = "sim"
 ring = "0s"
 talk = "0s"
 EOF
+}
+config "$DB" 'check_numbers = false' '' >"$TMP/c2cd.toml"
+config "$TMP/guarded.db" 'check_numbers = true
+number_limits = ["100000000/1h"]' 'max_rate = "1000000/s"
+max_calls = 1000000
+max_calls_per_b = 1000000' >"$TMP/guarded.toml"
 
 # bench NAME URL: runs wrk, keeps its output in $TMP/wrk-NAME.txt and appends
 # "NAME RPS P50 P99 NON2XX SOCKET_ERRORS" to $TMP/results.
@@ -123,6 +139,17 @@ if [[ $status != 200 ]]; then
 fi
 bench c2cd-xip "$URL"
 
+# --- c2cd XIP with every guard rail on -----------------------------------------
+if [[ ${GUARDS:-0} == 1 ]]; then
+    "$C2CD" serve --config "$TMP/guarded.toml" 2>"$TMP/guarded.log" &
+    GUARDED_PID=$!
+    PIDS+=("$GUARDED_PID")
+    GUARDED_PORT=$(wait_port "$TMP/guarded.log" "$GUARDED_PID")
+    bench c2cd-guard "http://127.0.0.1:$GUARDED_PORT/request/call.php?PartnerID=$PARTNER&Requestor=$REQUESTOR&Fulfillment=$FULFILLMENT&Auth=$AUTH"
+    kill -TERM "$GUARDED_PID"
+    wait "$GUARDED_PID" || true
+fi
+
 # Stop cleanly so the WAL is checkpointed into the database file (max 30 s).
 kill -TERM "$C2CD_PID"
 for _ in $(seq 300); do
@@ -146,7 +173,10 @@ echo "c2cd XIP benchmark: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, 127.0.0.1, 
 awk '
     BEGIN { printf "%-10s %12s %10s %10s %10s  %s\n", "name", "requests/s", "p50 ms", "p99 ms", "non-2xx", "socket errors" }
     { printf "%-10s %12.0f %10.3f %10.3f %10d  %s\n", $1, $2, $3, $4, $5, $6; rps[NR] = $2 }
-    END { if (rps[1] > 0) printf "ratio c2cd/hello requests/s: %.3f\n", rps[2] / rps[1] }
+    END {
+        if (rps[1] > 0) printf "ratio c2cd/hello requests/s: %.3f\n", rps[2] / rps[1]
+        if (rps[2] > 0 && rps[3] > 0) printf "ratio guarded/c2cd requests/s: %.3f\n", rps[3] / rps[2]
+    }
 ' "$TMP/results"
 echo "database: $DB_BYTES bytes (+ $WAL_BYTES bytes WAL), $ROWS rows in calls, $(( ROWS > 0 ? (DB_BYTES + WAL_BYTES) / ROWS : 0 )) bytes/call"
 echo "c2cd exit status after SIGTERM: $c2cd_rc"

@@ -9,15 +9,17 @@
 //! 1. its partner is disabled in the database;
 //! 2. a number of either side is not a valid number by libphonenumber's
 //!    metadata (`[guard] check_numbers`);
-//! 3. its native `Idempotency-Key` is being used by another request;
-//! 4. a number of either side is on the blocklist (`c2cd block`), for that side;
-//! 5. it repeats, within the partner's `dedupe_window`, a call of the same
+//! 3. it comes outside its partner's opening hours (`hours`, `holidays`, in
+//!    the partner's `timezone` or A's);
+//! 4. its native `Idempotency-Key` is being used by another request;
+//! 5. a number of either side is on the blocklist (`c2cd block`), for that side;
+//! 6. it repeats, within the partner's `dedupe_window`, a call of the same
 //!    partner to the same A and B that has not failed: the earlier call is the
 //!    answer (a *replay*; nothing is dialled again);
-//! 6. its A number had `[guard] number_limits` calls already (across partners);
-//! 7. its partner has `max_calls` calls in progress;
-//! 8. its B number has `max_calls_per_b` calls in progress (an agent's line);
-//! 9. its partner has spent its `max_rate` (a token bucket with `burst`).
+//! 7. its A number had `[guard] number_limits` calls already (across partners);
+//! 8. its partner has `max_calls` calls in progress;
+//! 9. its B number has `max_calls_per_b` calls in progress (an agent's line);
+//! 10. its partner has spent its `max_rate` (a token bucket with `burst`).
 //!
 //! Each dialect answers a [`Stop`] with its own code (see the README's table);
 //! the call's row keeps the rule (`calls.guard`) and, for a replay, the call it
@@ -43,6 +45,8 @@ pub enum Rule {
     Invalid(Side),
     /// A number of this side is on the blocklist.
     Blocked(Side),
+    /// Outside the partner's opening hours.
+    Closed,
     /// The `Idempotency-Key` is in use by a request not yet answered.
     KeyInUse,
     /// The `Idempotency-Key` came with another body before.
@@ -70,6 +74,7 @@ impl Rule {
             Rule::Invalid(Side::B) => "invalid_b",
             Rule::Blocked(Side::A) => "blocked_a",
             Rule::Blocked(Side::B) => "blocked_b",
+            Rule::Closed => "outside_hours",
             Rule::KeyInUse => "idempotency_key_in_use",
             Rule::KeyReused => "idempotency_key_reused",
             Rule::KeyReplay => "idempotency_replay",
@@ -163,6 +168,8 @@ pub struct Ask {
     pub numbers: Vec<(Side, String)>,
     /// Whether numbers must be valid by libphonenumber's metadata.
     pub check_numbers: bool,
+    /// When the partner's calls may be placed; always when `None`.
+    pub opening: Option<std::sync::Arc<crate::config::Opening>>,
     /// When the request came (unix ms).
     pub at: i64,
     pub dedupe_window: Duration,
@@ -186,6 +193,7 @@ impl Ask {
             b: None,
             numbers: Vec::new(),
             check_numbers: cfg.guard.check_numbers,
+            opening: g.opening.clone(),
             at,
             dedupe_window: g.dedupe_window,
             number_limits: cfg.guard.number_limits.clone(),
@@ -239,6 +247,11 @@ pub fn check(
             return Ok(Some(s));
         }
     }
+    if let Some(o) = &ask.opening {
+        if let Some(s) = closed(o, ask.a.as_deref(), ask.at) {
+            return Ok(Some(s));
+        }
+    }
     if let Some((key, _)) = &ask.key {
         let taken: Option<String> = c
             .prepare_cached(
@@ -272,12 +285,15 @@ pub fn check(
     }
     if let Some(a) = &ask.a {
         for w in &ask.number_limits {
+            // Counting stops at the limit: a number called often costs no more.
             let (n, oldest): (u32, Option<i64>) = c
                 .prepare_cached(
-                    "SELECT count(*), min(created_at) FROM calls
-                     WHERE a_number = ?1 AND created_at >= ?2 AND state != 'rejected'",
+                    "SELECT count(*), min(created_at) FROM (
+                       SELECT created_at FROM calls
+                       WHERE a_number = ?1 AND created_at >= ?2 AND state != 'rejected'
+                       ORDER BY created_at DESC LIMIT ?3)",
                 )?
-                .query_row(params![a, ask.at - ms(w.per)], |r| {
+                .query_row(params![a, ask.at - ms(w.per), w.count], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?;
             if n >= w.count {
@@ -352,6 +368,41 @@ fn invalid(numbers: &[(Side, String)]) -> Option<Stop> {
         let why = crate::core::phone::check_valid(&e).err()?;
         Some(Stop::new(Rule::Invalid(*side), format!("{n} {why}")))
     })
+}
+
+/// Why a call of a partner with opening hours `o` to A number `a` may not be
+/// placed at `at` (unix ms), if it may not: closed, and when it opens next.
+fn closed(o: &crate::config::Opening, a: Option<&str>, at: i64) -> Option<Stop> {
+    let now = jiff::Timestamp::from_millisecond(at).ok()?;
+    let a_zone = a
+        .filter(|_| o.called_zone)
+        .and_then(|n| E164::from_canonical(n).ok())
+        .and_then(|n| crate::core::phone::check_valid(&n).ok().flatten())
+        .and_then(|region| crate::core::hours::zone_of_region(region.as_str()));
+    let (zone, whose) = match &a_zone {
+        Some(z) => (z, "A's"),
+        None => (&o.zone, "the partner's"),
+    };
+    if o.hours.open_at(now, zone) {
+        return None;
+    }
+    let name = zone.iana_name().unwrap_or("local");
+    let (detail, retry_after) = match o.hours.next_opening(now, zone) {
+        Some(next) => (
+            format!(
+                "outside the partner's hours in {whose} time ({name}): opens {}",
+                next.to_zoned(zone.clone())
+            ),
+            u64::try_from((next.as_millisecond() - at + 999) / 1000).ok(),
+        ),
+        None => (
+            format!("outside the partner's hours in {whose} time ({name}): never open"),
+            None,
+        ),
+    };
+    let mut s = Stop::new(Rule::Closed, detail);
+    s.retry_after = retry_after;
+    Some(s)
 }
 
 /// The earlier call `ask` repeats, as a replay, if any.
@@ -569,6 +620,7 @@ mod tests {
             b: Some(b.into()),
             numbers: vec![(Side::A, a.into()), (Side::B, b.into())],
             check_numbers: false,
+            opening: None,
             at,
             dedupe_window: Duration::from_secs(30),
             number_limits: vec![],
@@ -693,6 +745,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rule(&c, &partner(1)), None);
+    }
+
+    fn opening(hours: &str, zone: &str, called_zone: bool) -> crate::config::Opening {
+        crate::config::Opening {
+            hours: crate::core::hours::Hours::parse(&[hours.to_string()], &[]).unwrap(),
+            zone: jiff::tz::TimeZone::get(zone).unwrap(),
+            called_zone,
+        }
+    }
+
+    fn ms_at(rfc3339: &str) -> i64 {
+        rfc3339.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    #[test]
+    fn closed_hours_refuse_until_the_next_opening() {
+        let o = opening("mon-fri 09:00-17:00", "America/New_York", false);
+        // Friday 2026-11-20 17:30 in New York (22:30 UTC): opens Monday 09:00.
+        let s = closed(&o, Some("+12125550123"), ms_at("2026-11-20T22:30:00Z")).unwrap();
+        assert_eq!(s.rule, Rule::Closed);
+        assert!(s.detail.contains("America/New_York"), "{}", s.detail);
+        assert!(
+            s.detail.contains("2026-11-23T09:00:00-05:00"),
+            "{}",
+            s.detail
+        );
+        assert_eq!(s.retry_after, Some((2 * 24 + 15) * 3600 + 30 * 60));
+        assert_eq!(closed(&o, None, ms_at("2026-11-20T21:59:00Z")), None);
+        let never = opening("sun closed", "UTC", false);
+        let s = closed(&never, None, ms_at("2026-11-20T12:00:00Z")).unwrap();
+        assert!(s.detail.ends_with("never open"), "{}", s.detail);
+        assert_eq!(s.retry_after, None);
+    }
+
+    #[test]
+    fn hours_are_read_in_a_s_zone_where_its_country_has_one() {
+        // 10:00 in Tokyo is 01:00 in London.
+        let at = ms_at("2026-11-20T01:00:00Z");
+        let o = opening("mon-fri 09:00-17:00", "Asia/Tokyo", true);
+        let s = closed(&o, Some("+442071234567"), at).unwrap();
+        assert!(
+            s.detail.contains("A's time (Europe/London)"),
+            "{}",
+            s.detail
+        );
+        // A US number has several zones: the partner's zone rules.
+        assert_eq!(closed(&o, Some("+12125550123"), at), None);
+        let partners = opening("mon-fri 09:00-17:00", "Asia/Tokyo", false);
+        assert_eq!(closed(&partners, Some("+442071234567"), at), None);
     }
 
     #[test]

@@ -347,6 +347,14 @@ struct RawPartner {
     max_calls: Option<u32>,
     /// Calls in progress to one B number at most (an agent's line). Default 0: no limit.
     max_calls_per_b: Option<u32>,
+    /// When its calls may be placed: ["mon-fri 09:00-18:00"]. Default: always.
+    hours: Option<Vec<String>>,
+    /// Days closed: "2026-12-25" once, "12-25" every year.
+    holidays: Option<Vec<String>>,
+    /// The zone its hours are in. Default: the box's.
+    timezone: Option<String>,
+    /// Read the hours in A's zone where A's country has one. Default false.
+    hours_in_called_zone: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -667,9 +675,21 @@ pub struct Guard {
     pub check_numbers: bool,
 }
 
+/// When a partner's calls may be placed.
+#[derive(Debug, Clone)]
+pub struct Opening {
+    pub hours: crate::core::hours::Hours,
+    /// The zone the hours are read in.
+    pub zone: jiff::tz::TimeZone,
+    /// Read them in A's zone instead, where A's country has one.
+    pub called_zone: bool,
+}
+
 /// A partner's guard rails; 0 is no limit.
 #[derive(Debug, Clone, Default)]
 pub struct PartnerGuard {
+    /// None: always open.
+    pub opening: Option<std::sync::Arc<Opening>>,
     pub dedupe_window: Duration,
     pub max_rate: Option<crate::guard::Window>,
     pub burst: u32,
@@ -741,6 +761,56 @@ pub struct SpoknUpConfig {
     pub enterprise: bool,
     pub timeout: Duration,
     pub max_response_bytes: usize,
+}
+
+/// A partner's opening hours, when it has any.
+fn opening(
+    v: &mut Validator,
+    p: &RawPartner,
+    at: &dyn Fn(&'static str) -> [Seg; 3],
+) -> Option<std::sync::Arc<Opening>> {
+    let zone = match p.timezone.as_deref() {
+        None => jiff::tz::TimeZone::system(),
+        Some(name) => match jiff::tz::TimeZone::get(name) {
+            Ok(z) => z,
+            Err(e) => {
+                v.err(
+                    &at("timezone"),
+                    format!("{name:?} is not a time zone this box knows: {e}"),
+                );
+                return None;
+            }
+        },
+    };
+    let Some(open) = &p.hours else {
+        for (key, set) in [
+            ("holidays", p.holidays.is_some()),
+            ("timezone", p.timezone.is_some()),
+            ("hours_in_called_zone", p.hours_in_called_zone.is_some()),
+        ] {
+            if set {
+                v.err(&at(key), "needs hours");
+            }
+        }
+        return None;
+    };
+    let holidays = p.holidays.clone().unwrap_or_default();
+    if let Err(e) = crate::core::hours::Hours::parse(&[], &holidays) {
+        v.err(&at("holidays"), e);
+        return None;
+    }
+    let hours = match crate::core::hours::Hours::parse(open, &holidays) {
+        Ok(h) => h,
+        Err(e) => {
+            v.err(&at("hours"), e);
+            return None;
+        }
+    };
+    Some(std::sync::Arc::new(Opening {
+        hours,
+        zone,
+        called_zone: p.hours_in_called_zone.unwrap_or(false),
+    }))
 }
 
 /// `+` and 1 to 15 digits.
@@ -2298,6 +2368,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             .max_rate
             .as_ref()
             .and_then(|w| v.window(&at("max_rate"), w));
+        let opening = opening(&mut v, p, &at);
         if p.burst == Some(0) {
             v.err(&at("burst"), "must be at least 1");
         }
@@ -2360,6 +2431,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 burst: p.burst.or(max_rate.map(|w| w.count)).unwrap_or(1),
                 max_calls: p.max_calls.unwrap_or(0),
                 max_calls_per_b: p.max_calls_per_b.unwrap_or(0),
+                opening,
             },
         });
     }

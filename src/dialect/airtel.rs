@@ -159,6 +159,7 @@ mod codes {
     // c2cd's guard rails.
     pub const FROM_BLOCKED: &str = "FROM_PARTICIPANT_NUMBER_BLOCKED";
     pub const TO_BLOCKED: &str = "TO_PARTICIPANT_NUMBER_BLOCKED";
+    pub const CLOSED: &str = "OUTSIDE_BUSINESS_HOURS";
     pub const NUMBER_LIMIT: &str = "FROM_NUMBER_CALL_LIMIT_EXCEEDED";
     pub const RATE: &str = "RATE_LIMIT_EXCEEDED";
     pub const CONCURRENCY: &str = "CONCURRENT_CALL_LIMIT_EXCEEDED";
@@ -963,6 +964,7 @@ impl Answer {
             }
             (Rule::Blocked(Side::A), _) => limit(StatusCode::BAD_REQUEST, codes::FROM_BLOCKED),
             (Rule::Blocked(Side::B), _) => limit(StatusCode::BAD_REQUEST, codes::TO_BLOCKED),
+            (Rule::Closed, _) => limit(StatusCode::FORBIDDEN, codes::CLOSED),
             (Rule::NumberLimit, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::NUMBER_LIMIT),
             (Rule::PartnerRate, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::RATE),
             (Rule::PartnerBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::CONCURRENCY),

@@ -61,6 +61,8 @@ pub enum NativeError {
     ProviderFailed,
     #[error("a number is on the do-not-call list: {0}")]
     Blocked(String),
+    #[error("outside the partner's hours: {0}")]
+    Closed(String),
     #[error("too many calls to the A number lately: {0}")]
     NumberLimit(String),
     #[error("the partner's call rate is spent: {0}")]
@@ -83,7 +85,9 @@ impl NativeError {
     pub fn status(&self) -> StatusCode {
         match self {
             NativeError::Unauthorized => StatusCode::UNAUTHORIZED,
-            NativeError::Forbidden | NativeError::Blocked(_) => StatusCode::FORBIDDEN,
+            NativeError::Forbidden | NativeError::Blocked(_) | NativeError::Closed(_) => {
+                StatusCode::FORBIDDEN
+            }
             NativeError::Malformed(_) => StatusCode::BAD_REQUEST,
             NativeError::Invalid(_) | NativeError::ProviderRefuses(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -123,6 +127,7 @@ impl NativeError {
             NativeError::ProviderTimeout => "provider_timeout",
             NativeError::ProviderFailed => "provider_failed",
             NativeError::Blocked(_) => "blocked",
+            NativeError::Closed(_) => "outside_hours",
             NativeError::NumberLimit(_) => "number_limit",
             NativeError::RateLimited(_) => "rate_limited",
             NativeError::PartnerBusy(_) => "partner_busy",
@@ -145,6 +150,7 @@ impl NativeError {
                 NativeError::Invalid(vec![(format!("{}.participants", side.as_str()), why)])
             }
             Rule::Blocked(_) => NativeError::Blocked(why),
+            Rule::Closed => NativeError::Closed(why),
             Rule::KeyInUse => NativeError::KeyInUse,
             Rule::KeyReused => NativeError::KeyReused,
             Rule::NumberLimit => NativeError::NumberLimit(why),

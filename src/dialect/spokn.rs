@@ -569,7 +569,7 @@ impl Answer {
             Rule::Invalid(Side::B) => SpoknError::BadBparty(why),
             Rule::Blocked(Side::A) => SpoknError::AUnsupported(why),
             Rule::Blocked(Side::B) => SpoknError::BUnsupported(why),
-            Rule::NumberLimit => SpoknError::AUnsupported(why),
+            Rule::NumberLimit | Rule::Closed => SpoknError::AUnsupported(why),
             Rule::AgentBusy => SpoknError::BUnsupported(why),
             Rule::PartnerRate | Rule::PartnerBusy => SpoknError::Overloaded,
             // Spokn sends no Idempotency-Key.

@@ -62,6 +62,8 @@ pub enum XipError {
     UpstreamRefused,
     #[error("{param} is on the do-not-call list: {why}")]
     Blocked { param: &'static str, why: String },
+    #[error("Outside the partner's hours: {0}")]
+    Closed(String),
     #[error("Too many calls to the Requestor: {0}")]
     NumberLimit(String),
     #[error("Call rate exceeded: {0}")]
@@ -93,6 +95,7 @@ impl XipError {
             XipError::UpstreamBadResponse => 112,
             XipError::UpstreamRefused => 113,
             XipError::Blocked { .. } => 130,
+            XipError::Closed(_) => 135,
             XipError::NumberLimit(_) => 131,
             XipError::PartnerRate(_) => 132,
             XipError::PartnerBusy(_) => 133,
@@ -104,7 +107,9 @@ impl XipError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            XipError::UnknownPartner | XipError::Blocked { .. } => StatusCode::FORBIDDEN,
+            XipError::UnknownPartner | XipError::Blocked { .. } | XipError::Closed(_) => {
+                StatusCode::FORBIDDEN
+            }
             XipError::MissingParameter(_)
             | XipError::InvalidNumber { .. }
             | XipError::Malformed(_) => StatusCode::BAD_REQUEST,
@@ -138,6 +143,7 @@ impl XipError {
                 param: param(side),
                 why,
             },
+            Rule::Closed => XipError::Closed(why),
             Rule::NumberLimit => XipError::NumberLimit(why),
             Rule::PartnerRate => XipError::PartnerRate(why),
             Rule::PartnerBusy => XipError::PartnerBusy(why),

@@ -412,11 +412,56 @@ fn an_idempotency_key_replays_its_first_answer_across_a_restart() {
 }
 
 #[test]
+fn a_partner_is_closed_on_its_holidays_and_says_when_it_opens() {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let tomorrow = today.tomorrow().unwrap();
+    let d = Daemon::start(&guarded_config(
+        "",
+        &format!(
+            r#"
+[[partner]]
+id = "office"
+dialects = ["native"]
+username = "office"
+password = "{PASSWORD}"
+provider = "sim"
+hours = ["mon-sun 00:00-24:00"]
+holidays = ["{today}", "{tomorrow}"]
+timezone = "UTC"
+
+[[provider]]
+name = "sim"
+kind = "sim"
+"#
+        ),
+    ));
+    let r = native(d.addr, "office", A, B, "");
+    assert_eq!(r.status, 403, "{}", r.text());
+    let p = json_of(&r);
+    assert_eq!(p["code"], "outside_hours");
+    let opens = today.tomorrow().unwrap().tomorrow().unwrap();
+    assert!(
+        p["title"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("opens {opens}T00:00:00+00:00")),
+        "{p}"
+    );
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((86_400..=2 * 86_400).contains(&wait), "{wait}");
+    let rows = stopped(&d, "outside_hours");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["provider"], Value::Null);
+}
+
+#[test]
 fn bad_guard_settings_are_config_errors_with_their_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = guarded_config(
         "number_limits = [\"3 per hour\"]\ndedupe_window = \"2d\"",
-        "[[partner]]\nid = \"p\"\nsecret = \"s\"\nprovider = \"sim\"\nmax_rate = \"0/s\"\nburst = 0\n\n[[provider]]\nname = \"sim\"\nkind = \"sim\"\n",
+        "[[partner]]\nid = \"p\"\nsecret = \"s\"\nprovider = \"sim\"\nmax_rate = \"0/s\"\nburst = 0\nhours = [\"mon-fri 9-18\"]\n\n[[partner]]\nid = \"q\"\nsecret = \"s\"\nprovider = \"sim\"\nholidays = [\"12/25\"]\n\n[[partner]]\nid = \"r\"\nsecret = \"s\"\nprovider = \"sim\"\nhours = [\"mon 09:00-17:00\"]\ntimezone = \"Mars/Olympus\"\n\n[[provider]]\nname = \"sim\"\nkind = \"sim\"\n",
     );
     let path = write_config(dir.path(), &text);
     let out = std::process::Command::new(BIN)
@@ -431,6 +476,9 @@ fn bad_guard_settings_are_config_errors_with_their_line() {
         ":16: guard.dedupe_window:",
         ":21: partner.max_rate:",
         ":22: partner.burst: must be at least 1",
+        ":23: partner.hours: \"mon-fri 9-18\": \"9-18\" is not a time range",
+        ":29: partner.holidays: needs hours",
+        ":36: partner.timezone: \"Mars/Olympus\" is not a time zone",
     ] {
         assert!(err.contains(needle), "{needle} in {err}");
     }
