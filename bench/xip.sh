@@ -8,10 +8,13 @@
 #      the "sim" provider in instant mode (ring = talk = 0s). Every request is a
 #      real call: parsed, authenticated, written to SQLite (synchronous=FULL,
 #      group commit) before the answer, then played out by the simulator.
-#   3. with GUARDS=1, c2cd again with every guard rail checked on each request
-#      and none tripping: numbers checked, an A-number limit, the partner's
-#      rate, concurrency and busy-B limits (counts too high to be reached).
-# It prints the ratio c2cd/hello for requests/s (and guarded/c2cd), then the database size, the
+#   3. with GUARDS=1, two more runs whose requests each ask for another
+#      Requestor (200,000 of them, Auth computed beforehand, read by a wrk
+#      script): c2cd as in 2, then c2cd with every guard rail on and none
+#      tripping: numbers checked, a 30 s dedupe window, 3 calls per A number
+#      in 15 minutes, the partner's rate, concurrency and busy-B limits (set
+#      too high to be reached), the blocklist (empty). Each on a new database.
+# It prints the ratio c2cd/hello for requests/s (and guarded/unguarded), then the database size, the
 # number of rows in `calls` and the bytes per call, measured after c2cd has
 # stopped cleanly (SIGTERM: drain, WAL checkpoint).
 #
@@ -93,18 +96,23 @@ talk = "0s"
 EOF
 }
 config "$DB" 'check_numbers = false' '' >"$TMP/c2cd.toml"
+config "$TMP/rot.db" 'check_numbers = false' '' >"$TMP/rot.toml"
 config "$TMP/guarded.db" 'check_numbers = true
-number_limits = ["100000000/1h"]' 'max_rate = "1000000/s"
+dedupe_window = "30s"
+number_limits = ["3/15m"]' 'max_rate = "1000000/s"
 max_calls = 1000000
 max_calls_per_b = 1000000' >"$TMP/guarded.toml"
 
-# bench NAME URL: runs wrk, keeps its output in $TMP/wrk-NAME.txt and appends
-# "NAME RPS P50 P99 NON2XX SOCKET_ERRORS" to $TMP/results.
+# bench NAME URL [SCRIPT]: runs wrk (with a Lua script), keeps its output in
+# $TMP/wrk-NAME.txt and appends "NAME RPS P50 P99 NON2XX SOCKET_ERRORS" to
+# $TMP/results.
 bench() {
     local name=$1 url=$2 out=$TMP/wrk-$1.txt rps p50 p99 non2xx errs
-    echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ($name)" >&2
+    local script=()
+    [[ -n ${3:-} ]] && script=(-s "$3")
+    echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency ${script[*]} ($name)" >&2
     # wrk runs for DURATION; timeout is a backstop only.
-    timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$out"
+    timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${script[@]}" "$url" >"$out"
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
@@ -139,15 +147,47 @@ if [[ $status != 200 ]]; then
 fi
 bench c2cd-xip "$URL"
 
-# --- c2cd XIP with every guard rail on -----------------------------------------
+# --- c2cd XIP, a Requestor per request, without and with the guard rails ------
+# serve NAME: starts c2cd on $TMP/NAME.toml, runs the rotating load at it,
+# stops it.
+serve() {
+    local name=$1 pid port
+    "$C2CD" serve --config "$TMP/$name.toml" 2>"$TMP/$name.log" &
+    pid=$!
+    PIDS+=("$pid")
+    port=$(wait_port "$TMP/$name.log" "$pid")
+    bench "c2cd-$name" "http://127.0.0.1:$port" "$TMP/rotate.lua"
+    kill -TERM "$pid"
+    wait "$pid" || true
+}
 if [[ ${GUARDS:-0} == 1 ]]; then
-    "$C2CD" serve --config "$TMP/guarded.toml" 2>"$TMP/guarded.log" &
-    GUARDED_PID=$!
-    PIDS+=("$GUARDED_PID")
-    GUARDED_PORT=$(wait_port "$TMP/guarded.log" "$GUARDED_PID")
-    bench c2cd-guard "http://127.0.0.1:$GUARDED_PORT/request/call.php?PartnerID=$PARTNER&Requestor=$REQUESTOR&Fulfillment=$FULFILLMENT&Auth=$AUTH"
-    kill -TERM "$GUARDED_PID"
-    wait "$GUARDED_PID" || true
+    python3 - "$TMP/paths" "$SECRET" "$PARTNER" "$FULFILLMENT" <<'PY'
+import hashlib, sys
+path, secret, partner, fulfillment = sys.argv[1:]
+with open(path, "w") as f:
+    for i in range(200_000):
+        a = str(16045200000 + i)  # 604-520-0000 onwards: valid Canadian numbers
+        auth = hashlib.md5((secret + partner + a + fulfillment).encode()).hexdigest()
+        f.write(f"/request/call.php?PartnerID={partner}&Requestor={a}&Fulfillment={fulfillment}&Auth={auth}\n")
+PY
+    cat >"$TMP/rotate.lua" <<LUA
+local threads = 0
+function setup(thread)
+    thread:set("first", threads * 100000)
+    threads = threads + 1
+end
+function init(args)
+    paths = {}
+    for line in io.lines("$TMP/paths") do paths[#paths + 1] = line end
+    i = first
+end
+function request()
+    i = i + 1
+    return wrk.format("GET", paths[(i % #paths) + 1])
+end
+LUA
+    serve rot
+    serve guarded
 fi
 
 # Stop cleanly so the WAL is checkpointed into the database file (max 30 s).
@@ -175,7 +215,7 @@ awk '
     { printf "%-10s %12.0f %10.3f %10.3f %10d  %s\n", $1, $2, $3, $4, $5, $6; rps[NR] = $2 }
     END {
         if (rps[1] > 0) printf "ratio c2cd/hello requests/s: %.3f\n", rps[2] / rps[1]
-        if (rps[2] > 0 && rps[3] > 0) printf "ratio guarded/c2cd requests/s: %.3f\n", rps[3] / rps[2]
+        if (rps[3] > 0 && rps[4] > 0) printf "ratio guarded/unguarded requests/s (a Requestor per request): %.3f\n", rps[4] / rps[3]
     }
 ' "$TMP/results"
 echo "database: $DB_BYTES bytes (+ $WAL_BYTES bytes WAL), $ROWS rows in calls, $(( ROWS > 0 ? (DB_BYTES + WAL_BYTES) / ROWS : 0 )) bytes/call"
