@@ -19,7 +19,8 @@
 //! 7. its A number had `[guard] number_limits` calls already (across partners);
 //! 8. its partner has `max_calls` calls in progress;
 //! 9. its B number has `max_calls_per_b` calls in progress (an agent's line);
-//! 10. its partner has spent its `max_rate` (a token bucket with `burst`).
+//! 10. no provider of its route has a channel free (`max_channels`);
+//! 11. its partner has spent its `max_rate` (a token bucket with `burst`).
 //!
 //! Each dialect answers a [`Stop`] with its own code (see the README's table);
 //! the call's row keeps the rule (`calls.guard`) and, for a replay, the call it
@@ -61,6 +62,8 @@ pub enum Rule {
     PartnerBusy,
     /// The B number's calls in progress reached `max_calls_per_b`.
     AgentBusy,
+    /// No provider of the route has a channel free (`max_channels`).
+    ProviderBusy,
     /// The partner's `max_rate` is spent.
     PartnerRate,
 }
@@ -82,6 +85,7 @@ impl Rule {
             Rule::NumberLimit => "number_limit",
             Rule::PartnerBusy => "partner_busy",
             Rule::AgentBusy => "agent_busy",
+            Rule::ProviderBusy => "provider_busy",
             Rule::PartnerRate => "partner_rate",
         }
     }
@@ -181,6 +185,8 @@ pub struct Ask {
     pub burst: u32,
     /// The native API's `Idempotency-Key` and a digest of the body it came with.
     pub key: Option<(String, String)>,
+    /// Why no provider of the route has a channel free, when none has.
+    pub no_channel: Option<String>,
 }
 
 impl Ask {
@@ -202,6 +208,7 @@ impl Ask {
             max_rate: g.max_rate,
             burst: g.burst,
             key: None,
+            no_channel: None,
         }
     }
 }
@@ -340,6 +347,11 @@ pub fn check(
             s.retry_after = Some(5);
             return Ok(Some(s));
         }
+    }
+    if let Some(why) = &ask.no_channel {
+        let mut s = Stop::new(Rule::ProviderBusy, why.clone());
+        s.retry_after = Some(5);
+        return Ok(Some(s));
     }
     if let Some(w) = ask.max_rate {
         if let Err(wait) = buckets.take(&ask.partner_id, w, ask.burst) {
@@ -629,6 +641,7 @@ mod tests {
             max_rate: None,
             burst: 0,
             key: None,
+            no_channel: None,
         }
     }
 

@@ -363,6 +363,8 @@ struct RawProvider {
     name: String,
     /// sim | xip
     kind: String,
+    /// Calls it places or follows at once at most. Default 0: no limit.
+    max_channels: Option<u32>,
     // xip
     url: Option<String>,
     method: Option<String>,
@@ -721,6 +723,8 @@ impl Partner {
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
+    /// Calls placed or followed at once at most; 0: no limit.
+    pub max_channels: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -2092,6 +2096,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         providers.push(ProviderConfig {
             name: p.name.clone(),
             kind,
+            max_channels: p.max_channels.unwrap_or(0),
         });
     }
 

@@ -200,6 +200,7 @@ pub const KEYS: &[Key] = &[
     Key { table: "provider", name: "enterprise", default: "false", doc: "(spokn) The account may send url, apartycid and bpartycid: Spokn then reports each leg to c2cd at [server] public_url (required), which drives the call; without, the call is handed off." },
     Key { table: "provider", name: "customer_id", default: "required for airtel", doc: "(airtel) The account's customerId." },
     Key { table: "provider", name: "call_flow_id", default: "required for airtel", doc: "(airtel) The click-to-call callFlowId Airtel gave the account." },
+    Key { table: "provider", name: "max_channels", default: "0 (no limit)", doc: "Calls it places or follows at once at most (the box's or the trunk's channels). A full provider passes a call to the next of the partner's route; when every one is full the request is refused (provider_busy)." },
     Key { table: "provider", name: "caller_id", default: "required for airtel; ami \"<{number}>\"", doc: "(airtel) The account's 10-digit virtual number, shown to both parties. Airtel calls c2cd back at [server] public_url (required). (ami) The CallerID A is shown, a template of the call's caller ID for A: \"Acme\" <{number}>; none is sent when the call has none for A." },
 ];
 

@@ -160,6 +160,7 @@ mod codes {
     pub const FROM_BLOCKED: &str = "FROM_PARTICIPANT_NUMBER_BLOCKED";
     pub const TO_BLOCKED: &str = "TO_PARTICIPANT_NUMBER_BLOCKED";
     pub const CLOSED: &str = "OUTSIDE_BUSINESS_HOURS";
+    pub const NO_CHANNEL: &str = "NO_CHANNEL_AVAILABLE";
     pub const NUMBER_LIMIT: &str = "FROM_NUMBER_CALL_LIMIT_EXCEEDED";
     pub const RATE: &str = "RATE_LIMIT_EXCEEDED";
     pub const CONCURRENCY: &str = "CONCURRENT_CALL_LIMIT_EXCEEDED";
@@ -965,6 +966,7 @@ impl Answer {
             (Rule::Blocked(Side::A), _) => limit(StatusCode::BAD_REQUEST, codes::FROM_BLOCKED),
             (Rule::Blocked(Side::B), _) => limit(StatusCode::BAD_REQUEST, codes::TO_BLOCKED),
             (Rule::Closed, _) => limit(StatusCode::FORBIDDEN, codes::CLOSED),
+            (Rule::ProviderBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::NO_CHANNEL),
             (Rule::NumberLimit, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::NUMBER_LIMIT),
             (Rule::PartnerRate, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::RATE),
             (Rule::PartnerBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::CONCURRENCY),

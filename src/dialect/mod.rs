@@ -18,7 +18,6 @@ pub mod roundtrip;
 pub mod spokn;
 pub mod xip;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -30,6 +29,7 @@ use crate::core::call::{CallState, Event, LegState, Side};
 use crate::core::plan::CallPlan;
 use crate::core::{ct_eq, now_ms, CallId};
 use crate::guard::{self, Ask, Stop};
+use crate::provider::health::Channel;
 use crate::provider::{Events, FollowUp, Originate, ProviderError, Reply, Routed};
 use crate::store::{calls, partners, StoreError};
 
@@ -251,25 +251,49 @@ pub async fn place<A: Recorded>(
     rec.deadline_at = Some(deadline(rec.at, &o.plan, app.runtime().config.calls.grace));
     let events = Events::new(app.store.clone());
     // What goes upstream is recorded before it is sent.
-    let first = route.first();
+    // A provider whose channels are all in use passes the call on at once.
+    let start = route
+        .iter()
+        .position(|r| r.health.has_channel())
+        .unwrap_or(0);
+    let first = route.get(start);
     let upstream = first.map(|r| r.provider.params(o)).unwrap_or_default();
     if let Some(r) = first {
         rec.provider = Some(r.provider.name().to_string());
         rec.upstream_request = Some(r.provider.describe(&upstream));
     }
+    // Each provider's channel is taken right before it is asked; that no
+    // provider has one free is a guard stop of its own.
+    ask.no_channel =
+        (!route.is_empty() && !route.iter().any(|r| r.health.has_channel())).then(|| {
+            route
+                .iter()
+                .map(channels_busy)
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
     let early = match first {
-        Some(r) if r.provider.is_local() => Some(answer_of(
-            r.provider
-                .originate(o, upstream.clone(), events.clone())
-                .await,
-        )),
+        Some(r) if r.provider.is_local() => Some(match Channel::take(&r.health) {
+            Some(ch) => {
+                let out = r.provider.originate(o, upstream.clone(), events.clone());
+                let (a, f) = answer_of(out.await);
+                (a, f, Some(ch))
+            }
+            None => {
+                let (a, f) = answer_of(Err(ProviderError::Unreachable(channels_busy(r))));
+                (a, f, None)
+            }
+        }),
         Some(_) => None,
         // Every provider of the route is down or kept away by its breaker.
-        None => Some(answer_of(Err(ProviderError::Unreachable(
-            "no provider of the route is available".into(),
-        )))),
+        None => {
+            let (a, f) = answer_of(Err(ProviderError::Unreachable(
+                "no provider of the route is available".into(),
+            )));
+            Some((a, f, None))
+        }
     };
-    let early_record = early.as_ref().map(|(a, _)| a.clone());
+    let early_record = early.as_ref().map(|(a, _, _)| a.clone());
     ask.a.clone_from(&rec.a_number);
     ask.b.clone_from(&rec.b_number);
     ask.numbers = (o.plan.a.participants.iter().map(|p| (Side::A, p)))
@@ -314,28 +338,29 @@ pub async fn place<A: Recorded>(
         log::info!("call {id}: {dialect} request stopped: {}", stop.detail);
         return Ok((answer, Some(stop)));
     }
-    let (answer, follow, health) = match early {
-        Some((a, f)) => (a, f, first.map(|r| r.health.clone())),
+    let (answer, follow, channel) = match early {
+        Some((a, f, channel)) => (a, f, channel),
         None => {
             let mut params = upstream;
-            let mut i = 0;
-            let (answer, follow) = loop {
+            let mut i = start;
+            let ((answer, follow), channel) = loop {
                 let r = &route[i];
                 // The breaker is asked right before the provider is: a half-open
                 // probe is taken only by a call that goes there.
-                let asked = r.health.allow();
-                let out = if asked {
-                    r.provider.originate(o, params, events.clone()).await
-                } else {
-                    Err(ProviderError::Unreachable(format!(
+                let channel = Channel::take(&r.health);
+                let asked = channel.is_some() && r.health.allow();
+                let out = match (asked, &channel) {
+                    (true, _) => r.provider.originate(o, params, events.clone()).await,
+                    (false, None) => Err(ProviderError::Unreachable(channels_busy(r))),
+                    (false, Some(_)) => Err(ProviderError::Unreachable(format!(
                         "provider {}'s breaker opened meanwhile",
                         r.provider.name()
-                    )))
+                    ))),
                 };
                 let Some((why, failure)) = worth_failover(&out) else {
                     r.health.success();
                     log::debug!("call {id}: placed via {}", r.provider.name());
-                    break answer_of(out);
+                    break (answer_of(out), channel);
                 };
                 match (asked, failure) {
                     (true, true) => r.health.failure(&why),
@@ -345,7 +370,7 @@ pub async fn place<A: Recorded>(
                 }
                 log::warn!("call {id}: provider {} failed: {why}", r.provider.name());
                 let Some(next) = route.get(i + 1) else {
-                    break answer_of(out);
+                    break (answer_of(out), channel);
                 };
                 // The next provider is recorded before it is asked.
                 params = next.provider.params(o);
@@ -379,14 +404,15 @@ pub async fn place<A: Recorded>(
                 // The call is placed: answer the partner anyway; the row shows `originating`.
                 log::error!("call {id}: the provider's answer was not recorded: {e}");
             }
-            (answer, follow, route.get(i).map(|r| r.health.clone()))
+            (answer, follow, channel)
         }
     };
     if let Some(f) = follow {
-        // The provider's in-flight count covers the call while it is followed,
-        // an aborted follow-up (a hang-up) included.
+        // The provider's channel is held while the call is followed, an
+        // aborted follow-up (a hang-up) included; a call not followed frees
+        // it here.
         let counted = async move {
-            let _counted = health.map(InFlight::new);
+            let _channel = channel;
             f.await;
         };
         let task = tokio::spawn(counted);
@@ -395,23 +421,16 @@ pub async fn place<A: Recorded>(
     Ok((answer, None))
 }
 
-/// Counts a call in its provider's in-flight gauge while it lives.
-struct InFlight(Arc<crate::provider::health::Health>);
-
-impl InFlight {
-    fn new(h: Arc<crate::provider::health::Health>) -> InFlight {
-        h.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        InFlight(h)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
+/// Why `r` cannot be asked: its channels are all in use.
+fn channels_busy(r: &Routed) -> String {
+    let max = r
+        .health
+        .max_channels
+        .load(std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "all {max} channels of provider {} are in use",
+        r.provider.name()
+    )
 }
 
 /// When a call with no end heard is reconciled (unix ms): the longest it can

@@ -61,6 +61,8 @@ pub enum NativeError {
     ProviderFailed,
     #[error("a number is on the do-not-call list: {0}")]
     Blocked(String),
+    #[error("no channel is free: {0}")]
+    NoChannel(String),
     #[error("outside the partner's hours: {0}")]
     Closed(String),
     #[error("too many calls to the A number lately: {0}")]
@@ -105,7 +107,7 @@ impl NativeError {
             NativeError::BBusy(_) | NativeError::KeyInUse | NativeError::KeyReused => {
                 StatusCode::CONFLICT
             }
-            NativeError::PartnerBusy(_) | NativeError::Overloaded => {
+            NativeError::PartnerBusy(_) | NativeError::NoChannel(_) | NativeError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             NativeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,6 +130,7 @@ impl NativeError {
             NativeError::ProviderFailed => "provider_failed",
             NativeError::Blocked(_) => "blocked",
             NativeError::Closed(_) => "outside_hours",
+            NativeError::NoChannel(_) => "no_channel",
             NativeError::NumberLimit(_) => "number_limit",
             NativeError::RateLimited(_) => "rate_limited",
             NativeError::PartnerBusy(_) => "partner_busy",
@@ -151,6 +154,7 @@ impl NativeError {
             }
             Rule::Blocked(_) => NativeError::Blocked(why),
             Rule::Closed => NativeError::Closed(why),
+            Rule::ProviderBusy => NativeError::NoChannel(why),
             Rule::KeyInUse => NativeError::KeyInUse,
             Rule::KeyReused => NativeError::KeyReused,
             Rule::NumberLimit => NativeError::NumberLimit(why),

@@ -571,7 +571,7 @@ impl Answer {
             Rule::Blocked(Side::B) => SpoknError::BUnsupported(why),
             Rule::NumberLimit | Rule::Closed => SpoknError::AUnsupported(why),
             Rule::AgentBusy => SpoknError::BUnsupported(why),
-            Rule::PartnerRate | Rule::PartnerBusy => SpoknError::Overloaded,
+            Rule::PartnerRate | Rule::PartnerBusy | Rule::ProviderBusy => SpoknError::Overloaded,
             // Spokn sends no Idempotency-Key.
             Rule::KeyInUse | Rule::KeyReused | Rule::KeyReplay => SpoknError::Internal(why),
         };

@@ -62,6 +62,8 @@ pub enum XipError {
     UpstreamRefused,
     #[error("{param} is on the do-not-call list: {why}")]
     Blocked { param: &'static str, why: String },
+    #[error("No channel free: {0}")]
+    NoChannel(String),
     #[error("Outside the partner's hours: {0}")]
     Closed(String),
     #[error("Too many calls to the Requestor: {0}")]
@@ -96,6 +98,7 @@ impl XipError {
             XipError::UpstreamRefused => 113,
             XipError::Blocked { .. } => 130,
             XipError::Closed(_) => 135,
+            XipError::NoChannel(_) => 136,
             XipError::NumberLimit(_) => 131,
             XipError::PartnerRate(_) => 132,
             XipError::PartnerBusy(_) => 133,
@@ -123,7 +126,9 @@ impl XipError {
             XipError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             XipError::NumberLimit(_) | XipError::PartnerRate(_) => StatusCode::TOO_MANY_REQUESTS,
             XipError::FulfillmentBusy(_) => StatusCode::CONFLICT,
-            XipError::PartnerBusy(_) | XipError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            XipError::PartnerBusy(_) | XipError::NoChannel(_) | XipError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             XipError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +149,7 @@ impl XipError {
                 why,
             },
             Rule::Closed => XipError::Closed(why),
+            Rule::ProviderBusy => XipError::NoChannel(why),
             Rule::NumberLimit => XipError::NumberLimit(why),
             Rule::PartnerRate => XipError::PartnerRate(why),
             Rule::PartnerBusy => XipError::PartnerBusy(why),

@@ -109,7 +109,7 @@ pub async fn metrics(app: &App) -> Resp {
             p["name"].as_str().unwrap_or_default()
         );
     }
-    let _ = writeln!(out, "# HELP c2cd_provider_calls_in_flight Calls a provider is following now.\n# TYPE c2cd_provider_calls_in_flight gauge");
+    let _ = writeln!(out, "# HELP c2cd_provider_calls_in_flight Calls a provider is placing or following now (its channels in use).\n# TYPE c2cd_provider_calls_in_flight gauge");
     for p in &providers {
         let _ = writeln!(
             out,

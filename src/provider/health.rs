@@ -26,8 +26,11 @@ pub struct Health {
     failures: u32,
     cooldown: Duration,
     breaker: Mutex<Breaker>,
-    /// Calls the provider is following now.
+    /// Calls the provider is placing or following now: its channels in use.
     pub in_flight: AtomicI64,
+    /// Channels at most (`max_channels`); 0: no limit. Set from the config at
+    /// each (re)load.
+    pub max_channels: std::sync::atomic::AtomicU32,
     pub successes: AtomicU64,
     pub failures_total: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -62,10 +65,17 @@ impl Health {
                 probing: false,
             }),
             in_flight: AtomicI64::new(0),
+            max_channels: std::sync::atomic::AtomicU32::new(0),
             successes: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
             last_error: Mutex::new(None),
         }
+    }
+
+    /// Whether a channel is free now (always, without a limit).
+    pub fn has_channel(&self) -> bool {
+        let max = self.max_channels.load(Ordering::Relaxed);
+        max == 0 || self.in_flight.load(Ordering::SeqCst) < i64::from(max)
     }
 
     pub fn state(&self) -> State {
@@ -202,5 +212,29 @@ mod tests {
             .as_str()
             .unwrap()
             .ends_with("still down"));
+    }
+}
+
+/// One channel of a provider, held while a call is placed and followed;
+/// dropping it frees the channel, however the call ends.
+#[derive(Debug)]
+pub struct Channel(std::sync::Arc<Health>);
+
+impl Channel {
+    /// A channel of `h`, unless all its `max_channels` are in use.
+    pub fn take(h: &std::sync::Arc<Health>) -> Option<Channel> {
+        let max = i64::from(h.max_channels.load(Ordering::Relaxed));
+        h.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (max == 0 || n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Channel(h.clone()))
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }

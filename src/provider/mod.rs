@@ -532,6 +532,8 @@ impl Providers {
                         cfg.calls.breaker_cooldown,
                     ))
                 });
+                h.max_channels
+                    .store(p.max_channels, std::sync::atomic::Ordering::Relaxed);
                 (p.name.clone(), h)
             })
             .collect();

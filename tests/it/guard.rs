@@ -367,6 +367,64 @@ fn a_slot_is_free_again_once_its_call_ends() {
 }
 
 #[test]
+fn a_providers_channels_are_a_limit_and_a_full_one_passes_calls_on() {
+    let d = Daemon::start(&guarded_config(
+        "",
+        &format!(
+            r#"
+[[partner]]
+id = "solo"
+dialects = ["native"]
+username = "solo"
+password = "{PASSWORD}"
+provider = "small"
+
+[[partner]]
+id = "routed"
+dialects = ["native"]
+username = "routed"
+password = "{PASSWORD}"
+provider = ["small", "big"]
+
+[[provider]]
+name = "small"
+kind = "sim"
+ring = "0s"
+talk = "60s"
+max_channels = 1
+
+[[provider]]
+name = "big"
+kind = "sim"
+ring = "0s"
+talk = "60s"
+"#
+        ),
+    ));
+    let rs = at_once(4, |i| {
+        native(d.addr, "solo", &format!("+1604555{:04}", 7000 + i), B, "")
+    });
+    assert_eq!(statuses(&rs), [201, 503, 503, 503]);
+    let full = rs.iter().find(|r| r.status == 503).unwrap();
+    assert_eq!(json_of(full)["code"], "no_channel");
+    assert!(json_of(full)["title"]
+        .as_str()
+        .unwrap()
+        .contains("all 1 channels of provider small"));
+    // With another provider in its route, a call goes there instead.
+    let r = native(d.addr, "routed", "+16045557100", B, "");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(d.call(&r.call_id())["provider"], "big");
+    let providers = d.admin_get("/v1/providers", TOKEN);
+    assert!(
+        providers.text().contains("\"in_flight\": 1"),
+        "{}",
+        providers.text()
+    );
+    assert_eq!(stopped(&d, "provider_busy").len(), 3);
+}
+
+#[test]
 fn an_idempotency_key_replays_its_first_answer_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &config());
