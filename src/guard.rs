@@ -9,18 +9,21 @@
 //! 1. its partner is disabled in the database;
 //! 2. a number of either side is not a valid number by libphonenumber's
 //!    metadata (`[guard] check_numbers`);
-//! 3. it comes outside its partner's opening hours (`hours`, `holidays`, in
+//! 3. it presents a caller ID its partner may not (`allowed_caller_ids`:
+//!    besides the parties' own numbers; a partner's `mask_a`/`mask_b` replace
+//!    what a side is shown first, the real one kept in the record);
+//! 4. it comes outside its partner's opening hours (`hours`, `holidays`, in
 //!    the partner's `timezone` or A's);
-//! 4. its native `Idempotency-Key` is being used by another request;
-//! 5. a number of either side is on the blocklist (`c2cd block`), for that side;
-//! 6. it repeats, within the partner's `dedupe_window`, a call of the same
+//! 5. its native `Idempotency-Key` is being used by another request;
+//! 6. a number of either side is on the blocklist (`c2cd block`), for that side;
+//! 7. it repeats, within the partner's `dedupe_window`, a call of the same
 //!    partner to the same A and B that has not failed: the earlier call is the
 //!    answer (a *replay*; nothing is dialled again);
-//! 7. its A number had `[guard] number_limits` calls already (across partners);
-//! 8. its partner has `max_calls` calls in progress;
-//! 9. its B number has `max_calls_per_b` calls in progress (an agent's line);
-//! 10. no provider of its route has a channel free (`max_channels`);
-//! 11. its partner has spent its `max_rate` (a token bucket with `burst`).
+//! 8. its A number had `[guard] number_limits` calls already (across partners);
+//! 9. its partner has `max_calls` calls in progress;
+//! 10. its B number has `max_calls_per_b` calls in progress (an agent's line);
+//! 11. no provider of its route has a channel free (`max_channels`);
+//! 12. its partner has spent its `max_rate` (a token bucket with `burst`).
 //!
 //! Each dialect answers a [`Stop`] with its own code (see the README's table);
 //! the call's row keeps the rule (`calls.guard`) and, for a replay, the call it
@@ -48,6 +51,8 @@ pub enum Rule {
     Blocked(Side),
     /// Outside the partner's opening hours.
     Closed,
+    /// This side would be shown a caller ID the partner may not present.
+    CallerId(Side),
     /// The `Idempotency-Key` is in use by a request not yet answered.
     KeyInUse,
     /// The `Idempotency-Key` came with another body before.
@@ -78,6 +83,8 @@ impl Rule {
             Rule::Blocked(Side::A) => "blocked_a",
             Rule::Blocked(Side::B) => "blocked_b",
             Rule::Closed => "outside_hours",
+            Rule::CallerId(Side::A) => "caller_id_a",
+            Rule::CallerId(Side::B) => "caller_id_b",
             Rule::KeyInUse => "idempotency_key_in_use",
             Rule::KeyReused => "idempotency_key_reused",
             Rule::KeyReplay => "idempotency_replay",
@@ -187,6 +194,15 @@ pub struct Ask {
     pub key: Option<(String, String)>,
     /// Why no provider of the route has a channel free, when none has.
     pub no_channel: Option<String>,
+    /// A caller ID the call would present that the partner may not.
+    pub caller_id: Option<(Side, String)>,
+    /// What A and B are always shown, whatever the request says.
+    pub masks: [Option<E164>; 2],
+    /// Caller IDs the partner may present besides the parties' numbers
+    /// (`+…`, a last `*`); empty: any.
+    pub allowed_caller_ids: Vec<String>,
+    /// Caller IDs of the box's own config (the Spokn access number).
+    pub own_caller_ids: Vec<String>,
 }
 
 impl Ask {
@@ -209,6 +225,15 @@ impl Ask {
             burst: g.burst,
             key: None,
             no_channel: None,
+            caller_id: None,
+            masks: [g.mask_a.clone(), g.mask_b.clone()],
+            allowed_caller_ids: g.allowed_caller_ids.clone(),
+            own_caller_ids: cfg
+                .spokn
+                .access_number
+                .iter()
+                .map(|n| n.as_str().to_string())
+                .collect(),
         }
     }
 }
@@ -253,6 +278,13 @@ pub fn check(
         if let Some(s) = invalid(&ask.numbers) {
             return Ok(Some(s));
         }
+    }
+    if let Some((side, cid)) = &ask.caller_id {
+        let detail = format!(
+            "{} would be shown {cid}, which the partner may not present (allowed_caller_ids)",
+            side.as_str().to_uppercase()
+        );
+        return Ok(Some(Stop::new(Rule::CallerId(*side), detail)));
     }
     if let Some(o) = &ask.opening {
         if let Some(s) = closed(o, ask.a.as_deref(), ask.at) {
@@ -380,6 +412,77 @@ fn invalid(numbers: &[(Side, String)]) -> Option<Stop> {
         let why = crate::core::phone::check_valid(&e).err()?;
         Some(Stop::new(Rule::Invalid(*side), format!("{n} {why}")))
     })
+}
+
+/// `o` with the partner's masks applied: what a masked side is shown, on the
+/// plan and in the XIP fields. `None` when it masks neither side.
+pub fn mask(
+    o: &crate::provider::Originate,
+    masks: &[Option<E164>; 2],
+) -> Option<crate::provider::Originate> {
+    if masks.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut plan = (*o.plan).clone();
+    let mut m = o.clone();
+    for (i, side) in [&mut plan.a, &mut plan.b].into_iter().enumerate() {
+        let Some(n) = &masks[i] else { continue };
+        side.caller_id = Some(n.as_str().to_string());
+        for p in &mut side.participants {
+            p.caller_id = None;
+        }
+        // XIP shows the last 10 digits, as it does the parties' numbers.
+        let xip = crate::core::phone::last_chars(n.digits(), 10).to_string();
+        match i {
+            0 => m.requestor_cid = xip,
+            _ => m.destination_cid = xip,
+        }
+    }
+    m.plan = std::sync::Arc::new(plan);
+    Some(m)
+}
+
+/// The first caller ID `plan` shows a side that the partner may not present:
+/// not a number of the call's own parties (in full, or its last digits as XIP
+/// shows them), nor in `ask`'s allowed list or the box's own. Masked sides
+/// are the operator's choice and not checked.
+pub fn unlisted_caller_id(plan: &crate::core::plan::CallPlan, ask: &Ask) -> Option<(Side, String)> {
+    if ask.allowed_caller_ids.is_empty() {
+        return None;
+    }
+    let digits = |s: &str| s.trim_start_matches('+').to_string();
+    let parties: Vec<String> = (plan.a.participants.iter())
+        .chain(&plan.b.participants)
+        .map(|p| digits(p.number.as_str()))
+        .collect();
+    let party = |cid: &str| {
+        let c = digits(cid);
+        parties
+            .iter()
+            .any(|p| *p == c || (c.len() >= 7 && p.ends_with(&c)))
+    };
+    let allowed = |cid: &str| {
+        ask.own_caller_ids.iter().any(|o| o == cid)
+            || ask
+                .allowed_caller_ids
+                .iter()
+                .any(|pat| match pat.strip_suffix('*') {
+                    Some(prefix) => cid.starts_with(prefix),
+                    None => pat == cid,
+                })
+    };
+    [(Side::A, &plan.a), (Side::B, &plan.b)]
+        .into_iter()
+        .filter(|(side, _)| ask.masks[usize::from(*side == Side::B)].is_none())
+        .flat_map(|(side, s)| {
+            s.participants
+                .iter()
+                .map(move |p| (side, s.caller_id_for(p)))
+        })
+        .find_map(|(side, cid)| {
+            let cid = cid?;
+            (!party(cid) && !allowed(cid)).then(|| (side, cid.to_string()))
+        })
 }
 
 /// Why a call of a partner with opening hours `o` to A number `a` may not be
@@ -642,6 +745,10 @@ mod tests {
             burst: 0,
             key: None,
             no_channel: None,
+            caller_id: None,
+            masks: [None, None],
+            allowed_caller_ids: vec![],
+            own_caller_ids: vec![],
         }
     }
 
@@ -807,6 +914,88 @@ mod tests {
         assert_eq!(closed(&o, Some("+12125550123"), at), None);
         let partners = opening("mon-fri 09:00-17:00", "Asia/Tokyo", false);
         assert_eq!(closed(&partners, Some("+442071234567"), at), None);
+    }
+
+    fn plan(a_cid: Option<&str>, b_cid: Option<&str>) -> crate::core::plan::CallPlan {
+        use crate::core::phone::Address;
+        use crate::core::plan::{CallPlan, SidePlan};
+        let n = |s: &str| Address::parse(s).unwrap();
+        CallPlan {
+            a: SidePlan::single(n("+16045551234"), a_cid.map(str::to_string)),
+            b: SidePlan::single(n("+14155550123"), b_cid.map(str::to_string)),
+            time_limit: Duration::from_secs(60),
+            record: false,
+        }
+    }
+
+    #[test]
+    fn caller_ids_are_the_parties_the_list_or_the_boxs_own() {
+        let listed = Ask {
+            allowed_caller_ids: vec!["+1800555*".into(), "+13125550000".into()],
+            own_caller_ids: vec!["+18885550100".into()],
+            ..ask("+1", "+2", 0)
+        };
+        let check = |a: Option<&str>, b: Option<&str>| unlisted_caller_id(&plan(a, b), &listed);
+        assert_eq!(
+            check(Some("+14155550123"), Some("6045551234")),
+            None,
+            "the parties, in full or XIP's last 10"
+        );
+        assert_eq!(check(Some("+18005550199"), Some("+13125550000")), None);
+        assert_eq!(check(Some("+18885550100"), None), None, "the access number");
+        assert_eq!(
+            check(Some("+13125550001"), None),
+            Some((Side::A, "+13125550001".into()))
+        );
+        assert_eq!(
+            check(None, Some("+1800556")),
+            Some((Side::B, "+1800556".into()))
+        );
+        let any = Ask {
+            allowed_caller_ids: vec![],
+            ..listed.clone()
+        };
+        assert_eq!(
+            unlisted_caller_id(&plan(Some("+13125550001"), None), &any),
+            None
+        );
+        let masked = Ask {
+            masks: [None, Some(E164::from_canonical("+13125559999").unwrap())],
+            ..listed
+        };
+        assert_eq!(
+            unlisted_caller_id(&plan(None, Some("+13125550001")), &masked),
+            None,
+            "masks are not checked"
+        );
+    }
+
+    #[test]
+    fn a_mask_replaces_what_its_side_is_shown_everywhere() {
+        let p = std::sync::Arc::new(plan(Some("+14155550123"), Some("+16045551234")));
+        let o = crate::provider::Originate {
+            call_id: CallId::new(),
+            requestor_phone: "16045551234".into(),
+            requestor_cid: "4155550123".into(),
+            destination_phone: "14155550123".into(),
+            destination_cid: "6045551234".into(),
+            prompt_set: "XIP1".into(),
+            time_limit: 60,
+            partner_id: "p".into(),
+            source: "XIP1".into(),
+            incoming_auth_ok: true,
+            plan: p,
+        };
+        assert!(mask(&o, &[None, None]).is_none());
+        let m = mask(
+            &o,
+            &[None, Some(E164::from_canonical("+18005550100").unwrap())],
+        )
+        .unwrap();
+        assert_eq!(m.destination_cid, "8005550100");
+        assert_eq!(m.requestor_cid, "4155550123");
+        assert_eq!(m.plan.b.caller_id.as_deref(), Some("+18005550100"));
+        assert_eq!(m.plan.a.caller_id.as_deref(), Some("+14155550123"));
     }
 
     #[test]

@@ -355,6 +355,13 @@ struct RawPartner {
     timezone: Option<String>,
     /// Read the hours in A's zone where A's country has one. Default false.
     hours_in_called_zone: Option<bool>,
+    /// Caller IDs its calls may present besides the parties' own numbers:
+    /// E.164, a last `*` for any rest. Default: any.
+    allowed_caller_ids: Option<Vec<String>>,
+    /// What A is always shown, whatever the request says (E.164).
+    mask_a: Option<String>,
+    /// What B is always shown (E.164).
+    mask_b: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -692,6 +699,12 @@ pub struct Opening {
 pub struct PartnerGuard {
     /// None: always open.
     pub opening: Option<std::sync::Arc<Opening>>,
+    /// Caller IDs it may present besides the parties' numbers (`+…`, a last
+    /// `*`); empty: any.
+    pub allowed_caller_ids: Vec<String>,
+    /// What A and B are always shown.
+    pub mask_a: Option<crate::core::phone::E164>,
+    pub mask_b: Option<crate::core::phone::E164>,
     pub dedupe_window: Duration,
     pub max_rate: Option<crate::guard::Window>,
     pub burst: u32,
@@ -765,6 +778,41 @@ pub struct SpoknUpConfig {
     pub enterprise: bool,
     pub timeout: Duration,
     pub max_response_bytes: usize,
+}
+
+/// A partner's `allowed_caller_ids`: `+` and digits, a last `*` for any rest.
+fn caller_id_patterns(
+    v: &mut Validator,
+    p: &RawPartner,
+    at: &dyn Fn(&'static str) -> [Seg; 3],
+) -> Vec<String> {
+    let list = p.allowed_caller_ids.clone().unwrap_or_default();
+    for c in &list {
+        let digits = c
+            .strip_prefix('+')
+            .map(|d| d.strip_suffix('*').unwrap_or(d));
+        if !digits.is_some_and(|d| {
+            !d.is_empty() && d.len() <= 15 && d.bytes().all(|b| b.is_ascii_digit())
+        }) {
+            v.err(
+                &at("allowed_caller_ids"),
+                format!("{c:?} is not + and digits, with an optional last * (\"+18005550100\", \"+1800555*\")"),
+            );
+        }
+    }
+    list
+}
+
+/// An optional E.164 number with `+`.
+fn e164_key(v: &mut Validator, path: &[Seg], s: Option<&str>) -> Option<crate::core::phone::E164> {
+    let s = s?;
+    match crate::core::phone::E164::from_canonical(s) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            v.err(path, format!("{s:?} must be E.164 with + ({e})"));
+            None
+        }
+    }
 }
 
 /// A partner's opening hours, when it has any.
@@ -2437,6 +2485,9 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 max_calls: p.max_calls.unwrap_or(0),
                 max_calls_per_b: p.max_calls_per_b.unwrap_or(0),
                 opening,
+                allowed_caller_ids: caller_id_patterns(&mut v, p, &at),
+                mask_a: e164_key(&mut v, &at("mask_a"), p.mask_a.as_deref()),
+                mask_b: e164_key(&mut v, &at("mask_b"), p.mask_b.as_deref()),
             },
         });
     }

@@ -966,6 +966,7 @@ impl Answer {
             (Rule::Blocked(Side::A), _) => limit(StatusCode::BAD_REQUEST, codes::FROM_BLOCKED),
             (Rule::Blocked(Side::B), _) => limit(StatusCode::BAD_REQUEST, codes::TO_BLOCKED),
             (Rule::Closed, _) => limit(StatusCode::FORBIDDEN, codes::CLOSED),
+            (Rule::CallerId(_), _) => Failure::Refused(seed(codes::CALLER_ID_INVALID)),
             (Rule::ProviderBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::NO_CHANNEL),
             (Rule::NumberLimit, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::NUMBER_LIMIT),
             (Rule::PartnerRate, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::RATE),

@@ -248,6 +248,18 @@ pub async fn place<A: Recorded>(
 ) -> Result<(A, Option<Stop>), StoreError> {
     let id = rec.id;
     let dialect = rec.dialect;
+    // The partner's masks replace what a side is shown; the real one is kept.
+    let masked = guard::mask(o, &ask.masks);
+    let o = masked.as_ref().unwrap_or(o);
+    let real_cids = masked.as_ref().map(|_| {
+        let real = (
+            rec.a_cid.clone().filter(|_| ask.masks[0].is_some()),
+            rec.b_cid.clone().filter(|_| ask.masks[1].is_some()),
+        );
+        rec.set_plan(&o.plan);
+        real
+    });
+    ask.caller_id = guard::unlisted_caller_id(&o.plan, &ask);
     rec.deadline_at = Some(deadline(rec.at, &o.plan, app.runtime().config.calls.grace));
     let events = Events::new(app.store.clone());
     // What goes upstream is recorded before it is sent.
@@ -322,6 +334,9 @@ pub async fn place<A: Recorded>(
                 let events = [(Event::Rejected, Some(stop.detail.as_str()))];
                 calls::insert(c, &rec, &events, Some(answer.answered()))?;
                 calls::set_guard(c, id, stop.rule.as_str(), stop.replay_of)?;
+                if let Some((a, b)) = &real_cids {
+                    calls::set_real_cids(c, id, a.as_deref(), b.as_deref())?;
+                }
                 return Ok(Some((answer, stop)));
             }
             match &early_record {
@@ -331,6 +346,9 @@ pub async fn place<A: Recorded>(
                 }
                 None => calls::insert(c, &rec, &[(Event::Originating, None)], None)?,
             };
+            if let Some((a, b)) = &real_cids {
+                calls::set_real_cids(c, id, a.as_deref(), b.as_deref())?;
+            }
             Ok(None)
         })
         .await?;

@@ -155,6 +155,9 @@ impl NativeError {
             Rule::Blocked(_) => NativeError::Blocked(why),
             Rule::Closed => NativeError::Closed(why),
             Rule::ProviderBusy => NativeError::NoChannel(why),
+            Rule::CallerId(side) => {
+                NativeError::Invalid(vec![(format!("{}.caller_id", side.as_str()), why)])
+            }
             Rule::KeyInUse => NativeError::KeyInUse,
             Rule::KeyReused => NativeError::KeyReused,
             Rule::NumberLimit => NativeError::NumberLimit(why),

@@ -565,6 +565,7 @@ impl Answer {
                 }
             }
             Rule::Disabled => SpoknError::Unauthorized,
+            Rule::CallerId(_) => SpoknError::Invalid(why),
             Rule::Invalid(Side::A) => SpoknError::BadAparty(why),
             Rule::Invalid(Side::B) => SpoknError::BadBparty(why),
             Rule::Blocked(Side::A) => SpoknError::AUnsupported(why),

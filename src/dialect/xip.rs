@@ -62,6 +62,8 @@ pub enum XipError {
     UpstreamRefused,
     #[error("{param} is on the do-not-call list: {why}")]
     Blocked { param: &'static str, why: String },
+    #[error("Caller ID not allowed: {0}")]
+    CallerId(String),
     #[error("No channel free: {0}")]
     NoChannel(String),
     #[error("Outside the partner's hours: {0}")]
@@ -99,6 +101,7 @@ impl XipError {
             XipError::Blocked { .. } => 130,
             XipError::Closed(_) => 135,
             XipError::NoChannel(_) => 136,
+            XipError::CallerId(_) => 137,
             XipError::NumberLimit(_) => 131,
             XipError::PartnerRate(_) => 132,
             XipError::PartnerBusy(_) => 133,
@@ -110,9 +113,10 @@ impl XipError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            XipError::UnknownPartner | XipError::Blocked { .. } | XipError::Closed(_) => {
-                StatusCode::FORBIDDEN
-            }
+            XipError::UnknownPartner
+            | XipError::Blocked { .. }
+            | XipError::Closed(_)
+            | XipError::CallerId(_) => StatusCode::FORBIDDEN,
             XipError::MissingParameter(_)
             | XipError::InvalidNumber { .. }
             | XipError::Malformed(_) => StatusCode::BAD_REQUEST,
@@ -150,6 +154,7 @@ impl XipError {
             },
             Rule::Closed => XipError::Closed(why),
             Rule::ProviderBusy => XipError::NoChannel(why),
+            Rule::CallerId(_) => XipError::CallerId(why),
             Rule::NumberLimit => XipError::NumberLimit(why),
             Rule::PartnerRate => XipError::PartnerRate(why),
             Rule::PartnerBusy => XipError::PartnerBusy(why),

@@ -130,6 +130,18 @@ pub struct Answered<'a> {
 /// Inserts the call with its first `events` (each with an optional detail) and,
 /// when already known, the answer given. The state is the one the events lead
 /// to from `requested`; one INSERT for the row, one per event.
+/// Keeps what A and B would have been shown when a mask replaced it.
+pub fn set_real_cids(
+    conn: &Connection,
+    id: CallId,
+    a: Option<&str>,
+    b: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE calls SET a_cid_real = ?2, b_cid_real = ?3 WHERE id = ?1")?
+        .execute(params![id.to_string(), a, b])?;
+    Ok(())
+}
+
 /// Marks a request the guard rails stopped: the rule, and for a replay the
 /// earlier call it was answered with.
 pub fn set_guard(
@@ -483,7 +495,7 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
         .query_row(
             "SELECT id, created_at, updated_at, dialect, partner_id, remote_addr, method, received_query, received_body,
                     a_number, b_number, a_cid, b_cid, auth_ok, provider, upstream_request, result_status, result_code,
-                    result_body, state, error, plan, memo, recording, guard, replay_of
+                    result_body, state, error, plan, memo, recording, guard, replay_of, a_cid_real, b_cid_real
              FROM calls WHERE id = ?1",
             [id],
             |r| {
@@ -500,8 +512,16 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<Value>> {
                         "query": r.get::<_, String>(7)?,
                         "body": text(r.get(8)?),
                     },
-                    "a": { "number": r.get::<_, Option<String>>(9)?, "caller_id": r.get::<_, Option<String>>(11)? },
-                    "b": { "number": r.get::<_, Option<String>>(10)?, "caller_id": r.get::<_, Option<String>>(12)? },
+                    "a": {
+                        "number": r.get::<_, Option<String>>(9)?,
+                        "caller_id": r.get::<_, Option<String>>(11)?,
+                        "caller_id_real": r.get::<_, Option<String>>(26)?,
+                    },
+                    "b": {
+                        "number": r.get::<_, Option<String>>(10)?,
+                        "caller_id": r.get::<_, Option<String>>(12)?,
+                        "caller_id_real": r.get::<_, Option<String>>(27)?,
+                    },
                     "auth_ok": r.get::<_, Option<bool>>(13)?,
                     "provider": r.get::<_, Option<String>>(14)?,
                     "upstream_request": upstream.and_then(|s| serde_json::from_str::<Value>(&s).ok()),

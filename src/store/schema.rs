@@ -271,6 +271,10 @@ const MIGRATIONS: &[&str] = &[
     -- replay the earlier call it was answered with.
     ALTER TABLE calls ADD COLUMN guard TEXT;
     ALTER TABLE calls ADD COLUMN replay_of TEXT;
+    -- A partner's mask_a / mask_b replaced what A / B would have been shown:
+    -- the real originator, kept for the operator.
+    ALTER TABLE calls ADD COLUMN a_cid_real TEXT;
+    ALTER TABLE calls ADD COLUMN b_cid_real TEXT;
     -- Calls to an A number lately, across partners: [guard] number_limits.
     CREATE INDEX calls_a_recent ON calls (a_number, created_at) WHERE state != 'rejected';
     -- Calls in progress, by partner and by B number: max_calls, max_calls_per_b.

@@ -425,6 +425,76 @@ talk = "60s"
 }
 
 #[test]
+fn caller_ids_are_held_to_the_partners_list_and_masks_keep_the_real_one() {
+    let d = Daemon::start(&guarded_config(
+        "",
+        &format!(
+            r#"
+[[partner]]
+id = "listed"
+dialects = ["native"]
+username = "listed"
+password = "{PASSWORD}"
+provider = "sim"
+allowed_caller_ids = ["+1800555*"]
+
+[[partner]]
+id = "masked"
+dialects = ["native", "xip"]
+secret = "{XIP_SECRET}"
+username = "masked"
+password = "{PASSWORD}"
+provider = "sim"
+mask_b = "+18005550100"
+
+[[provider]]
+name = "sim"
+kind = "sim"
+"#
+        ),
+    ));
+    let shown = |cid: &str| {
+        let mut v = body(A, B);
+        v["a"]["caller_id"] = cid.into();
+        native_body(d.addr, "listed", &v, "")
+    };
+    let r = shown("+13125550000");
+    assert_eq!(r.status, 422, "{}", r.text());
+    let p = json_of(&r);
+    assert_eq!(p["errors"][0]["field"], "a.caller_id");
+    assert_eq!(stopped(&d, "caller_id_a").len(), 1);
+    assert_eq!(shown("+18005550199").status, 201);
+    // The parties' own numbers are always theirs to show (B sees A by default).
+    assert_eq!(shown(B).status, 201);
+    assert_eq!(native(d.addr, "listed", "+16045558001", B, "").status, 201);
+
+    // B is shown the partner's main number; who really called stays on record.
+    let r = native(d.addr, "masked", "+16045558002", B, "");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let call = d.call(&r.call_id());
+    assert_eq!(call["b"]["caller_id"], "+18005550100");
+    assert_eq!(call["b"]["caller_id_real"], "+16045558002");
+    assert_eq!(call["a"]["caller_id_real"], Value::Null);
+    assert_eq!(call["plan"]["b"]["caller_id"], "+18005550100");
+    let r = d.get(&format!(
+        "/request/call.php?{}",
+        xip_query(
+            "masked",
+            "16045558003",
+            "14155550123",
+            &auth(XIP_SECRET, "masked", "16045558003", "14155550123")
+        )
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let call = d.call(&r.call_id());
+    assert_eq!(call["b"]["caller_id"], "+18005550100");
+    assert_eq!(
+        call["b"]["caller_id_real"], "6045558003",
+        "XIP shows the last 10 digits"
+    );
+}
+
+#[test]
 fn an_idempotency_key_replays_its_first_answer_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &config());
