@@ -194,12 +194,27 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Answers by (route, HTTP status).
     responses: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// Requests the guard rails stopped, by rule.
+    stops: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
     pub fn response(&self, route: &'static str, status: u16) {
         if let Ok(mut m) = self.responses.lock() {
             *m.entry((route, status)).or_default() += 1;
+        }
+    }
+
+    pub fn stop(&self, rule: &'static str) {
+        if let Ok(mut m) = self.stops.lock() {
+            *m.entry(rule).or_default() += 1;
+        }
+    }
+
+    pub fn stops(&self) -> Vec<(&'static str, u64)> {
+        match self.stops.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (*k, *v)).collect(),
+            Err(_) => Vec::new(),
         }
     }
 

@@ -127,6 +127,9 @@ pub async fn record_stopped<A: Recorded>(
     refusal: A,
     guard: Option<(guard::Rule, Option<CallId>)>,
 ) -> Result<(), StoreError> {
+    if let Some((rule, _)) = guard {
+        app.metrics.stop(rule.as_str());
+    }
     log::info!(
         "call {}: {} request refused: {} (partner {:?}, from {:?})",
         rec.id,
@@ -353,6 +356,7 @@ pub async fn place<A: Recorded>(
         })
         .await?;
     if let Some((answer, stop)) = stop {
+        app.metrics.stop(stop.rule.as_str());
         log::info!("call {id}: {dialect} request stopped: {}", stop.detail);
         return Ok((answer, Some(stop)));
     }

@@ -68,6 +68,10 @@ pub async fn metrics(app: &App) -> Resp {
             "c2cd_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}"
         );
     }
+    let _ = writeln!(out, "# HELP c2cd_guard_stops_total Requests the guard rails stopped, by rule (see the README's guard rails).\n# TYPE c2cd_guard_stops_total counter");
+    for (rule, n) in m.stops() {
+        let _ = writeln!(out, "c2cd_guard_stops_total{{rule=\"{rule}\"}} {n}");
+    }
     let s = app.store.stats();
     let _ = writeln!(
         out,

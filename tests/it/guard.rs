@@ -340,6 +340,8 @@ fn limits_hold_under_concurrent_requests() {
         assert!(rows
             .iter()
             .all(|r| r["provider"].is_null() && r["state"] == "rejected"));
+        let metric = format!("c2cd_guard_stops_total{{rule=\"{rule}\"}} {n}");
+        assert!(d.get("/metrics").text().contains(&metric), "{metric}");
     }
 }
 
