@@ -55,6 +55,8 @@ pub struct App {
     pub rotation: Rotation,
     /// The partners' `max_rate` buckets.
     pub buckets: Arc<crate::guard::Buckets>,
+    /// Woken when a call is deferred, so the scheduler sees its start.
+    pub scheduled: tokio::sync::Notify,
     /// Counts runtimes swapped in, for tasks that follow the providers.
     reloads: tokio::sync::watch::Sender<u64>,
 }
@@ -116,6 +118,7 @@ impl App {
             inflight: Arc::new(Inflight::default()),
             rotation: Rotation::default(),
             buckets: Arc::default(),
+            scheduled: tokio::sync::Notify::new(),
             reloads: tokio::sync::watch::Sender::new(0),
         }
     }

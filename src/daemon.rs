@@ -50,6 +50,7 @@ pub async fn run(
         client,
     ));
     tokio::spawn(crate::reconcile::run(app.clone()));
+    tokio::spawn(crate::schedule::run(app.clone()));
     tokio::spawn(crate::notify::run(app.clone()));
     tokio::spawn(crate::provider::ami::cdr::run(app.clone()));
 

@@ -110,6 +110,9 @@ pub struct Stop {
     pub replay_state: Option<String>,
     /// When trying again may succeed (seconds), for `Retry-After`.
     pub retry_after: Option<u64>,
+    /// Outside hours with `outside_hours = "defer"`: the call is taken and
+    /// placed at this time (unix ms), the next opening.
+    pub deferred_to: Option<i64>,
 }
 
 impl Stop {
@@ -120,6 +123,7 @@ impl Stop {
             replay_of: None,
             replay_state: None,
             retry_after: None,
+            deferred_to: None,
         }
     }
 
@@ -502,7 +506,9 @@ fn closed(o: &crate::config::Opening, a: Option<&str>, at: i64) -> Option<Stop> 
         return None;
     }
     let name = zone.iana_name().unwrap_or("local");
-    let (detail, retry_after) = match o.hours.next_opening(now, zone) {
+    let next = o.hours.next_opening(now, zone);
+    let next_ms = next.map(|t| t.as_millisecond());
+    let (detail, retry_after) = match next {
         Some(next) => (
             format!(
                 "outside the partner's hours in {whose} time ({name}): opens {}",
@@ -517,6 +523,9 @@ fn closed(o: &crate::config::Opening, a: Option<&str>, at: i64) -> Option<Stop> 
     };
     let mut s = Stop::new(Rule::Closed, detail);
     s.retry_after = retry_after;
+    if o.defer {
+        s.deferred_to = next_ms;
+    }
     Some(s)
 }
 
@@ -872,6 +881,7 @@ mod tests {
             hours: crate::core::hours::Hours::parse(&[hours.to_string()], &[]).unwrap(),
             zone: jiff::tz::TimeZone::get(zone).unwrap(),
             called_zone,
+            defer: false,
         }
     }
 

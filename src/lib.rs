@@ -25,6 +25,7 @@
 //! - [`outbound`]: the one outgoing HTTP(S) client, for upstreams and callbacks,
 //!   trusting the system trust store.
 //! - [`reconcile`]: a final state for every call, even when no end is heard.
+//! - [`schedule`]: deferred calls, placed at their partner's next opening.
 //! - [`notify`]: the callback outbox's delivery worker.
 //! - [`export`]: the nightly export of calls and their sales data.
 //! - [`app`]: the shared state of a running daemon.
@@ -47,5 +48,6 @@ pub mod outbound;
 pub mod privileges;
 pub mod provider;
 pub mod reconcile;
+pub mod schedule;
 pub mod signal;
 pub mod store;

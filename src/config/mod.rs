@@ -355,6 +355,8 @@ struct RawPartner {
     timezone: Option<String>,
     /// Read the hours in A's zone where A's country has one. Default false.
     hours_in_called_zone: Option<bool>,
+    /// "refuse" or "defer" a request outside the hours. Default "refuse".
+    outside_hours: Option<String>,
     /// Caller IDs its calls may present besides the parties' own numbers:
     /// E.164, a last `*` for any rest. Default: any.
     allowed_caller_ids: Option<Vec<String>>,
@@ -692,6 +694,8 @@ pub struct Opening {
     pub zone: jiff::tz::TimeZone,
     /// Read them in A's zone instead, where A's country has one.
     pub called_zone: bool,
+    /// Defer a request outside them to the next opening, rather than refuse it.
+    pub defer: bool,
 }
 
 /// A partner's guard rails; 0 is no limit.
@@ -839,6 +843,7 @@ fn opening(
             ("holidays", p.holidays.is_some()),
             ("timezone", p.timezone.is_some()),
             ("hours_in_called_zone", p.hours_in_called_zone.is_some()),
+            ("outside_hours", p.outside_hours.is_some()),
         ] {
             if set {
                 v.err(&at(key), "needs hours");
@@ -858,10 +863,22 @@ fn opening(
             return None;
         }
     };
+    let defer = match p.outside_hours.as_deref() {
+        None | Some("refuse") => false,
+        Some("defer") => true,
+        Some(other) => {
+            v.err(
+                &at("outside_hours"),
+                format!("{other:?} is not \"refuse\" or \"defer\""),
+            );
+            false
+        }
+    };
     Some(std::sync::Arc::new(Opening {
         hours,
         zone,
         called_zone: p.hours_in_called_zone.unwrap_or(false),
+        defer,
     }))
 }
 

@@ -3,6 +3,8 @@
 //! the two are bridged.
 //!
 //! ```text
+//! scheduled ─▶ originating (a call deferred to its partner's next opening)
+//!
 //! requested ─▶ originating ─▶ accepted ─▶ dialing_a ─▶ a_answered ─▶ dialing_b ─▶ bridged ─▶ completed
 //!     │             │  └─────▶ handed_off      └──────────┴──────────────┴───────────▶ failed
 //!     ▼             ▼
@@ -91,6 +93,8 @@ impl LegOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallState {
     Requested,
+    /// Deferred: placed when its partner's hours next open (`calls.start_at`).
+    Scheduled,
     Rejected,
     Originating,
     Accepted,
@@ -106,8 +110,9 @@ pub enum CallState {
 }
 
 impl CallState {
-    pub const ALL: [CallState; 12] = [
+    pub const ALL: [CallState; 13] = [
         CallState::Requested,
+        CallState::Scheduled,
         CallState::Rejected,
         CallState::Originating,
         CallState::Accepted,
@@ -124,6 +129,7 @@ impl CallState {
     pub fn as_str(self) -> &'static str {
         match self {
             CallState::Requested => "requested",
+            CallState::Scheduled => "scheduled",
             CallState::Rejected => "rejected",
             CallState::Originating => "originating",
             CallState::Accepted => "accepted",
@@ -208,6 +214,8 @@ pub fn sip_for(cause: u16, answered: bool) -> u16 {
 pub enum Event {
     /// c2cd refused the request; nothing was dialled.
     Rejected,
+    /// c2cd took the request for later: outside its partner's hours.
+    Deferred,
     /// The provider is being asked to originate.
     Originating,
     /// The provider asked could not place the call; the next of the route is
@@ -246,6 +254,7 @@ impl Event {
     pub fn kind(&self) -> String {
         match self {
             Event::Rejected => "rejected".into(),
+            Event::Deferred => "deferred".into(),
             Event::Originating => "originating".into(),
             Event::Accepted => "accepted".into(),
             Event::Failover => "failover".into(),
@@ -375,6 +384,9 @@ pub fn next(state: CallState, event: &Event) -> Option<CallState> {
     use Event as E;
     Some(match (state, event) {
         (S::Requested, E::Rejected) => S::Rejected,
+        (S::Requested, E::Deferred) => S::Scheduled,
+        (S::Scheduled, E::Originating) => S::Originating,
+        (S::Scheduled, E::Failed | E::Cancelled) => S::Failed,
         (S::Requested, E::Originating) => S::Originating,
         (S::Originating, E::Accepted) => S::Accepted,
         (S::Originating, E::Failover) => S::Originating,

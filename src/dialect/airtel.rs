@@ -901,9 +901,15 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     };
     let id = rec.id;
     let ask = Ask::new(&rt.config, partner, rec.at);
-    let placed = place(app, rec, &route, &o, ask, Answer::stopped, |r| {
-        answer_of(id, r)
-    });
+    let placed = place(
+        app,
+        rec,
+        &route,
+        &o,
+        ask,
+        move |s: &Stop| Answer::stopped(id, s),
+        |r| answer_of(id, r),
+    );
     let (answer, stop) = match placed.await {
         Ok(placed) => placed,
         Err(e) => return store_failure(id, &e),
@@ -938,7 +944,16 @@ impl Answer {
     /// The answer to a request the guard rails stopped: a replay is a success
     /// with the earlier call's correlationId; a limit is refused with c2cd's
     /// own error code in the seed's error body.
-    fn stopped(s: &Stop) -> Answer {
+    fn stopped(id: CallId, s: &Stop) -> Answer {
+        if s.deferred_to.is_some() {
+            let body = json!({ "status": "success", "correlationId": id.to_string() });
+            return Answer {
+                event: Event::Deferred,
+                failure: None,
+                detail: Some(s.detail.clone()),
+                body: json_bytes(&body),
+            };
+        }
         let limit = |status, code: &'static str| {
             Failure::Refused(Refusal {
                 status,

@@ -161,6 +161,10 @@ pub const REPLAY_HEADER: &str = "c2c-replay";
 /// `Retry-After` when trying later may succeed, and the replay mark.
 pub fn stop_headers(r: &mut crate::http::Resp, stop: Option<&Stop>) {
     let Some(s) = stop else { return };
+    if s.deferred_to.is_some() {
+        // Taken for later: nothing to retry.
+        return;
+    }
     let h = r.headers_mut();
     if let Some(v) = s
         .retry_after
@@ -316,6 +320,7 @@ pub async fn place<A: Recorded>(
         .map(|(side, p)| (side, p.number.as_str().to_string()))
         .collect();
     let buckets = app.buckets.clone();
+    let fields = o.fields();
     let stop = app
         .store
         .write(move |c| {
@@ -324,19 +329,28 @@ pub async fn place<A: Recorded>(
                 true => guard::check(c, &ask, id, &buckets)?,
             };
             if let Some(stop) = stop {
-                // Nothing goes upstream: the row must not say otherwise.
+                // Nothing goes upstream: the row must not say otherwise. A
+                // deferred call is placed later and reported as it goes.
+                let deferred = stop.deferred_to;
                 let rec = calls::NewCall {
                     provider: None,
                     upstream_request: None,
-                    callback_url: None,
+                    callback_url: rec.callback_url.filter(|_| deferred.is_some()),
                     deadline_at: None,
                     auth_ok: rec.auth_ok.filter(|_| stop.rule != guard::Rule::Disabled),
                     ..rec
                 };
                 let answer = stopped(&stop);
-                let events = [(Event::Rejected, Some(stop.detail.as_str()))];
+                let event = match deferred {
+                    Some(_) => Event::Deferred,
+                    None => Event::Rejected,
+                };
+                let events = [(event, Some(stop.detail.as_str()))];
                 calls::insert(c, &rec, &events, Some(answer.answered()))?;
                 calls::set_guard(c, id, stop.rule.as_str(), stop.replay_of)?;
+                if let Some(at) = deferred {
+                    calls::schedule(c, id, at, &fields)?;
+                }
                 if let Some((a, b)) = &real_cids {
                     calls::set_real_cids(c, id, a.as_deref(), b.as_deref())?;
                 }
@@ -356,6 +370,9 @@ pub async fn place<A: Recorded>(
         })
         .await?;
     if let Some((answer, stop)) = stop {
+        if stop.deferred_to.is_some() {
+            app.scheduled.notify_one();
+        }
         app.metrics.stop(stop.rule.as_str());
         log::info!("call {id}: {dialect} request stopped: {}", stop.detail);
         return Ok((answer, Some(stop)));
@@ -363,56 +380,8 @@ pub async fn place<A: Recorded>(
     let (answer, follow, channel) = match early {
         Some((a, f, channel)) => (a, f, channel),
         None => {
-            let mut params = upstream;
-            let mut i = start;
-            let ((answer, follow), channel) = loop {
-                let r = &route[i];
-                // The breaker is asked right before the provider is: a half-open
-                // probe is taken only by a call that goes there.
-                let channel = Channel::take(&r.health);
-                let asked = channel.is_some() && r.health.allow();
-                let out = match (asked, &channel) {
-                    (true, _) => r.provider.originate(o, params, events.clone()).await,
-                    (false, None) => Err(ProviderError::Unreachable(channels_busy(r))),
-                    (false, Some(_)) => Err(ProviderError::Unreachable(format!(
-                        "provider {}'s breaker opened meanwhile",
-                        r.provider.name()
-                    ))),
-                };
-                let Some((why, failure)) = worth_failover(&out) else {
-                    r.health.success();
-                    log::debug!("call {id}: placed via {}", r.provider.name());
-                    break (answer_of(out), channel);
-                };
-                match (asked, failure) {
-                    (true, true) => r.health.failure(&why),
-                    // It answered sanely, for a call it cannot place.
-                    (true, false) => r.health.success(),
-                    (false, _) => {}
-                }
-                log::warn!("call {id}: provider {} failed: {why}", r.provider.name());
-                let Some(next) = route.get(i + 1) else {
-                    break (answer_of(out), channel);
-                };
-                // The next provider is recorded before it is asked.
-                params = next.provider.params(o);
-                let (name, desc) = (
-                    next.provider.name().to_string(),
-                    next.provider.describe(&params),
-                );
-                let detail = format!("{} failed: {why}; trying {name}", r.provider.name());
-                let w = app
-                    .store
-                    .write(move |c| {
-                        calls::apply(c, id, &[(Event::Failover, Some(&detail))], now_ms())?;
-                        calls::set_provider(c, id, &name, &desc)
-                    })
-                    .await;
-                if let Err(e) = w {
-                    log::error!("call {id}: the failover was not recorded: {e}");
-                }
-                i += 1;
-            };
+            let (out, channel) = ask_route(app, id, route, start, o, upstream, &events).await;
+            let (answer, follow) = answer_of(out);
             let a = answer.clone();
             let w = app
                 .store
@@ -429,10 +398,83 @@ pub async fn place<A: Recorded>(
             (answer, follow, channel)
         }
     };
+    follow_up(app, id, follow, channel);
+    Ok((answer, None))
+}
+
+/// Has the providers of `route`, from `start` on, place `o` (sending `params`
+/// to the first), in order: one that cannot be reached, fails on its side or
+/// has no channel free passes the call to the next, recorded as a `failover`
+/// event with the provider. The last outcome, and the channel of the provider
+/// that gave it.
+pub async fn ask_route(
+    app: &App,
+    id: CallId,
+    route: &[Routed],
+    start: usize,
+    o: &Originate,
+    mut params: Vec<(&'static str, String)>,
+    events: &Events,
+) -> (Outcome, Option<Channel>) {
+    let mut i = start;
+    loop {
+        let Some(r) = route.get(i) else {
+            let why = "no provider of the route is available".to_string();
+            return (Err(ProviderError::Unreachable(why)), None);
+        };
+        // The breaker is asked right before the provider is: a half-open
+        // probe is taken only by a call that goes there.
+        let channel = Channel::take(&r.health);
+        let asked = channel.is_some() && r.health.allow();
+        let out = match (asked, &channel) {
+            (true, _) => r.provider.originate(o, params, events.clone()).await,
+            (false, None) => Err(ProviderError::Unreachable(channels_busy(r))),
+            (false, Some(_)) => Err(ProviderError::Unreachable(format!(
+                "provider {}'s breaker opened meanwhile",
+                r.provider.name()
+            ))),
+        };
+        let Some((why, failure)) = worth_failover(&out) else {
+            r.health.success();
+            log::debug!("call {id}: placed via {}", r.provider.name());
+            return (out, channel);
+        };
+        match (asked, failure) {
+            (true, true) => r.health.failure(&why),
+            // It answered sanely, for a call it cannot place.
+            (true, false) => r.health.success(),
+            (false, _) => {}
+        }
+        log::warn!("call {id}: provider {} failed: {why}", r.provider.name());
+        let Some(next) = route.get(i + 1) else {
+            return (out, channel);
+        };
+        // The next provider is recorded before it is asked.
+        params = next.provider.params(o);
+        let (name, desc) = (
+            next.provider.name().to_string(),
+            next.provider.describe(&params),
+        );
+        let detail = format!("{} failed: {why}; trying {name}", r.provider.name());
+        let w = app
+            .store
+            .write(move |c| {
+                calls::apply(c, id, &[(Event::Failover, Some(&detail))], now_ms())?;
+                calls::set_provider(c, id, &name, &desc)
+            })
+            .await;
+        if let Err(e) = w {
+            log::error!("call {id}: the failover was not recorded: {e}");
+        }
+        i += 1;
+    }
+}
+
+/// Follows a placed call: its follow-up runs as a task the call's hang-up can
+/// abort, holding the provider's channel while it runs; a call not followed
+/// frees the channel here.
+pub fn follow_up(app: &App, id: CallId, follow: Option<FollowUp>, channel: Option<Channel>) {
     if let Some(f) = follow {
-        // The provider's channel is held while the call is followed, an
-        // aborted follow-up (a hang-up) included; a call not followed frees
-        // it here.
         let counted = async move {
             let _channel = channel;
             f.await;
@@ -440,7 +482,6 @@ pub async fn place<A: Recorded>(
         let task = tokio::spawn(counted);
         app.following.set_task(id, task.abort_handle());
     }
-    Ok((answer, None))
 }
 
 /// Why `r` cannot be asked: its channels are all in use.

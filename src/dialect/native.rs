@@ -753,6 +753,21 @@ impl Answer {
     /// The answer to a request the guard rails stopped: a replay is the
     /// earlier call, answered 200.
     fn stopped(id: CallId, s: &Stop) -> Answer {
+        if let Some(at) = s.deferred_to {
+            let scheduled = json!({
+                "id": id.to_string(),
+                "state": CallState::Scheduled.as_str(),
+                "start_at": format_ms(at),
+                "href": format!("/v1/calls/{id}"),
+            });
+            return Answer {
+                event: Event::Deferred,
+                error: None,
+                detail: Some(s.detail.clone()),
+                body: json_bytes(&scheduled),
+                status: Some(202),
+            };
+        }
         match (NativeError::from_stop(s), s.replay_of) {
             (e, None) | (e @ Some(_), _) => {
                 let e = e.unwrap_or(NativeError::Internal);

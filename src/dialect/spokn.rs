@@ -556,6 +556,15 @@ impl Answer {
     fn stopped(s: &Stop) -> Answer {
         let why = s.detail.clone();
         let e = match s.rule {
+            // Deferred to the next opening: taken, as Spokn takes any call.
+            Rule::Closed if s.deferred_to.is_some() => {
+                return Answer {
+                    event: Event::Deferred,
+                    error: None,
+                    detail: Some(why),
+                    body: Bytes::from(answer_body(200)),
+                }
+            }
             Rule::Duplicate => {
                 return Answer {
                     event: Event::Rejected,

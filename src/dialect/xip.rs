@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::core::call::{Event, Side};
 use crate::core::phone::{last_chars, E164};
 use crate::core::plan::CallPlan;
-use crate::core::{hex_digest_eq, md5_hex, CallId};
+use crate::core::{format_ms, hex_digest_eq, md5_hex, CallId};
 use crate::http::{read_body, BodyError, Resp};
 use crate::provider::{About, Originate, ProviderError};
 use crate::store::{calls, StoreError};
@@ -459,6 +459,17 @@ impl Answer {
     /// The answer to a request the guard rails stopped: a replay is answered
     /// as accepted, with the earlier call's id.
     fn stopped(id: CallId, s: &Stop) -> Answer {
+        if let Some(at) = s.deferred_to {
+            let message = format!("Deferred to the partner's next opening, {}", format_ms(at));
+            return Answer {
+                event: Event::Deferred,
+                status: StatusCode::OK,
+                code: Some("0".into()),
+                content_type: Some(TEXT_PLAIN.to_string()),
+                body: Bytes::from(result_body(0, &message, Some(id))),
+                detail: Some(s.detail.clone()),
+            };
+        }
         match (XipError::from_stop(s), s.replay_of) {
             (Some(e), _) => Answer {
                 detail: Some(format!("{e}")),

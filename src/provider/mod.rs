@@ -89,6 +89,44 @@ impl Originate {
         })
     }
 
+    /// The one-number fields, as a deferred call keeps them (`calls.originate`);
+    /// the plan is kept apart (`calls.plan`).
+    pub fn fields(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requestor_phone": self.requestor_phone,
+            "requestor_cid": self.requestor_cid,
+            "destination_phone": self.destination_phone,
+            "destination_cid": self.destination_cid,
+            "prompt_set": self.prompt_set,
+            "time_limit": self.time_limit,
+            "partner_id": self.partner_id,
+            "source": self.source,
+            "incoming_auth_ok": self.incoming_auth_ok,
+        })
+    }
+
+    /// A deferred call's request, from what [`Originate::fields`] kept.
+    pub fn from_fields(
+        call_id: CallId,
+        v: &serde_json::Value,
+        plan: Arc<CallPlan>,
+    ) -> Option<Originate> {
+        let text = |k: &str| v[k].as_str().map(str::to_string);
+        Some(Originate {
+            call_id,
+            requestor_phone: text("requestor_phone")?,
+            requestor_cid: text("requestor_cid")?,
+            destination_phone: text("destination_phone")?,
+            destination_cid: text("destination_cid")?,
+            prompt_set: text("prompt_set")?,
+            time_limit: u32::try_from(v["time_limit"].as_u64()?).ok()?,
+            partner_id: text("partner_id")?,
+            source: text("source")?,
+            incoming_auth_ok: v["incoming_auth_ok"].as_bool()?,
+            plan,
+        })
+    }
+
     fn field(&self, name: &str) -> String {
         match name {
             "RequestorPhone" => self.requestor_phone.clone(),

@@ -130,6 +130,75 @@ pub struct Answered<'a> {
 /// Inserts the call with its first `events` (each with an optional detail) and,
 /// when already known, the answer given. The state is the one the events lead
 /// to from `requested`; one INSERT for the row, one per event.
+/// Sets when a call not ended by then is reconciled.
+pub fn set_deadline(conn: &Connection, id: CallId, at: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE calls SET deadline_at = ?2 WHERE id = ?1")?
+        .execute(params![id.to_string(), at])?;
+    Ok(())
+}
+
+/// Keeps when a deferred call is placed, and what is then sent upstream.
+pub fn schedule(
+    conn: &Connection,
+    id: CallId,
+    start_at: i64,
+    originate: &Value,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE calls SET start_at = ?2, originate = ?3 WHERE id = ?1")?
+        .execute(params![id.to_string(), start_at, originate.to_string()])?;
+    Ok(())
+}
+
+/// A deferred call that is due: its id, partner, plan and one-number fields.
+pub struct Due {
+    pub id: CallId,
+    pub partner_id: String,
+    pub plan: Value,
+    pub originate: Value,
+}
+
+/// The deferred calls due at `now`, the earliest first, at most `limit`.
+pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, partner_id, plan, originate FROM calls
+         WHERE state = 'scheduled' AND start_at <= ?1 ORDER BY start_at LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, partner, plan, originate) = row?;
+        let json = |s: Option<String>| {
+            s.and_then(|s| serde_json::from_str::<Value>(&s).ok())
+                .unwrap_or(Value::Null)
+        };
+        if let Some(id) = CallId::parse(&id) {
+            out.push(Due {
+                id,
+                partner_id: partner.unwrap_or_default(),
+                plan: json(plan),
+                originate: json(originate),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// When the next deferred call is due, if any is waiting.
+pub fn next_due(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT min(start_at) FROM calls WHERE state = 'scheduled'",
+        [],
+        |r| r.get(0),
+    )
+}
+
 /// Keeps what A and B would have been shown when a mask replaced it.
 pub fn set_real_cids(
     conn: &Connection,

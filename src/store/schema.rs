@@ -275,6 +275,11 @@ const MIGRATIONS: &[&str] = &[
     -- the real originator, kept for the operator.
     ALTER TABLE calls ADD COLUMN a_cid_real TEXT;
     ALTER TABLE calls ADD COLUMN b_cid_real TEXT;
+    -- A call deferred to its partner's next opening: when it is placed, and
+    -- the one-number fields sent upstream then (JSON; the plan is `plan`).
+    ALTER TABLE calls ADD COLUMN start_at INTEGER;
+    ALTER TABLE calls ADD COLUMN originate TEXT;
+    CREATE INDEX calls_scheduled ON calls (start_at) WHERE state = 'scheduled';
     -- Calls to an A number lately, across partners: [guard] number_limits.
     CREATE INDEX calls_a_recent ON calls (a_number, created_at) WHERE state != 'rejected';
     -- Calls in progress, by partner and by B number: max_calls, max_calls_per_b.

@@ -587,6 +587,110 @@ kind = "sim"
 }
 
 #[test]
+fn a_call_outside_hours_is_deferred_survives_a_restart_and_is_placed_at_the_opening() {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let tomorrow = today.tomorrow().unwrap();
+    let opens = tomorrow.tomorrow().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = guarded_config(
+        "",
+        &format!(
+            r#"
+[[partner]]
+id = "later"
+dialects = ["native", "xip"]
+secret = "{XIP_SECRET}"
+username = "later"
+password = "{PASSWORD}"
+provider = "sim"
+hours = ["mon-sun 00:00-24:00"]
+holidays = ["{today}", "{tomorrow}"]
+timezone = "UTC"
+outside_hours = "defer"
+
+[[provider]]
+name = "sim"
+kind = "sim"
+ring = "0s"
+talk = "0s"
+"#
+        ),
+    );
+    let path = write_config(dir.path(), &text);
+    let d = Daemon::start_in(dir, path.clone());
+    let r = native(d.addr, "later", A, B, "");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let v = json_of(&r);
+    assert_eq!(v["state"], "scheduled");
+    assert_eq!(v["start_at"], format!("{opens}T00:00:00.000Z"));
+    assert!(r.header("retry-after").is_none());
+    let first = r.call_id();
+    let hung = native(d.addr, "later", "+16045559001", B, "");
+    assert_eq!(hung.status, 202);
+    let x = d.get(&format!(
+        "/request/call.php?{}",
+        xip_query(
+            "later",
+            "16045559002",
+            "14155550123",
+            &auth(XIP_SECRET, "later", "16045559002", "14155550123")
+        )
+    ));
+    assert_eq!(
+        (x.status, x.form()["Result"].as_str()),
+        (200, "0"),
+        "{}",
+        x.text()
+    );
+    assert!(x.form()["Message"].starts_with("Deferred"), "{}", x.text());
+
+    // The partner changes its mind about one: hung up before it starts.
+    let r = request(
+        d.addr,
+        &format!(
+            "POST /v1/calls/{}/hangup HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            hung.call_id(),
+            basic("later")
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed = d.admin_get("/v1/calls?state=scheduled", TOKEN);
+    let calls = json_of(&listed)["calls"].as_array().unwrap().len();
+    assert_eq!(calls, 2, "{}", listed.text());
+
+    // Deferred calls are rows: kill -9 keeps them. The opening comes while
+    // c2cd is down (start_at moved to the past): it places the call when back.
+    let dir = d.kill9();
+    let db = rusqlite::Connection::open(dir.path().join("c2cd.db")).unwrap();
+    db.execute("UPDATE calls SET start_at = 0 WHERE id = ?1", [&first])
+        .unwrap();
+    drop(db);
+    let d = Daemon::start_in(dir, path);
+    let done = d.wait_for_json(&format!("/v1/calls/{first}"), |v| v["state"] == "completed");
+    let kinds: Vec<&str> = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &kinds[..3],
+        ["deferred", "originating", "accepted"],
+        "{kinds:?}"
+    );
+    assert_eq!(done["provider"], "sim");
+    assert_eq!(d.call(&hung.call_id())["state"], "failed");
+    let still = d.admin_get("/v1/calls?state=scheduled", TOKEN);
+    assert_eq!(
+        json_of(&still)["calls"].as_array().unwrap().len(),
+        1,
+        "the XIP one waits on"
+    );
+}
+
+#[test]
 fn bad_guard_settings_are_config_errors_with_their_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = guarded_config(
