@@ -111,8 +111,11 @@ pub struct Stop {
     /// When trying again may succeed (seconds), for `Retry-After`.
     pub retry_after: Option<u64>,
     /// Outside hours with `outside_hours = "defer"`: the call is taken and
-    /// placed at this time (unix ms), the next opening.
+    /// placed at this time (unix ms), the next opening. A busy B with a
+    /// `b_queue`: now, and again until B is free or the queue time is up.
     pub deferred_to: Option<i64>,
+    /// A busy B with a `b_queue`: when the call gives up waiting (unix ms).
+    pub queue_until: Option<i64>,
 }
 
 impl Stop {
@@ -124,6 +127,7 @@ impl Stop {
             replay_state: None,
             retry_after: None,
             deferred_to: None,
+            queue_until: None,
         }
     }
 
@@ -192,6 +196,8 @@ pub struct Ask {
     /// 0: no limit.
     pub max_calls: u32,
     pub max_calls_per_b: u32,
+    /// How long a call to a busy B waits for it; zero: refused.
+    pub b_queue: Duration,
     pub max_rate: Option<Window>,
     pub burst: u32,
     /// The native API's `Idempotency-Key` and a digest of the body it came with.
@@ -225,6 +231,7 @@ impl Ask {
             number_limits: cfg.guard.number_limits.clone(),
             max_calls: g.max_calls,
             max_calls_per_b: g.max_calls_per_b,
+            b_queue: g.b_queue,
             max_rate: g.max_rate,
             burst: g.burst,
             key: None,
@@ -370,8 +377,7 @@ pub fn check(
         }
     }
     if let (Some(b), true) = (&ask.b, ask.max_calls_per_b > 0) {
-        let sql = format!("SELECT count(*) FROM calls WHERE b_number = ?1 AND {LIVE}");
-        let n: u32 = c.prepare_cached(&sql)?.query_row([b], |r| r.get(0))?;
+        let n = calls_to(c, b)?;
         if n >= ask.max_calls_per_b {
             let mut s = Stop::new(
                 Rule::AgentBusy,
@@ -381,6 +387,11 @@ pub fn check(
                 ),
             );
             s.retry_after = Some(5);
+            if !ask.b_queue.is_zero() {
+                s.detail = format!("{}; queued for up to {}", s.detail, human(ask.b_queue));
+                s.deferred_to = Some(ask.at);
+                s.queue_until = Some(ask.at + ms(ask.b_queue));
+            }
             return Ok(Some(s));
         }
     }
@@ -527,6 +538,12 @@ fn closed(o: &crate::config::Opening, a: Option<&str>, at: i64) -> Option<Stop> 
         s.deferred_to = next_ms;
     }
     Some(s)
+}
+
+/// The calls in progress to B number `b`, whoever placed them.
+pub fn calls_to(c: &Connection, b: &str) -> rusqlite::Result<u32> {
+    let sql = format!("SELECT count(*) FROM calls WHERE b_number = ?1 AND {LIVE}");
+    c.prepare_cached(&sql)?.query_row([b], |r| r.get(0))
 }
 
 /// The earlier call `ask` repeats, as a replay, if any.
@@ -750,6 +767,7 @@ mod tests {
             number_limits: vec![],
             max_calls: 0,
             max_calls_per_b: 0,
+            b_queue: Duration::ZERO,
             max_rate: None,
             burst: 0,
             key: None,

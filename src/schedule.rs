@@ -4,6 +4,11 @@
 //! partner's route as the config has it at that time. The database is the
 //! queue, so deferred calls survive restarts; one whose start passed while
 //! c2cd was down is placed as soon as it is back.
+//!
+//! A call to a busy B from a partner with a `b_queue` waits here too: it is
+//! looked at every [`QUEUE_POLL`] and placed once its B has a free line (the
+//! look and the start are one write, so two queued calls never take one
+//! line), or failed when its `queue_until` has passed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +27,17 @@ const BATCH: usize = 64;
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// The shortest: a call that cannot be moved on does not spin the loop.
 const MIN_SLEEP: Duration = Duration::from_millis(200);
+/// How often a call queued for its busy B looks again.
+pub const QUEUE_POLL: Duration = Duration::from_secs(1);
+
+/// What became of a due call when it was looked at.
+enum Claim {
+    Started,
+    /// Its B is still busy: it waits on.
+    Waits,
+    /// Taken meanwhile (hung up), or given up.
+    Gone,
+}
 
 pub async fn run(app: Arc<App>) {
     loop {
@@ -81,25 +97,41 @@ async fn start(app: &App, d: Due) {
         .get(first)
         .map(|r| (r.provider.name().to_string(), r.provider.describe(&params)));
     let due_by = deadline(now_ms(), &o.plan, rt.config.calls.grace);
-    // Claimed in one write: a call taken meanwhile (hung up) is left alone.
+    let max_b = partner_max_b(&rt.config, &d.partner_id);
+    let queued = d.queue_until.zip(d.b_number).filter(|_| max_b > 0);
+    // Claimed in one write: a call taken meanwhile (hung up) is left alone,
+    // and a queued call takes its B's line only when one is free.
     let claimed = app
         .store
         .write(move |c| {
             let at = now_ms();
+            if let Some((until, b)) = &queued {
+                let busy = crate::guard::calls_to(c, b)?;
+                if busy >= max_b && at < *until {
+                    let next = at + i64::try_from(QUEUE_POLL.as_millis()).unwrap_or(1000);
+                    calls::postpone(c, id, next)?;
+                    return Ok(Claim::Waits);
+                }
+                if busy >= max_b {
+                    let why = format!("{b} stayed busy for the partner's b_queue");
+                    calls::apply(c, id, &[(Event::Failed, Some(&why))], at)?;
+                    return Ok(Claim::Gone);
+                }
+            }
             let states = calls::apply(c, id, &[(Event::Originating, None)], at)?;
             if states.last() != Some(&CallState::Originating) {
-                return Ok(false);
+                return Ok(Claim::Gone);
             }
             if let Some((name, desc)) = &named {
                 calls::set_provider(c, id, name, desc)?;
             }
             calls::set_deadline(c, id, due_by)?;
-            Ok(true)
+            Ok(Claim::Started)
         })
         .await;
     match claimed {
-        Ok(true) => {}
-        Ok(false) => return,
+        Ok(Claim::Started) => {}
+        Ok(Claim::Waits | Claim::Gone) => return,
         Err(e) => {
             log::error!("call {id}: the deferred call could not be started: {e}");
             return;
@@ -123,6 +155,14 @@ async fn start(app: &App, d: Due) {
     };
     record(app, id, event, detail).await;
     follow_up(app, id, follow, channel);
+}
+
+/// The partner's `max_calls_per_b` now.
+fn partner_max_b(cfg: &crate::config::Config, id: &str) -> u32 {
+    cfg.partners
+        .iter()
+        .find(|p| p.id == id)
+        .map_or(0, |p| p.guard.max_calls_per_b)
 }
 
 async fn record(app: &App, id: crate::core::CallId, event: Event, detail: Option<String>) {

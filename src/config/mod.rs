@@ -347,6 +347,8 @@ struct RawPartner {
     max_calls: Option<u32>,
     /// Calls in progress to one B number at most (an agent's line). Default 0: no limit.
     max_calls_per_b: Option<u32>,
+    /// How long a call to a busy B waits for it to be free. Default "0s": refused.
+    b_queue: Option<String>,
     /// When its calls may be placed: ["mon-fri 09:00-18:00"]. Default: always.
     hours: Option<Vec<String>>,
     /// Days closed: "2026-12-25" once, "12-25" every year.
@@ -714,6 +716,8 @@ pub struct PartnerGuard {
     pub burst: u32,
     pub max_calls: u32,
     pub max_calls_per_b: u32,
+    /// How long a call to a busy B waits for it; zero: refused at once.
+    pub b_queue: Duration,
 }
 
 impl Partner {
@@ -2439,6 +2443,15 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             .as_ref()
             .and_then(|w| v.window(&at("max_rate"), w));
         let opening = opening(&mut v, p, &at);
+        let b_queue = v.duration(
+            &at("b_queue"),
+            &p.b_queue,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        );
+        if !b_queue.is_zero() && p.max_calls_per_b.unwrap_or(0) == 0 {
+            v.err(&at("b_queue"), "needs max_calls_per_b");
+        }
         if p.burst == Some(0) {
             v.err(&at("burst"), "must be at least 1");
         }
@@ -2501,6 +2514,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 burst: p.burst.or(max_rate.map(|w| w.count)).unwrap_or(1),
                 max_calls: p.max_calls.unwrap_or(0),
                 max_calls_per_b: p.max_calls_per_b.unwrap_or(0),
+                b_queue,
                 opening,
                 allowed_caller_ids: caller_id_patterns(&mut v, p, &at),
                 mask_a: e164_key(&mut v, &at("mask_a"), p.mask_a.as_deref()),

@@ -158,6 +158,7 @@ pub const KEYS: &[Key] = &[
     Key { table: "partner", name: "burst", default: "max_rate's COUNT", doc: "Calls over max_rate that may start at once (the bucket's size)." },
     Key { table: "partner", name: "max_calls", default: "0 (no limit)", doc: "Its calls in progress (originating to bridged) at most." },
     Key { table: "partner", name: "max_calls_per_b", default: "0 (no limit)", doc: "Calls in progress to one B number at most, across partners: 1 makes an agent's line busy while it is in a call." },
+    Key { table: "partner", name: "b_queue", default: "\"0s\" (refuse)", doc: "How long a call to a busy B (max_calls_per_b reached) waits for a free line: it is taken (state scheduled, answered as deferred), looked at every second, started as soon as B has a line free, and failed when the time is up. At most 1h; needs max_calls_per_b." },
     Key { table: "partner", name: "hours", default: "none (always open)", doc: "When its calls may be placed, each entry days then times: [\"mon-fri 09:00-12:00,13:00-18:00\", \"sat 10:00-14:00\"]; days mon..sun, ranges and lists; HH:MM-HH:MM, 24:00 allowed, an end before the start runs past midnight; days not named are closed. Outside them a request is refused (outside_hours), with Retry-After until the next opening." },
     Key { table: "partner", name: "holidays", default: "[]", doc: "Days closed, 00:00 to 24:00 local: \"2026-12-26\" once, \"12-25\" every year. Needs hours." },
     Key { table: "partner", name: "timezone", default: "the box's", doc: "The IANA zone its hours are read in. Needs hours." },

@@ -349,7 +349,7 @@ pub async fn place<A: Recorded>(
                 calls::insert(c, &rec, &events, Some(answer.answered()))?;
                 calls::set_guard(c, id, stop.rule.as_str(), stop.replay_of)?;
                 if let Some(at) = deferred {
-                    calls::schedule(c, id, at, &fields)?;
+                    calls::schedule(c, id, at, &fields, stop.queue_until)?;
                 }
                 if let Some((a, b)) = &real_cids {
                     calls::set_real_cids(c, id, a.as_deref(), b.as_deref())?;

@@ -754,12 +754,15 @@ impl Answer {
     /// earlier call, answered 200.
     fn stopped(id: CallId, s: &Stop) -> Answer {
         if let Some(at) = s.deferred_to {
-            let scheduled = json!({
+            let mut scheduled = json!({
                 "id": id.to_string(),
                 "state": CallState::Scheduled.as_str(),
                 "start_at": format_ms(at),
                 "href": format!("/v1/calls/{id}"),
             });
+            if let Some(until) = s.queue_until {
+                scheduled["queued_until"] = format_ms(until).into();
+            }
             return Answer {
                 event: Event::Deferred,
                 error: None,

@@ -556,8 +556,9 @@ impl Answer {
     fn stopped(s: &Stop) -> Answer {
         let why = s.detail.clone();
         let e = match s.rule {
-            // Deferred to the next opening: taken, as Spokn takes any call.
-            Rule::Closed if s.deferred_to.is_some() => {
+            // Deferred to the next opening, or queued for a busy B: taken, as
+            // Spokn takes any call.
+            _ if s.deferred_to.is_some() => {
                 return Answer {
                     event: Event::Deferred,
                     error: None,

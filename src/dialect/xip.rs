@@ -460,7 +460,13 @@ impl Answer {
     /// as accepted, with the earlier call's id.
     fn stopped(id: CallId, s: &Stop) -> Answer {
         if let Some(at) = s.deferred_to {
-            let message = format!("Deferred to the partner's next opening, {}", format_ms(at));
+            let message = match s.queue_until {
+                Some(until) => format!(
+                    "Queued: the Fulfillment is busy; it is called once free, until {}",
+                    format_ms(until)
+                ),
+                None => format!("Deferred to the partner's next opening, {}", format_ms(at)),
+            };
             return Answer {
                 event: Event::Deferred,
                 status: StatusCode::OK,

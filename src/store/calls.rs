@@ -137,15 +137,31 @@ pub fn set_deadline(conn: &Connection, id: CallId, at: i64) -> rusqlite::Result<
     Ok(())
 }
 
-/// Keeps when a deferred call is placed, and what is then sent upstream.
+/// Keeps when a deferred call is placed, what is then sent upstream, and for
+/// a call queued for its busy B when it gives up.
 pub fn schedule(
     conn: &Connection,
     id: CallId,
     start_at: i64,
     originate: &Value,
+    queue_until: Option<i64>,
 ) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE calls SET start_at = ?2, originate = ?3 WHERE id = ?1")?
-        .execute(params![id.to_string(), start_at, originate.to_string()])?;
+    conn.prepare_cached(
+        "UPDATE calls SET start_at = ?2, originate = ?3, queue_until = ?4 WHERE id = ?1",
+    )?
+    .execute(params![
+        id.to_string(),
+        start_at,
+        originate.to_string(),
+        queue_until
+    ])?;
+    Ok(())
+}
+
+/// Moves a queued call's next look at its B to `at`.
+pub fn postpone(conn: &Connection, id: CallId, at: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE calls SET start_at = ?2 WHERE id = ?1 AND state = 'scheduled'")?
+        .execute(params![id.to_string(), at])?;
     Ok(())
 }
 
@@ -155,12 +171,15 @@ pub struct Due {
     pub partner_id: String,
     pub plan: Value,
     pub originate: Value,
+    /// Queued for its busy B: its B number and when it gives up.
+    pub b_number: Option<String>,
+    pub queue_until: Option<i64>,
 }
 
 /// The deferred calls due at `now`, the earliest first, at most `limit`.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, partner_id, plan, originate FROM calls
+        "SELECT id, partner_id, plan, originate, b_number, queue_until FROM calls
          WHERE state = 'scheduled' AND start_at <= ?1 ORDER BY start_at LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |r| {
@@ -169,11 +188,13 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Du
             r.get::<_, Option<String>>(1)?,
             r.get::<_, Option<String>>(2)?,
             r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            r.get::<_, Option<i64>>(5)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, partner, plan, originate) = row?;
+        let (id, partner, plan, originate, b_number, queue_until) = row?;
         let json = |s: Option<String>| {
             s.and_then(|s| serde_json::from_str::<Value>(&s).ok())
                 .unwrap_or(Value::Null)
@@ -184,6 +205,8 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Du
                 partner_id: partner.unwrap_or_default(),
                 plan: json(plan),
                 originate: json(originate),
+                b_number,
+                queue_until,
             });
         }
     }

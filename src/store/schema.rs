@@ -279,6 +279,8 @@ const MIGRATIONS: &[&str] = &[
     -- the one-number fields sent upstream then (JSON; the plan is `plan`).
     ALTER TABLE calls ADD COLUMN start_at INTEGER;
     ALTER TABLE calls ADD COLUMN originate TEXT;
+    -- A call queued for its busy B (b_queue): given up past this time.
+    ALTER TABLE calls ADD COLUMN queue_until INTEGER;
     CREATE INDEX calls_scheduled ON calls (start_at) WHERE state = 'scheduled';
     -- Calls to an A number lately, across partners: [guard] number_limits.
     CREATE INDEX calls_a_recent ON calls (a_number, created_at) WHERE state != 'rejected';

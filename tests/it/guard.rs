@@ -691,11 +691,98 @@ talk = "0s"
 }
 
 #[test]
+fn a_call_to_a_busy_agent_waits_in_the_queue_for_its_line_or_gives_up() {
+    let d = Daemon::start(&guarded_config(
+        "",
+        &format!(
+            r#"
+[[partner]]
+id = "queue"
+dialects = ["native"]
+username = "queue"
+password = "{PASSWORD}"
+provider = "short"
+max_calls_per_b = 1
+b_queue = "30s"
+
+[[partner]]
+id = "impatient"
+dialects = ["native"]
+username = "impatient"
+password = "{PASSWORD}"
+provider = "long"
+max_calls_per_b = 1
+b_queue = "1s"
+
+[[provider]]
+name = "short"
+kind = "sim"
+ring = "0s"
+talk = "1s"
+
+[[provider]]
+name = "long"
+kind = "sim"
+ring = "0s"
+talk = "60s"
+"#
+        ),
+    ));
+    let agent = "+14155550177";
+    let first = native(d.addr, "queue", "+16045558101", agent, "");
+    assert_eq!(first.status, 201, "{}", first.text());
+    let queued = native(d.addr, "queue", "+16045558102", agent, "");
+    assert_eq!(queued.status, 202, "{}", queued.text());
+    let v = json_of(&queued);
+    assert_eq!(v["state"], "scheduled");
+    assert!(v["queued_until"].is_string(), "{v}");
+    // Once the first call ends, the agent's line is free: the queued call rings.
+    let done = d.wait_for_json(&format!("/v1/calls/{}", queued.call_id()), |v| {
+        v["state"] == "completed"
+    });
+    let ended = d.call(&first.call_id());
+    assert_eq!(ended["state"], "completed");
+    let started = done["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "originating");
+    let first_end = ended["events"].as_array().unwrap().last().unwrap()["at"].clone();
+    assert!(
+        started.unwrap()["at"].as_str() >= first_end.as_str(),
+        "the queued call starts after the first ends: {done} {ended}"
+    );
+    assert_eq!(done["guard"], "agent_busy");
+
+    let busy = "+14155550178";
+    assert_eq!(
+        native(d.addr, "impatient", "+16045558103", busy, "").status,
+        201
+    );
+    let waits = native(d.addr, "impatient", "+16045558104", busy, "");
+    assert_eq!(waits.status, 202, "{}", waits.text());
+    let gave_up = d.wait_for_json(&format!("/v1/calls/{}", waits.call_id()), |v| {
+        v["state"] == "failed"
+    });
+    let last = gave_up["events"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(
+        last["detail"].as_str().unwrap().contains("stayed busy"),
+        "{last}"
+    );
+    assert_eq!(gave_up["provider"], Value::Null, "nothing was dialled");
+}
+
+#[test]
 fn bad_guard_settings_are_config_errors_with_their_line() {
     let dir = tempfile::tempdir().unwrap();
     let text = guarded_config(
         "number_limits = [\"3 per hour\"]\ndedupe_window = \"2d\"",
-        "[[partner]]\nid = \"p\"\nsecret = \"s\"\nprovider = \"sim\"\nmax_rate = \"0/s\"\nburst = 0\nhours = [\"mon-fri 9-18\"]\n\n[[partner]]\nid = \"q\"\nsecret = \"s\"\nprovider = \"sim\"\nholidays = [\"12/25\"]\n\n[[partner]]\nid = \"r\"\nsecret = \"s\"\nprovider = \"sim\"\nhours = [\"mon 09:00-17:00\"]\ntimezone = \"Mars/Olympus\"\n\n[[provider]]\nname = \"sim\"\nkind = \"sim\"\n",
+        "[[partner]]\nid = \"p\"\nsecret = \"s\"\nprovider = \"sim\"\nmax_rate = \"0/s\"\nburst = 0\nhours = [\"mon-fri 9-18\"]\n\n[[partner]]\nid = \"q\"\nsecret = \"s\"\nprovider = \"sim\"\nholidays = [\"12/25\"]\n\n[[partner]]\nid = \"r\"\nsecret = \"s\"\nprovider = \"sim\"\nhours = [\"mon 09:00-17:00\"]\ntimezone = \"Mars/Olympus\"\nb_queue = \"5s\"\n\n[[provider]]\nname = \"sim\"\nkind = \"sim\"\n",
     );
     let path = write_config(dir.path(), &text);
     let out = std::process::Command::new(BIN)
@@ -713,6 +800,7 @@ fn bad_guard_settings_are_config_errors_with_their_line() {
         ":23: partner.hours: \"mon-fri 9-18\": \"9-18\" is not a time range",
         ":29: partner.holidays: needs hours",
         ":36: partner.timezone: \"Mars/Olympus\" is not a time zone",
+        ":37: partner.b_queue: needs max_calls_per_b",
     ] {
         assert!(err.contains(needle), "{needle} in {err}");
     }
