@@ -193,6 +193,13 @@ fn a_repeat_within_the_window_is_a_replay_in_every_dialect_and_dials_nothing() {
     }
     // Other numbers are another call.
     assert_eq!(native(d.addr, "crm", B, A, "").status, 201);
+
+    // A double click sent at once: one call, the others its replays.
+    let (a, b) = ("+16045558201", "+14155558201");
+    let rs = at_once(6, |_| native(d.addr, "crm", a, b, ""));
+    assert_eq!(statuses(&rs), [200, 200, 200, 200, 200, 201]);
+    let placed = rs.iter().find(|r| r.status == 201).unwrap().call_id();
+    assert!(rs.iter().all(|r| r.call_id() == placed));
 }
 
 #[test]
