@@ -232,12 +232,7 @@ fn a_call_through_a_second_c2cds_airtel_front_door_ends_by_its_events_and_cdr() 
     let call = first.call(&id);
     assert_eq!(call["provider"], "via-airtel");
     assert_eq!(call["cdr"]["state"], "completed");
-    let kinds: Vec<&str> = call["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = event_kinds(&call);
     assert_eq!(
         kinds,
         [

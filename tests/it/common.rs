@@ -281,6 +281,14 @@ fn take_dir(dir: &mut tempfile::TempDir) -> tempfile::TempDir {
     std::mem::replace(dir, tempfile::tempdir().unwrap())
 }
 
+/// The kinds of a call's events, in order, as `GET /v1/calls/{id}` lists them.
+pub fn event_kinds(call: &serde_json::Value) -> Vec<&str> {
+    call["events"]
+        .as_array()
+        .map(|es| es.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default()
+}
+
 pub fn wait_exit(child: &mut Child) -> ExitStatus {
     let deadline = Instant::now() + WAIT;
     loop {

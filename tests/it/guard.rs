@@ -676,12 +676,7 @@ talk = "0s"
     drop(db);
     let d = Daemon::start_in(dir, path);
     let done = d.wait_for_json(&format!("/v1/calls/{first}"), |v| v["state"] == "completed");
-    let kinds: Vec<&str> = done["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap())
-        .collect();
+    let kinds = event_kinds(&done);
     assert_eq!(
         &kinds[..3],
         ["deferred", "originating", "accepted"],

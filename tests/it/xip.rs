@@ -358,12 +358,7 @@ fn the_simulator_plays_every_outcome() {
         d.wait_log(&format!("call {id}: {last} -> {state}"));
         let call = d.call(&id);
         assert_eq!(call["state"], state);
-        let events: Vec<&str> = call["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["kind"].as_str().unwrap())
-            .collect();
+        let events = event_kinds(&call);
         assert_eq!(events.last(), Some(&last), "{events:?}");
         assert_eq!(events[..3], ["originating", "accepted", "a_ringing"]);
         let legs = call["legs"].as_array().unwrap();
