@@ -202,6 +202,9 @@ pub struct Ask {
     pub burst: u32,
     /// The native API's `Idempotency-Key` and a digest of the body it came with.
     pub key: Option<(String, String)>,
+    /// False for an XIP request with a bad `Auth`: it goes upstream to fail
+    /// (BadIncomingAuth) and passes no guard, nor counts in any.
+    pub trusted: bool,
     /// Why no provider of the route has a channel free, when none has.
     pub no_channel: Option<String>,
     /// A caller ID the call would present that the partner may not.
@@ -235,6 +238,7 @@ impl Ask {
             max_rate: g.max_rate,
             burst: g.burst,
             key: None,
+            trusted: true,
             no_channel: None,
             caller_id: None,
             masks: [g.mask_a.clone(), g.mask_b.clone()],
@@ -277,14 +281,32 @@ fn secs_until(at_ms: i64, now: i64) -> u64 {
 }
 
 /// The first rule that stops `ask`, if any. Runs in the writer's transaction,
-/// before the call's row is inserted; a request that passes has its
-/// `Idempotency-Key` recorded here, with the call `id`.
+/// before the call's row is inserted. The request's `Idempotency-Key` is
+/// recorded here with the call `id` when it passes, or is stopped for a reason
+/// a retry would meet again (its answer is then the one replayed).
 pub fn check(
     c: &Connection,
     ask: &Ask,
     id: CallId,
     buckets: &Buckets,
 ) -> rusqlite::Result<Option<Stop>> {
+    if !ask.trusted {
+        return Ok(None);
+    }
+    let stop = first_stop(c, ask, buckets)?;
+    let lasting = stop.as_ref().is_none_or(|s| {
+        matches!(
+            s.rule,
+            Rule::Invalid(_) | Rule::CallerId(_) | Rule::Blocked(_) | Rule::Duplicate
+        )
+    });
+    if let (Some((key, digest)), true) = (&ask.key, lasting) {
+        remember_key(c, &ask.partner_id, key, digest, id, ask.at)?;
+    }
+    Ok(stop)
+}
+
+fn first_stop(c: &Connection, ask: &Ask, buckets: &Buckets) -> rusqlite::Result<Option<Stop>> {
     if ask.check_numbers {
         if let Some(s) = invalid(&ask.numbers) {
             return Ok(Some(s));
@@ -341,6 +363,7 @@ pub fn check(
                     "SELECT count(*), min(created_at) FROM (
                        SELECT created_at FROM calls
                        WHERE a_number = ?1 AND created_at >= ?2 AND state != 'rejected'
+                         AND auth_ok IS NOT 0
                        ORDER BY created_at DESC LIMIT ?3)",
                 )?
                 .query_row(params![a, ask.at - ms(w.per), w.count], |r| {
@@ -360,7 +383,9 @@ pub fn check(
         }
     }
     if ask.max_calls > 0 {
-        let sql = format!("SELECT count(*) FROM calls WHERE partner_id = ?1 AND {LIVE}");
+        let sql = format!(
+            "SELECT count(*) FROM calls WHERE partner_id = ?1 AND {LIVE} AND auth_ok IS NOT 0"
+        );
         let n: u32 = c
             .prepare_cached(&sql)?
             .query_row([&ask.partner_id], |r| r.get(0))?;
@@ -409,12 +434,9 @@ pub fn check(
                     ask.burst.max(1)
                 ),
             );
-            s.retry_after = Some(wait.as_secs().max(1));
+            s.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
             return Ok(Some(s));
         }
-    }
-    if let Some((key, digest)) = &ask.key {
-        remember_key(c, &ask.partner_id, key, digest, id, ask.at)?;
     }
     Ok(None)
 }
@@ -470,11 +492,12 @@ pub fn unlisted_caller_id(plan: &crate::core::plan::CallPlan, ask: &Ask) -> Opti
         .chain(&plan.b.participants)
         .map(|p| digits(p.number.as_str()))
         .collect();
+    // A caller ID with `+` is a party's in full; XIP shows a party's last
+    // ten digits, without `+`.
     let party = |cid: &str| {
         let c = digits(cid);
-        parties
-            .iter()
-            .any(|p| *p == c || (c.len() >= 7 && p.ends_with(&c)))
+        let tail = !cid.starts_with('+') && c.len() >= 7;
+        parties.iter().any(|p| *p == c || (tail && p.ends_with(&c)))
     };
     let allowed = |cid: &str| {
         ask.own_caller_ids.iter().any(|o| o == cid)
@@ -542,7 +565,8 @@ fn closed(o: &crate::config::Opening, a: Option<&str>, at: i64) -> Option<Stop> 
 
 /// The calls in progress to B number `b`, whoever placed them.
 pub fn calls_to(c: &Connection, b: &str) -> rusqlite::Result<u32> {
-    let sql = format!("SELECT count(*) FROM calls WHERE b_number = ?1 AND {LIVE}");
+    let sql =
+        format!("SELECT count(*) FROM calls WHERE b_number = ?1 AND {LIVE} AND auth_ok IS NOT 0");
     c.prepare_cached(&sql)?.query_row([b], |r| r.get(0))
 }
 
@@ -555,7 +579,7 @@ fn duplicate(c: &Connection, ask: &Ask, a: &str, b: &str) -> rusqlite::Result<Op
         .prepare_cached(
             "SELECT id, state FROM calls
              WHERE a_number = ?1 AND b_number = ?2 AND created_at >= ?3 AND state != 'rejected'
-               AND partner_id = ?4 AND state NOT IN ('failed', 'lost')
+               AND partner_id = ?4 AND state NOT IN ('failed', 'lost') AND auth_ok IS NOT 0
              ORDER BY created_at DESC LIMIT 1",
         )?
         .query_row(
@@ -681,7 +705,7 @@ impl Buckets {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / per_sec))
+            Err(Duration::try_from_secs_f64((1.0 - b.tokens) / per_sec).unwrap_or(w.per))
         }
     }
 }
@@ -771,6 +795,7 @@ mod tests {
             max_rate: None,
             burst: 0,
             key: None,
+            trusted: true,
             no_channel: None,
             caller_id: None,
             masks: [None, None],
@@ -971,6 +996,11 @@ mod tests {
         );
         assert_eq!(check(Some("+18005550199"), Some("+13125550000")), None);
         assert_eq!(check(Some("+18885550100"), None), None, "the access number");
+        assert_eq!(
+            check(Some("+4155550123"), None),
+            Some((Side::A, "+4155550123".into())),
+            "the tail of a party's number with + is another number"
+        );
         assert_eq!(
             check(Some("+13125550001"), None),
             Some((Side::A, "+13125550001".into()))

@@ -139,7 +139,7 @@ async fn start(app: &App, d: Due) {
     }
     log::info!("call {id}: deferred call started");
     let events = Events::new(app.store.clone());
-    let (out, channel) = ask_route(app, id, &route, first, &o, params, &events).await;
+    let (out, channel) = ask_route(app, &route, first, None, &o, params, &events).await;
     let (event, detail, follow) = match out {
         Ok((reply, f)) if reply.event == Event::Failed => (
             Event::Failed,

@@ -954,13 +954,14 @@ impl Answer {
                 body: json_bytes(&body),
             };
         }
-        let limit = |status, code: &'static str| {
+        let told = |status, code: &'static str, message: &str| {
             Failure::Refused(Refusal {
                 status,
                 code,
-                message: s.detail.clone(),
+                message: message.to_string(),
             })
         };
+        let limit = |status, code| told(status, code, &s.detail);
         let f = match (s.rule, s.replay_of) {
             (Rule::Duplicate, Some(of)) => {
                 let body = json!({ "status": "success", "correlationId": of.to_string() });
@@ -978,11 +979,24 @@ impl Answer {
             (Rule::Invalid(Side::B), _) => {
                 limit(StatusCode::BAD_REQUEST, codes::TO_PARTICIPANT_REGEX.0)
             }
-            (Rule::Blocked(Side::A), _) => limit(StatusCode::BAD_REQUEST, codes::FROM_BLOCKED),
-            (Rule::Blocked(Side::B), _) => limit(StatusCode::BAD_REQUEST, codes::TO_BLOCKED),
+            // The entry, its reason and its list stay in the record.
+            (Rule::Blocked(Side::A), _) => told(
+                StatusCode::BAD_REQUEST,
+                codes::FROM_BLOCKED,
+                "from participant number is on the do-not-call list",
+            ),
+            (Rule::Blocked(Side::B), _) => told(
+                StatusCode::BAD_REQUEST,
+                codes::TO_BLOCKED,
+                "to participant number is on the do-not-call list",
+            ),
             (Rule::Closed, _) => limit(StatusCode::FORBIDDEN, codes::CLOSED),
             (Rule::CallerId(_), _) => Failure::Refused(seed(codes::CALLER_ID_INVALID)),
-            (Rule::ProviderBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::NO_CHANNEL),
+            (Rule::ProviderBusy, _) => told(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::NO_CHANNEL,
+                "no channel is free; retry later",
+            ),
             (Rule::NumberLimit, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::NUMBER_LIMIT),
             (Rule::PartnerRate, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::RATE),
             (Rule::PartnerBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::CONCURRENCY),

@@ -270,29 +270,29 @@ pub async fn place<A: Recorded>(
     rec.deadline_at = Some(deadline(rec.at, &o.plan, app.runtime().config.calls.grace));
     let events = Events::new(app.store.clone());
     // What goes upstream is recorded before it is sent.
-    // A provider whose channels are all in use passes the call on at once.
-    let start = route
-        .iter()
-        .position(|r| r.health.has_channel())
-        .unwrap_or(0);
+    // A channel of the first provider that has one free is taken before the
+    // request is recorded: one whose channels are all in use passes the call
+    // on at once, and two requests never count on one channel.
+    let reserved =
+        (route.iter().enumerate()).find_map(|(i, r)| Channel::take(&r.health).map(|ch| (i, ch)));
+    let start = reserved.as_ref().map_or(0, |(i, _)| *i);
+    let mut held = reserved.map(|(_, ch)| ch);
     let first = route.get(start);
     let upstream = first.map(|r| r.provider.params(o)).unwrap_or_default();
     if let Some(r) = first {
         rec.provider = Some(r.provider.name().to_string());
         rec.upstream_request = Some(r.provider.describe(&upstream));
     }
-    // Each provider's channel is taken right before it is asked; that no
-    // provider has one free is a guard stop of its own.
-    ask.no_channel =
-        (!route.is_empty() && !route.iter().any(|r| r.health.has_channel())).then(|| {
-            route
-                .iter()
-                .map(channels_busy)
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
+    // That no provider has one free is a guard stop of its own.
+    ask.no_channel = (!route.is_empty() && held.is_none()).then(|| {
+        route
+            .iter()
+            .map(channels_busy)
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
     let early = match first {
-        Some(r) if r.provider.is_local() => Some(match Channel::take(&r.health) {
+        Some(r) if r.provider.is_local() => Some(match held.take() {
             Some(ch) => {
                 let out = r.provider.originate(o, upstream.clone(), events.clone());
                 let (a, f) = answer_of(out.await);
@@ -380,7 +380,8 @@ pub async fn place<A: Recorded>(
     let (answer, follow, channel) = match early {
         Some((a, f, channel)) => (a, f, channel),
         None => {
-            let (out, channel) = ask_route(app, id, route, start, o, upstream, &events).await;
+            let (out, channel) =
+                ask_route(app, route, start, held.take(), o, upstream, &events).await;
             let (answer, follow) = answer_of(out);
             let a = answer.clone();
             let w = app
@@ -405,17 +406,18 @@ pub async fn place<A: Recorded>(
 /// Has the providers of `route`, from `start` on, place `o` (sending `params`
 /// to the first), in order: one that cannot be reached, fails on its side or
 /// has no channel free passes the call to the next, recorded as a `failover`
-/// event with the provider. The last outcome, and the channel of the provider
-/// that gave it.
+/// event with the provider. `held` is a channel of the first, taken already.
+/// The last outcome, and the channel of the provider that gave it.
 pub async fn ask_route(
     app: &App,
-    id: CallId,
     route: &[Routed],
     start: usize,
+    mut held: Option<Channel>,
     o: &Originate,
     mut params: Vec<(&'static str, String)>,
     events: &Events,
 ) -> (Outcome, Option<Channel>) {
+    let id = o.call_id;
     let mut i = start;
     loop {
         let Some(r) = route.get(i) else {
@@ -424,7 +426,7 @@ pub async fn ask_route(
         };
         // The breaker is asked right before the provider is: a half-open
         // probe is taken only by a call that goes there.
-        let channel = Channel::take(&r.health);
+        let channel = held.take().or_else(|| Channel::take(&r.health));
         let asked = channel.is_some() && r.health.allow();
         let out = match (asked, &channel) {
             (true, _) => r.provider.originate(o, params, events.clone()).await,

@@ -59,10 +59,11 @@ pub enum NativeError {
     ProviderTimeout,
     #[error("the click-to-call server refused the call")]
     ProviderFailed,
-    #[error("a number is on the do-not-call list: {0}")]
-    Blocked(String),
-    #[error("no channel is free: {0}")]
-    NoChannel(String),
+    // The entry, its reason and its list stay in the record: not told.
+    #[error("the {0} number is on the do-not-call list")]
+    Blocked(&'static str),
+    #[error("no channel is free on the click-to-call servers; retry shortly")]
+    NoChannel,
     #[error("outside the partner's hours: {0}")]
     Closed(String),
     #[error("too many calls to the A number lately: {0}")]
@@ -107,7 +108,7 @@ impl NativeError {
             NativeError::BBusy(_) | NativeError::KeyInUse | NativeError::KeyReused => {
                 StatusCode::CONFLICT
             }
-            NativeError::PartnerBusy(_) | NativeError::NoChannel(_) | NativeError::Overloaded => {
+            NativeError::PartnerBusy(_) | NativeError::NoChannel | NativeError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             NativeError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,7 +131,7 @@ impl NativeError {
             NativeError::ProviderFailed => "provider_failed",
             NativeError::Blocked(_) => "blocked",
             NativeError::Closed(_) => "outside_hours",
-            NativeError::NoChannel(_) => "no_channel",
+            NativeError::NoChannel => "no_channel",
             NativeError::NumberLimit(_) => "number_limit",
             NativeError::RateLimited(_) => "rate_limited",
             NativeError::PartnerBusy(_) => "partner_busy",
@@ -152,9 +153,12 @@ impl NativeError {
             Rule::Invalid(side) => {
                 NativeError::Invalid(vec![(format!("{}.participants", side.as_str()), why)])
             }
-            Rule::Blocked(_) => NativeError::Blocked(why),
+            Rule::Blocked(side) => NativeError::Blocked(match side {
+                crate::core::call::Side::A => "A",
+                crate::core::call::Side::B => "B",
+            }),
             Rule::Closed => NativeError::Closed(why),
-            Rule::ProviderBusy => NativeError::NoChannel(why),
+            Rule::ProviderBusy => NativeError::NoChannel,
             Rule::CallerId(side) => {
                 NativeError::Invalid(vec![(format!("{}.caller_id", side.as_str()), why)])
             }
@@ -775,7 +779,7 @@ impl Answer {
             (e, None) | (e @ Some(_), _) => {
                 let e = e.unwrap_or(NativeError::Internal);
                 Answer {
-                    detail: Some(e.detail()),
+                    detail: Some(s.detail.clone()),
                     ..Answer::refused(id, e)
                 }
             }

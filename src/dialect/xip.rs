@@ -60,12 +60,13 @@ pub enum XipError {
     UpstreamBadResponse,
     #[error("Click-to-call server refused the call")]
     UpstreamRefused,
-    #[error("{param} is on the do-not-call list: {why}")]
-    Blocked { param: &'static str, why: String },
+    // The entry, its reason and its list stay in the record: not told.
+    #[error("{param} is on the do-not-call list")]
+    Blocked { param: &'static str },
     #[error("Caller ID not allowed: {0}")]
     CallerId(String),
-    #[error("No channel free: {0}")]
-    NoChannel(String),
+    #[error("No channel free, retry later")]
+    NoChannel,
     #[error("Outside the partner's hours: {0}")]
     Closed(String),
     #[error("Too many calls to the Requestor: {0}")]
@@ -100,7 +101,7 @@ impl XipError {
             XipError::UpstreamRefused => 113,
             XipError::Blocked { .. } => 130,
             XipError::Closed(_) => 135,
-            XipError::NoChannel(_) => 136,
+            XipError::NoChannel => 136,
             XipError::CallerId(_) => 137,
             XipError::NumberLimit(_) => 131,
             XipError::PartnerRate(_) => 132,
@@ -130,7 +131,7 @@ impl XipError {
             XipError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             XipError::NumberLimit(_) | XipError::PartnerRate(_) => StatusCode::TOO_MANY_REQUESTS,
             XipError::FulfillmentBusy(_) => StatusCode::CONFLICT,
-            XipError::PartnerBusy(_) | XipError::NoChannel(_) | XipError::Overloaded => {
+            XipError::PartnerBusy(_) | XipError::NoChannel | XipError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             XipError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -148,12 +149,9 @@ impl XipError {
                 param: param(side),
                 why,
             },
-            Rule::Blocked(side) => XipError::Blocked {
-                param: param(side),
-                why,
-            },
+            Rule::Blocked(side) => XipError::Blocked { param: param(side) },
             Rule::Closed => XipError::Closed(why),
-            Rule::ProviderBusy => XipError::NoChannel(why),
+            Rule::ProviderBusy => XipError::NoChannel,
             Rule::CallerId(_) => XipError::CallerId(why),
             Rule::NumberLimit => XipError::NumberLimit(why),
             Rule::PartnerRate => XipError::PartnerRate(why),
@@ -404,10 +402,10 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
 
     let id = rec.id;
     let mut ask = Ask::new(&rt.config, partner, rec.at);
-    if !auth_ok {
-        // A replay would tell a stranger the earlier call's id.
-        ask.dedupe_window = Duration::ZERO;
-    }
+    // A request with a bad Auth goes upstream as BadIncomingAuth, as the seed
+    // says, past the guard rails: a stranger must not spend the partner's
+    // limits, learn an earlier call's id or whether a number is blocked.
+    ask.trusted = auth_ok;
     let route = match super::usable(&rt.providers.route(&partner.route), &o.plan) {
         Ok(r) => r,
         Err(why) => {
@@ -478,7 +476,7 @@ impl Answer {
         }
         match (XipError::from_stop(s), s.replay_of) {
             (Some(e), _) => Answer {
-                detail: Some(format!("{e}")),
+                detail: Some(s.detail.clone()),
                 ..Answer::local(id, &e, Event::Rejected)
             },
             (None, of) => Answer {

@@ -237,6 +237,10 @@ fn impossible_and_blocked_numbers_are_refused_in_each_dialects_code() {
     let n = native(d.addr, "crm", A, B, "");
     assert_eq!(n.status, 403, "{}", n.text());
     assert_eq!(json_of(&n)["code"], "blocked");
+    assert!(
+        !n.text().contains("dnc"),
+        "the entry's reason stays in the record"
+    );
     let x = xip(&d, A, B);
     assert_eq!(
         (x.status, x.form()["Result"].as_str()),
@@ -326,6 +330,14 @@ fn limits_hold_under_concurrent_requests() {
         "{}",
         x.text()
     );
+    // A stranger's XIP request (bad Auth) passes no guard rail and counts in
+    // none: it goes upstream to fail as BadIncomingAuth.
+    let (a, b) = (&victim[1..], "14155554997");
+    let stranger = d.get(&format!(
+        "/request/call.php?{}",
+        xip_query("crm", a, b, "0123")
+    ));
+    assert_eq!(stranger.form()["Result"], "100", "{}", stranger.text());
     assert_eq!(spokn_code(&spokn(&d, victim, "+14155554998")), "106");
 
     // max_rate 2/m: the burst of two, then 429 rate_limited.
@@ -416,10 +428,19 @@ talk = "60s"
     assert_eq!(statuses(&rs), [201, 503, 503, 503]);
     let full = rs.iter().find(|r| r.status == 503).unwrap();
     assert_eq!(json_of(full)["code"], "no_channel");
-    assert!(json_of(full)["title"]
-        .as_str()
-        .unwrap()
-        .contains("all 1 channels of provider small"));
+    let told = full.text();
+    assert!(
+        !told.contains("small"),
+        "provider names stay in the record: {told}"
+    );
+    let detail = stopped(&d, "provider_busy")[0]["events"][0]["detail"].clone();
+    assert!(
+        detail
+            .as_str()
+            .unwrap()
+            .contains("all 1 channels of provider small"),
+        "{detail}"
+    );
     // With another provider in its route, a call goes there instead.
     let r = native(d.addr, "routed", "+16045557100", B, "");
     assert_eq!(r.status, 201, "{}", r.text());
