@@ -37,7 +37,11 @@ pub async fn run(
         .context("while syncing partners into the database")?;
     // libphonenumber's metadata takes a tenth of a second or two to load: it
     // loads meanwhile, off the workers, rather than on the first request.
-    tokio::task::spawn_blocking(crate::core::phone::load_metadata);
+    // So does tzdata's zone.tab, read for hours in the called party's zone.
+    tokio::task::spawn_blocking(|| {
+        crate::core::phone::load_metadata();
+        crate::core::hours::zone_of_region("GB");
+    });
     let roots = tokio::task::spawn_blocking(crate::outbound::trust_roots)
         .await
         .context("while reading the trust store")?;
