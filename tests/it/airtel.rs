@@ -654,3 +654,53 @@ fn every_error_code_is_answered_in_the_seeds_shape_and_leaves_a_row() {
     );
     assert_eq!(r.status, 404);
 }
+
+#[test]
+fn guard_rails_answer_in_airtels_shape() {
+    // acme replays a repeat within 30 s and gives an agent one call at a time.
+    let listed = format!("caller_ids = [\"{CID}\", \"8000000002\"]");
+    let text = config().replace(
+        &listed,
+        &format!("{listed}\ndedupe_window = \"30s\"\nmax_calls_per_b = 1"),
+    );
+    assert!(text.contains("max_calls_per_b = 1"));
+    let d = Daemon::start(&text);
+    let cb = "http://127.0.0.1:9/cb";
+    let first = post(&d, &sample(cb, cb));
+    assert_eq!(first.status, 200, "{}", first.text());
+    let id = json_of(&first)["correlationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The same A and B again: the first call's correlationId, nothing dialled.
+    let again = post(&d, &sample(cb, cb));
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(json_of(&again)["correlationId"], id.as_str());
+    assert_eq!(again.header("c2c-replay"), Some("true"));
+
+    // Another A for the same B while B is in the first call: B is busy.
+    let mut other = sample(cb, cb);
+    other["callFlowConfiguration"]["initiateCall_1"]["participants"][0]["participantAddress"] =
+        "9810000003".into();
+    let busy = post(&d, &other);
+    assert_eq!(busy.status, 409, "{}", busy.text());
+    assert_eq!(json_of(&busy)["errorCode"], "TO_PARTICIPANT_BUSY");
+    assert!(busy.header("retry-after").is_some());
+
+    // B on the blocklist: the seed's error body with c2cd's code.
+    let db = d.db();
+    c2cd_ok([
+        "block",
+        "add",
+        &format!("+91{B}"),
+        "--database",
+        db.to_str().unwrap(),
+    ]);
+    let blocked = post(&d, &other);
+    assert_eq!(blocked.status, 400, "{}", blocked.text());
+    let v = json_of(&blocked);
+    assert_eq!(v["errorCode"], "TO_PARTICIPANT_NUMBER_BLOCKED");
+    assert_eq!(v["httpStatus"], 400);
+    assert_eq!(v["resourceLayer"], "CONTROLLER");
+}
