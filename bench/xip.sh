@@ -13,7 +13,8 @@
 #      script): c2cd as in 2, then c2cd with every guard rail on and none
 #      tripping: numbers checked, a 30 s dedupe window, 3 calls per A number
 #      in 15 minutes, the partner's rate, concurrency and busy-B limits (set
-#      too high to be reached), the blocklist (empty). Each on a new database.
+#      too high to be reached), and a blocklist of 1,000,000 numbers (imported
+#      with `c2cd block import`, none of them called). Each on a new database.
 # It prints the ratio c2cd/hello for requests/s (and guarded/unguarded), then the database size, the
 # number of rows in `calls` and the bytes per call, measured after c2cd has
 # stopped cleanly (SIGTERM: drain, WAL checkpoint).
@@ -186,6 +187,14 @@ function request()
     return wrk.format("GET", paths[(i % #paths) + 1])
 end
 LUA
+    # A national do-not-call list's size, in the FTC's areacode,number form.
+    python3 - "$TMP/dnc.csv" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    for i in range(1_000_000):
+        f.write(f"212,{5_000_000 + i}\n")
+PY
+    "$C2CD" block import "$TMP/dnc.csv" --source dnc --config "$TMP/guarded.toml" >&2
     serve rot
     serve guarded
 fi
