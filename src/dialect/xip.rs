@@ -36,6 +36,10 @@ use crate::guard::{Ask, Rule, Stop};
 /// HTTP status; the codes are documented in the README.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XipError {
+    /// The vendor's Auth did not match and no provider of the route can be
+    /// told so: c2cd forces the failure the seed wants itself.
+    #[error("BadIncomingAuth")]
+    BadAuth,
     #[error("Unknown or disabled PartnerID")]
     UnknownPartner,
     #[error("Missing parameter {0}")]
@@ -87,6 +91,7 @@ impl XipError {
     /// The `Result` code; 0 and 100 are the simulator's accepted and BadIncomingAuth.
     pub fn code(&self) -> u16 {
         match self {
+            XipError::BadAuth => 100,
             XipError::UnknownPartner => 101,
             XipError::MissingParameter(_) => 102,
             XipError::InvalidNumber { .. } => 103,
@@ -114,7 +119,8 @@ impl XipError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            XipError::UnknownPartner
+            XipError::BadAuth
+            | XipError::UnknownPartner
             | XipError::Blocked { .. }
             | XipError::Closed(_)
             | XipError::CallerId(_) => StatusCode::FORBIDDEN,
@@ -406,13 +412,23 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     // says, past the guard rails: a stranger must not spend the partner's
     // limits, learn an earlier call's id or whether a number is blocked.
     ask.trusted = auth_ok;
-    let route = match super::usable(&rt.providers.route(&partner.route), &o.plan) {
+    let mut route = match super::usable(&rt.providers.route(&partner.route), &o.plan) {
         Ok(r) => r,
         Err(why) => {
             log::error!("call {id}: xip partner {partner_id:?}: {why}");
             return reject(app, rec, XipError::Internal).await;
         }
     };
+    if !auth_ok {
+        // SECURITY: a Spokn, Airtel or AMI provider has no BadIncomingAuth:
+        // asked, it would place a stranger's call, unguarded. Only those that
+        // force the failure are asked; with none, c2cd answers as they would.
+        route.retain(|r| r.provider.takes_bad_auth());
+        if route.is_empty() {
+            log::warn!("call {id}: xip partner {partner_id:?} sent a bad Auth from {remote}; refused here, no provider of its route takes BadIncomingAuth");
+            return reject(app, rec, XipError::BadAuth).await;
+        }
+    }
     let stopped = move |s: &Stop| Answer::stopped(id, s);
     let placed = super::place(app, rec, &route, &o, ask, stopped, |r| answer_of(id, r));
     if !auth_ok {

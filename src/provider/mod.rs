@@ -343,6 +343,14 @@ impl Provider {
         matches!(self, Provider::Sim(_))
     }
 
+    /// Whether the provider can be sent an XIP request with a bad Auth, as the
+    /// XIP seed wants (`Auth=BadIncomingAuth`, and the click-to-call server
+    /// forces the failure): an XIP server and the simulator can. The others
+    /// have no such field: asked, they would place the call.
+    pub fn takes_bad_auth(&self) -> bool {
+        matches!(self, Provider::Sim(_) | Provider::Xip(_))
+    }
+
     /// Whether the provider still reports the progress of call `id`. The XIP
     /// provider hands calls off and follows none.
     pub fn is_following(&self, id: CallId) -> bool {

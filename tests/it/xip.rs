@@ -130,6 +130,87 @@ fn a_bad_auth_goes_upstream_as_bad_incoming_auth_and_the_answer_comes_back_verba
 }
 
 #[test]
+fn a_bad_auth_never_reaches_a_provider_that_cannot_refuse_it() {
+    // A Spokn upstream has no BadIncomingAuth: asked, it would ring a
+    // stranger's numbers. Behind it on the route, a simulator that can.
+    let spokn = Upstream::start(Behaviour::Reply(
+        200,
+        "application/xml",
+        "<?xml version=\"1.0\"?>\n<spokn xmlns=\"http://api.spokn.com/api/c2c.xsd\">\n  <c2c version=\"1.0\">\n    <code>200</code>\n    <desc>Request Successful</desc>\n  </c2c>\n</spokn>\n",
+    ));
+    let config = |route: &str| {
+        base_config(&format!(
+            r#"
+[[partner]]
+id = "{PARTNER}"
+secret = "{SECRET}"
+provider = {route}
+
+[[provider]]
+name = "spokn-up"
+kind = "spokn"
+url = "{url}"
+username = "acct"
+secret = "acct-password"
+
+[[provider]]
+name = "sim"
+kind = "sim"
+ring = "0s"
+talk = "0s"
+"#,
+            url = spokn.url()
+        ))
+    };
+    let bad = |d: &Daemon| {
+        d.get(&format!(
+            "/request/call.php?{}",
+            xip_query(
+                PARTNER,
+                REQUESTOR,
+                FULFILLMENT,
+                "0123456789abcdef0123456789abcdef"
+            )
+        ))
+    };
+
+    // Spokn alone: c2cd forces the failure itself, as the simulator would.
+    let mut d = Daemon::start(&config("\"spokn-up\""));
+    let r = bad(&d);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.form()["Result"], "100");
+    assert_eq!(r.form()["Message"], "BadIncomingAuth");
+    let call = d.call(&r.call_id());
+    assert_eq!(call["auth_ok"], false);
+    assert_eq!(call["state"], "rejected");
+    assert!(call["provider"].is_null(), "{call}");
+    d.wait_logged("no provider of its route takes BadIncomingAuth");
+    // The same request with a good Auth does reach it: the recorder works.
+    let good = d.get(&format!("/request/call.php?{}", demo_query()));
+    assert_eq!(good.status, 200, "{}", good.text());
+    spokn.wait_requests(1);
+    drop(d);
+
+    // Spokn first, the simulator second: the simulator is asked, as
+    // BadIncomingAuth, and Spokn is passed over.
+    let d = Daemon::start(&config("[\"spokn-up\", \"sim\"]"));
+    let r = bad(&d);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.form()["Result"], "100");
+    let call = d.call(&r.call_id());
+    assert_eq!(call["provider"], "sim");
+    assert_eq!(
+        call["upstream_request"]["params"]["Auth"],
+        "BadIncomingAuth"
+    );
+    assert_eq!(
+        spokn.requests().len(),
+        1,
+        "only the good request reached Spokn"
+    );
+}
+
+#[test]
 fn upstream_errors_are_passed_back_verbatim() {
     let up = Upstream::start(Behaviour::Reply(
         500,
