@@ -7,23 +7,31 @@
 //!
 //! In order, a request is stopped when:
 //! 1. its partner is disabled in the database;
-//! 2. a number of either side is not a valid number by libphonenumber's
+//! 2. its native `Idempotency-Key` is being used by another request;
+//! 3. a number of either side is not a valid number by libphonenumber's
 //!    metadata (`[guard] check_numbers`);
-//! 3. it presents a caller ID its partner may not (`allowed_caller_ids`:
+//! 4. it presents a caller ID its partner may not (`allowed_caller_ids`:
 //!    besides the parties' own numbers; a partner's `mask_a`/`mask_b` replace
 //!    what a side is shown first, the real one kept in the record);
-//! 4. it comes outside its partner's opening hours (`hours`, `holidays`, in
-//!    the partner's `timezone` or A's);
-//! 5. its native `Idempotency-Key` is being used by another request;
-//! 6. a number of either side is on the blocklist (`c2cd block`), for that side;
-//! 7. it repeats, within the partner's `dedupe_window`, a call of the same
+//! 5. a number of either side is on the blocklist (`c2cd block`), for that side;
+//! 6. it repeats, within the partner's `dedupe_window`, a call of the same
 //!    partner to the same A and B that has not failed: the earlier call is the
 //!    answer (a *replay*; nothing is dialled again);
-//! 8. its A number had `[guard] number_limits` calls already (across partners);
+//! 7. its A number had `[guard] number_limits` calls already (across partners);
+//! 8. it comes outside its partner's opening hours (`hours`, `holidays`, in
+//!    the partner's `timezone` or A's); with `outside_hours = "defer"` it is
+//!    taken for the next opening instead, and 9 to 11 are left to then;
 //! 9. its partner has `max_calls` calls in progress;
 //! 10. its B number has `max_calls_per_b` calls in progress (an agent's line);
+//!     with a `b_queue` it is taken to wait for the line instead;
 //! 11. no provider of its route has a channel free (`max_channels`);
-//! 12. its partner has spent its `max_rate` (a token bucket with `burst`).
+//! 12. it would wait (8, 10) and its partner has `max_waiting` calls waiting;
+//! 13. its partner has spent its `max_rate` (a token bucket with `burst`):
+//!     a call taken to wait spends it too.
+//!
+//! A call that waited meets [`at_start`] when its time comes: the rules that
+//! may have changed meanwhile (the partner, the blocklist, the hours) and the
+//! slots it needs now (9 to 11).
 //!
 //! Each dialect answers a [`Stop`] with its own code (see the README's table);
 //! the call's row keeps the rule (`calls.guard`) and, for a replay, the call it
@@ -198,6 +206,8 @@ pub struct Ask {
     pub max_calls_per_b: u32,
     /// How long a call to a busy B waits for it; zero: refused.
     pub b_queue: Duration,
+    /// Calls of the partner waiting (deferred or queued) at most.
+    pub max_waiting: u32,
     pub max_rate: Option<Window>,
     pub burst: u32,
     /// The native API's `Idempotency-Key` and a digest of the body it came with.
@@ -235,6 +245,7 @@ impl Ask {
             max_calls: g.max_calls,
             max_calls_per_b: g.max_calls_per_b,
             b_queue: g.b_queue,
+            max_waiting: g.max_waiting,
             max_rate: g.max_rate,
             burst: g.burst,
             key: None,
@@ -282,8 +293,9 @@ fn secs_until(at_ms: i64, now: i64) -> u64 {
 
 /// The first rule that stops `ask`, if any. Runs in the writer's transaction,
 /// before the call's row is inserted. The request's `Idempotency-Key` is
-/// recorded here with the call `id` when it passes, or is stopped for a reason
-/// a retry would meet again (its answer is then the one replayed).
+/// recorded here with the call `id` when it passes, is taken to wait, or is
+/// stopped for a reason a retry would meet again (its answer is then the one
+/// replayed).
 pub fn check(
     c: &Connection,
     ask: &Ask,
@@ -295,10 +307,11 @@ pub fn check(
     }
     let stop = first_stop(c, ask, buckets)?;
     let lasting = stop.as_ref().is_none_or(|s| {
-        matches!(
-            s.rule,
-            Rule::Invalid(_) | Rule::CallerId(_) | Rule::Blocked(_) | Rule::Duplicate
-        )
+        s.deferred_to.is_some()
+            || matches!(
+                s.rule,
+                Rule::Invalid(_) | Rule::CallerId(_) | Rule::Blocked(_) | Rule::Duplicate
+            )
     });
     if let (Some((key, digest)), true) = (&ask.key, lasting) {
         remember_key(c, &ask.partner_id, key, digest, id, ask.at)?;
@@ -307,6 +320,93 @@ pub fn check(
 }
 
 fn first_stop(c: &Connection, ask: &Ask, buckets: &Buckets) -> rusqlite::Result<Option<Stop>> {
+    // First: a request whatever its body must not take over a live key.
+    if let Some(s) = key_in_use(c, ask)? {
+        return Ok(Some(s));
+    }
+    if let Some(s) = refused_for_good(c, ask)? {
+        return Ok(Some(s));
+    }
+    // A call taken to wait: deferred to the next opening, or queued for B.
+    let mut later = None;
+    if let Some(s) = ask
+        .opening
+        .as_ref()
+        .and_then(|o| closed(o, ask.a.as_deref(), ask.at))
+    {
+        if s.deferred_to.is_none() {
+            return Ok(Some(s));
+        }
+        later = Some(s);
+    }
+    if later.is_none() {
+        match slots(c, ask)? {
+            Some(s) if s.deferred_to.is_some() => later = Some(s),
+            Some(s) => return Ok(Some(s)),
+            None => {}
+        }
+    }
+    if let (Some(_), true) = (&later, ask.max_waiting > 0) {
+        let n: u32 = c
+            .prepare_cached(
+                "SELECT count(*) FROM calls WHERE partner_id = ?1 AND state = 'scheduled'",
+            )?
+            .query_row([&ask.partner_id], |r| r.get(0))?;
+        if n >= ask.max_waiting {
+            let mut s = Stop::new(
+                Rule::PartnerBusy,
+                format!(
+                    "the partner has {n} calls waiting: max_waiting is {}",
+                    ask.max_waiting
+                ),
+            );
+            s.retry_after = Some(5);
+            return Ok(Some(s));
+        }
+    }
+    if let Some(w) = ask.max_rate {
+        if let Err(wait) = buckets.take(&ask.partner_id, w, ask.burst) {
+            let mut s = Stop::new(
+                Rule::PartnerRate,
+                format!(
+                    "the partner's max_rate {w} (burst {}) is spent",
+                    ask.burst.max(1)
+                ),
+            );
+            s.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+            return Ok(Some(s));
+        }
+    }
+    Ok(later)
+}
+
+/// Whether `ask`'s `Idempotency-Key` is held by another request.
+fn key_in_use(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>> {
+    let Some((key, _)) = &ask.key else {
+        return Ok(None);
+    };
+    let taken: Option<String> = c
+        .prepare_cached(
+            "SELECT call_id FROM idempotency_keys WHERE partner_id = ?1 AND key = ?2 AND created_at >= ?3",
+        )?
+        .query_row(
+            params![ask.partner_id, key, ask.at - ms(KEY_LIFETIME)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(taken.map(|call| {
+        let mut s = Stop::new(
+            Rule::KeyInUse,
+            format!("Idempotency-Key {key:?} is in use by call {call}"),
+        );
+        s.retry_after = Some(1);
+        s
+    }))
+}
+
+/// The rules a request meets whenever it comes: its numbers, caller IDs, the
+/// blocklist, a replay, its A number's share of calls.
+fn refused_for_good(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>> {
     if ask.check_numbers {
         if let Some(s) = invalid(&ask.numbers) {
             return Ok(Some(s));
@@ -319,36 +419,8 @@ fn first_stop(c: &Connection, ask: &Ask, buckets: &Buckets) -> rusqlite::Result<
         );
         return Ok(Some(Stop::new(Rule::CallerId(*side), detail)));
     }
-    if let Some(o) = &ask.opening {
-        if let Some(s) = closed(o, ask.a.as_deref(), ask.at) {
-            return Ok(Some(s));
-        }
-    }
-    if let Some((key, _)) = &ask.key {
-        let taken: Option<String> = c
-            .prepare_cached(
-                "SELECT call_id FROM idempotency_keys WHERE partner_id = ?1 AND key = ?2 AND created_at >= ?3",
-            )?
-            .query_row(
-                params![ask.partner_id, key, ask.at - ms(KEY_LIFETIME)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(call) = taken {
-            let mut s = Stop::new(
-                Rule::KeyInUse,
-                format!("Idempotency-Key {key:?} is in use by call {call}"),
-            );
-            s.retry_after = Some(1);
-            return Ok(Some(s));
-        }
-    }
-    for (side, n) in &ask.numbers {
-        if let Some(hit) = blocklist::check(c, n, *side, ask.at)? {
-            blocklist::count_hit(c, &hit, ask.at)?;
-            let detail = format!("{n} is on the blocklist: {hit}");
-            return Ok(Some(Stop::new(Rule::Blocked(*side), detail)));
-        }
+    if let Some(s) = blocked(c, ask)? {
+        return Ok(Some(s));
     }
     if let (Some(a), Some(b)) = (&ask.a, &ask.b) {
         if let Some(s) = duplicate(c, ask, a, b)? {
@@ -382,6 +454,26 @@ fn first_stop(c: &Connection, ask: &Ask, buckets: &Buckets) -> rusqlite::Result<
             }
         }
     }
+    Ok(None)
+}
+
+/// The first number of `ask` on the blocklist for its side; the entry's hit
+/// is counted.
+fn blocked(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>> {
+    for (side, n) in &ask.numbers {
+        if let Some(hit) = blocklist::check(c, n, *side, ask.at)? {
+            blocklist::count_hit(c, &hit, ask.at)?;
+            let detail = format!("{n} is on the blocklist: {hit}");
+            return Ok(Some(Stop::new(Rule::Blocked(*side), detail)));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the call would have the slots it needs now: its partner's, its
+/// B's and a provider's channel. A busy B with a `b_queue` is a stop with
+/// `deferred_to`: the call waits for the line.
+fn slots(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>> {
     if ask.max_calls > 0 {
         let sql = format!(
             "SELECT count(*) FROM calls WHERE partner_id = ?1 AND {LIVE} AND auth_ok IS NOT 0"
@@ -425,20 +517,52 @@ fn first_stop(c: &Connection, ask: &Ask, buckets: &Buckets) -> rusqlite::Result<
         s.retry_after = Some(5);
         return Ok(Some(s));
     }
-    if let Some(w) = ask.max_rate {
-        if let Err(wait) = buckets.take(&ask.partner_id, w, ask.burst) {
-            let mut s = Stop::new(
-                Rule::PartnerRate,
-                format!(
-                    "the partner's max_rate {w} (burst {}) is spent",
-                    ask.burst.max(1)
-                ),
-            );
-            s.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
-            return Ok(Some(s));
-        }
-    }
     Ok(None)
+}
+
+/// What a call that waited (deferred or queued) meets when its time comes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AtStart {
+    /// It may be placed now.
+    Go,
+    /// A slot it needs is taken: it waits on (until it gives up).
+    Wait(Stop),
+    /// Its partner is closed now (a holiday added since, say) and defers:
+    /// it waits for the next opening, at this time (unix ms).
+    Later(Stop, i64),
+    /// It must not be placed at all.
+    Refused(Stop),
+}
+
+/// The guard rails a waiting call meets at its start, in the writer's
+/// transaction that starts it: what may have changed since it came (its
+/// partner enabled for `dialect`, the blocklist) refuses it, hours closed
+/// again defer it to the next opening (or refuse it, if the partner refuses
+/// calls outside hours now), and a slot it needs (its partner's, its B's, a
+/// channel) makes it wait. Its number limits and rate were spent when it came.
+pub fn at_start(c: &Connection, ask: &Ask, dialect: &str) -> rusqlite::Result<AtStart> {
+    if !crate::store::partners::is_enabled_for(c, &ask.partner_id, dialect)? {
+        return Ok(AtStart::Refused(Stop::disabled()));
+    }
+    if let Some(s) = blocked(c, ask)? {
+        return Ok(AtStart::Refused(s));
+    }
+    if let Some(s) = ask
+        .opening
+        .as_ref()
+        .and_then(|o| closed(o, ask.a.as_deref(), ask.at))
+    {
+        return Ok(match s.deferred_to {
+            Some(at) => AtStart::Later(s, at),
+            None => AtStart::Refused(s),
+        });
+    }
+    let wait = |mut s: Stop| {
+        s.deferred_to = None;
+        s.queue_until = None;
+        AtStart::Wait(s)
+    };
+    Ok(slots(c, ask)?.map_or(AtStart::Go, wait))
 }
 
 /// The first number of `numbers` that libphonenumber's metadata says no
@@ -792,6 +916,7 @@ mod tests {
             max_calls: 0,
             max_calls_per_b: 0,
             b_queue: Duration::ZERO,
+            max_waiting: 1000,
             max_rate: None,
             burst: 0,
             key: None,

@@ -1,53 +1,88 @@
-//! Deferred calls. A request outside its partner's hours, from a partner with
+//! Calls that wait. A request outside its partner's hours, from a partner with
 //! `outside_hours = "defer"`, is taken and kept as `scheduled` with its start
-//! (`calls.start_at`: the next opening); this task places it then, through its
-//! partner's route as the config has it at that time. The database is the
-//! queue, so deferred calls survive restarts; one whose start passed while
-//! c2cd was down is placed as soon as it is back.
+//! (`calls.start_at`: the next opening); a call to a busy B from a partner with
+//! a `b_queue` is kept the same way, due at once. The database is the queue,
+//! so waiting calls survive restarts; one whose start passed while c2cd was
+//! down is placed as soon as it is back.
 //!
-//! A call to a busy B from a partner with a `b_queue` waits here too: it is
-//! looked at every [`QUEUE_POLL`] and placed once its B has a free line (the
-//! look and the start are one write, so two queued calls never take one
-//! line), or failed when its `queue_until` has passed.
+//! Each look takes the due calls and starts them in one write, through the
+//! guard rails' [`guard::at_start`]: a partner disabled meanwhile, a number
+//! blocked meanwhile or hours closed again fail the call; a slot it needs (its
+//! partner's `max_calls`, its B's line, a provider's channel) taken makes it
+//! look again in [`QUEUE_POLL`], until it gives up (`b_queue` for a queued
+//! call, [`START_WAIT`] past its start for a deferred one). One write decides
+//! the whole look, so two waiting calls never take one slot. Calls started are
+//! placed concurrently, [`PLACING`] at most, each through its partner's route
+//! as the config has it then.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::app::App;
-use crate::core::call::{CallState, Event};
+use crate::core::call::{CallState, Event, Side};
 use crate::core::now_ms;
 use crate::core::plan::CallPlan;
-use crate::dialect::{ask_route, deadline, follow_up, usable};
-use crate::provider::{Events, Originate};
+use crate::dialect::{ask_route, channels_busy, deadline, follow_up, usable};
+use crate::guard::{self, AtStart};
+use crate::provider::health::Channel;
+use crate::provider::{Events, Originate, Routed};
 use crate::store::calls::{self, Due};
 
-/// Calls started per look at most.
+/// Calls looked at per look at most.
 const BATCH: usize = 64;
+/// Calls being placed (their provider asked) at once at most.
+pub const PLACING: usize = 32;
 /// The longest sleep between two looks (a new deferral wakes it sooner).
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// The shortest: a call that cannot be moved on does not spin the loop.
 const MIN_SLEEP: Duration = Duration::from_millis(200);
-/// How often a call queued for its busy B looks again.
+/// How often a waiting call whose slot is taken looks again.
 pub const QUEUE_POLL: Duration = Duration::from_secs(1);
+/// How long past its start a deferred call waits for a free slot.
+pub const START_WAIT: Duration = Duration::from_secs(3600);
+
+/// A due call made ready to start: what it is placed with, or why it cannot be.
+struct Ready {
+    id: crate::core::CallId,
+    dialect: String,
+    until: Option<i64>,
+    /// The call and its route, or why it cannot be placed at all.
+    placing: Result<Placing, String>,
+}
+
+struct Placing {
+    o: Originate,
+    route: Vec<Routed>,
+    /// The provider of the route asked first, and its channel when one was free.
+    first: usize,
+    channel: Option<Channel>,
+    ask: guard::Ask,
+}
 
 /// What became of a due call when it was looked at.
 enum Claim {
     Started,
-    /// Its B is still busy: it waits on.
+    /// A slot it needs is taken: it waits on.
     Waits,
-    /// Taken meanwhile (hung up), or given up.
+    /// Failed, or taken meanwhile (hung up).
     Gone,
 }
 
 pub async fn run(app: Arc<App>) {
+    let placing = Arc::new(Semaphore::new(PLACING));
     loop {
+        // Only as many calls are looked at as can be placed now.
+        match placing.acquire().await {
+            Ok(permit) => drop(permit),
+            Err(_) => return,
+        }
+        let free = placing.available_permits().min(BATCH);
         let now = now_ms();
-        match app.store.read(move |c| calls::due(c, now, BATCH)).await {
-            Ok(due) => {
-                for d in due {
-                    start(&app, d).await;
-                }
-            }
+        match app.store.read(move |c| calls::due(c, now, free)).await {
+            Ok(due) if !due.is_empty() => look(&app, due, &placing).await,
+            Ok(_) => {}
             Err(e) => log::error!("looking for deferred calls: {e}"),
         }
         let next = app.store.read(calls::next_due).await.ok().flatten();
@@ -62,84 +97,158 @@ pub async fn run(app: Arc<App>) {
     }
 }
 
-/// Places the deferred call `d`, or fails it when it cannot be: its partner
-/// is gone or disabled, its request unreadable, no provider of its route can
-/// place it.
-async fn start(app: &App, d: Due) {
-    let id = d.id;
-    let rt = app.runtime();
-    let partner = (rt.config.partners.iter()).find(|p| p.id == d.partner_id && p.enabled);
-    let plan = serde_json::from_value::<CallPlan>(d.plan).ok();
-    let o = plan.and_then(|p| Originate::from_fields(id, &d.originate, Arc::new(p)));
-    let placed = match (partner, o) {
-        (None, _) => Err("its partner is no longer enabled".to_string()),
-        (_, None) => Err("its request could not be read back".to_string()),
-        (Some(p), Some(o)) => usable(&rt.providers.route(&p.route), &o.plan).map(|r| (o, r)),
-    };
-    let (o, route) = match placed {
-        Ok(placed) => placed,
-        Err(why) => {
-            let why = format!("the deferred call was not placed: {why}");
-            log::warn!("call {id}: {why}");
-            record(app, id, Event::Failed, Some(why)).await;
-            return;
-        }
-    };
-    let first = route
-        .iter()
-        .position(|r| r.health.has_channel())
-        .unwrap_or(0);
-    let params = route
-        .get(first)
-        .map(|r| r.provider.params(&o))
-        .unwrap_or_default();
-    let named = route
-        .get(first)
-        .map(|r| (r.provider.name().to_string(), r.provider.describe(&params)));
-    let due_by = deadline(now_ms(), &o.plan, rt.config.calls.grace);
-    let max_b = partner_max_b(&rt.config, &d.partner_id);
-    let queued = d.queue_until.zip(d.b_number).filter(|_| max_b > 0);
-    // Claimed in one write: a call taken meanwhile (hung up) is left alone,
-    // and a queued call takes its B's line only when one is free.
-    let claimed = app
+/// Starts the calls of `due` that may start, in one write, and places them.
+async fn look(app: &Arc<App>, due: Vec<Due>, placing: &Arc<Semaphore>) {
+    let ready: Vec<Ready> = due.into_iter().map(|d| prepare(app, d)).collect();
+    let grace = app.runtime().config.calls.grace;
+    let claims = app
         .store
         .write(move |c| {
-            let at = now_ms();
-            if let Some((until, b)) = &queued {
-                let busy = crate::guard::calls_to(c, b)?;
-                if busy >= max_b && at < *until {
-                    let next = at + i64::try_from(QUEUE_POLL.as_millis()).unwrap_or(1000);
-                    calls::postpone(c, id, next)?;
-                    return Ok(Claim::Waits);
-                }
-                if busy >= max_b {
-                    let why = format!("{b} stayed busy for the partner's b_queue");
-                    calls::apply(c, id, &[(Event::Failed, Some(&why))], at)?;
-                    return Ok(Claim::Gone);
-                }
+            let mut out = Vec::with_capacity(ready.len());
+            for r in ready {
+                let claim = claim(c, &r, grace)?;
+                out.push((r, claim));
             }
-            let states = calls::apply(c, id, &[(Event::Originating, None)], at)?;
-            if states.last() != Some(&CallState::Originating) {
-                return Ok(Claim::Gone);
-            }
-            if let Some((name, desc)) = &named {
-                calls::set_provider(c, id, name, desc)?;
-            }
-            calls::set_deadline(c, id, due_by)?;
-            Ok(Claim::Started)
+            Ok(out)
         })
         .await;
-    match claimed {
-        Ok(Claim::Started) => {}
-        Ok(Claim::Waits | Claim::Gone) => return,
+    let claims = match claims {
+        Ok(c) => c,
         Err(e) => {
-            log::error!("call {id}: the deferred call could not be started: {e}");
+            log::error!("the deferred calls could not be started: {e}");
             return;
         }
+    };
+    for (r, claim) in claims {
+        let (Claim::Started, Ok(p)) = (claim, r.placing) else {
+            continue;
+        };
+        // The look took no more calls than there are permits.
+        let Ok(permit) = placing.clone().try_acquire_owned() else {
+            log::error!("call {}: no placing slot for a started call", r.id);
+            continue;
+        };
+        log::info!("call {}: deferred call started", r.id);
+        tokio::spawn(place(app.clone(), r.id, p, permit));
     }
-    log::info!("call {id}: deferred call started");
+}
+
+/// What `d` is placed with now: its partner as configured now, its request
+/// read back, its partner's route, a channel of the first provider with one.
+fn prepare(app: &App, d: Due) -> Ready {
+    let rt = app.runtime();
+    let now = now_ms();
+    let partner = (rt.config.partners.iter()).find(|p| p.id == d.partner_id && p.enabled);
+    let plan = serde_json::from_value::<CallPlan>(d.plan).ok();
+    let o = plan.and_then(|p| Originate::from_fields(d.id, &d.originate, Arc::new(p)));
+    let placing = match (partner, o) {
+        (None, _) => Err("its partner is no longer enabled".to_string()),
+        (_, None) => Err("its request could not be read back".to_string()),
+        (Some(p), Some(o)) => usable(&rt.providers.route(&p.route), &o.plan).map(|route| {
+            let reserved = (route.iter().enumerate())
+                .find_map(|(i, r)| Channel::take(&r.health).map(|ch| (i, ch)));
+            let first = reserved.as_ref().map_or(0, |(i, _)| *i);
+            let channel = reserved.map(|(_, ch)| ch);
+            let mut ask = guard::Ask::new(&rt.config, p, now);
+            ask.a = d.a_number;
+            ask.b = d.b_number;
+            ask.numbers = (o.plan.a.participants.iter().map(|p| (Side::A, p)))
+                .chain(o.plan.b.participants.iter().map(|p| (Side::B, p)))
+                .map(|(side, p)| (side, p.number.as_str().to_string()))
+                .collect();
+            ask.no_channel = (!route.is_empty() && channel.is_none()).then(|| {
+                route
+                    .iter()
+                    .map(channels_busy)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
+            Placing {
+                o,
+                route,
+                first,
+                channel,
+                ask,
+            }
+        }),
+    };
+    Ready {
+        id: d.id,
+        dialect: d.dialect,
+        until: d.queue_until,
+        placing,
+    }
+}
+
+/// Starts, postpones or fails one due call, in the look's write.
+fn claim(c: &rusqlite::Connection, r: &Ready, grace: Duration) -> rusqlite::Result<Claim> {
+    let at = now_ms();
+    let fail = |why: String| -> rusqlite::Result<Claim> {
+        log::warn!("call {}: the deferred call was not placed: {why}", r.id);
+        let why = format!("the deferred call was not placed: {why}");
+        calls::apply(c, r.id, &[(Event::Failed, Some(&why))], at)?;
+        Ok(Claim::Gone)
+    };
+    let p = match &r.placing {
+        Ok(p) => p,
+        Err(why) => return fail(why.clone()),
+    };
+    let mut ask = p.ask.clone();
+    ask.at = at;
+    match guard::at_start(c, &ask, &r.dialect)? {
+        AtStart::Go => {}
+        AtStart::Refused(stop) => {
+            calls::set_guard(c, r.id, stop.rule.as_str(), None)?;
+            return fail(stop.detail);
+        }
+        AtStart::Later(stop, opens) => {
+            log::info!("call {}: deferred again: {}", r.id, stop.detail);
+            calls::postpone(c, r.id, opens, None)?;
+            return Ok(Claim::Waits);
+        }
+        AtStart::Wait(stop) => {
+            let until = r.until.unwrap_or(at + ms(START_WAIT));
+            if at < until {
+                calls::postpone(c, r.id, at + ms(QUEUE_POLL), Some(until))?;
+                return Ok(Claim::Waits);
+            }
+            calls::set_guard(c, r.id, stop.rule.as_str(), None)?;
+            return fail(format!(
+                "it gave up waiting for a free slot: {}",
+                stop.detail
+            ));
+        }
+    }
+    let states = calls::apply(c, r.id, &[(Event::Originating, None)], at)?;
+    if states.last() != Some(&CallState::Originating) {
+        return Ok(Claim::Gone);
+    }
+    if let Some(first) = p.route.get(p.first) {
+        let params = first.provider.params(&p.o);
+        calls::set_provider(
+            c,
+            r.id,
+            first.provider.name(),
+            &first.provider.describe(&params),
+        )?;
+    }
+    calls::set_deadline(c, r.id, deadline(at, &p.o.plan, grace))?;
+    Ok(Claim::Started)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// Has the route place a started call, records the answer, and follows it.
+async fn place(app: Arc<App>, id: crate::core::CallId, p: Placing, _permit: OwnedSemaphorePermit) {
+    let params = p
+        .route
+        .get(p.first)
+        .map(|r| r.provider.params(&p.o))
+        .unwrap_or_default();
     let events = Events::new(app.store.clone());
-    let (out, channel) = ask_route(app, &route, first, None, &o, params, &events).await;
+    let (out, channel) = ask_route(&app, &p.route, p.first, p.channel, &p.o, params, &events).await;
     let (event, detail, follow) = match out {
         Ok((reply, f)) if reply.event == Event::Failed => (
             Event::Failed,
@@ -153,19 +262,6 @@ async fn start(app: &App, d: Due) {
             None,
         ),
     };
-    record(app, id, event, detail).await;
-    follow_up(app, id, follow, channel);
-}
-
-/// The partner's `max_calls_per_b` now.
-fn partner_max_b(cfg: &crate::config::Config, id: &str) -> u32 {
-    cfg.partners
-        .iter()
-        .find(|p| p.id == id)
-        .map_or(0, |p| p.guard.max_calls_per_b)
-}
-
-async fn record(app: &App, id: crate::core::CallId, event: Event, detail: Option<String>) {
     let w = app
         .store
         .write(move |c| calls::apply(c, id, &[(event, detail.as_deref())], now_ms()))
@@ -173,4 +269,5 @@ async fn record(app: &App, id: crate::core::CallId, event: Event, detail: Option
     if let Err(e) = w {
         log::error!("call {id}: a deferred call's event was not recorded: {e}");
     }
+    follow_up(&app, id, follow, channel);
 }

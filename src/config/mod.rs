@@ -23,6 +23,9 @@ pub const DEFAULT_PATH: &str = "/etc/c2cd/c2cd.toml";
 /// directory, loopback only. For demos and first steps, never for a real install.
 pub const EMBEDDED: &str = include_str!("demo.toml");
 
+/// A partner's calls waiting (deferred or queued) at most, unless it says.
+pub const DEFAULT_MAX_WAITING: u32 = 1000;
+
 /// The nine parameters a XIP click-to-call server receives, in the seed's order.
 pub const XIP_PARAMS: [&str; 9] = [
     "RequestorPhone",
@@ -349,6 +352,8 @@ struct RawPartner {
     max_calls_per_b: Option<u32>,
     /// How long a call to a busy B waits for it to be free. Default "0s": refused.
     b_queue: Option<String>,
+    /// Calls waiting (deferred or queued) at most. Default 1000.
+    max_waiting: Option<u32>,
     /// When its calls may be placed: ["mon-fri 09:00-18:00"]. Default: always.
     hours: Option<Vec<String>>,
     /// Days closed: "2026-12-25" once, "12-25" every year.
@@ -718,6 +723,9 @@ pub struct PartnerGuard {
     pub max_calls_per_b: u32,
     /// How long a call to a busy B waits for it; zero: refused at once.
     pub b_queue: Duration,
+    /// Its calls waiting (deferred to its next opening or queued for a busy
+    /// B) at most: the waiting calls are a queue, and every queue is bounded.
+    pub max_waiting: u32,
 }
 
 impl Partner {
@@ -2455,6 +2463,17 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         if p.burst == Some(0) {
             v.err(&at("burst"), "must be at least 1");
         }
+        let max_waiting = match p.max_waiting {
+            None => DEFAULT_MAX_WAITING,
+            Some(n) if (1..=1_000_000).contains(&n) => n,
+            Some(n) => {
+                v.err(
+                    &at("max_waiting"),
+                    format!("{n} is out of range 1..=1000000"),
+                );
+                DEFAULT_MAX_WAITING
+            }
+        };
         let callback_hosts = p.callback_hosts.clone().unwrap_or_default();
         let callback_url = match p.callback_url.as_deref() {
             None => None,
@@ -2515,6 +2534,7 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
                 max_calls: p.max_calls.unwrap_or(0),
                 max_calls_per_b: p.max_calls_per_b.unwrap_or(0),
                 b_queue,
+                max_waiting,
                 opening,
                 allowed_caller_ids: caller_id_patterns(&mut v, p, &at),
                 mask_a: e164_key(&mut v, &at("mask_a"), p.mask_a.as_deref()),

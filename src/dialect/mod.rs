@@ -487,7 +487,7 @@ pub fn follow_up(app: &App, id: CallId, follow: Option<FollowUp>, channel: Optio
 }
 
 /// Why `r` cannot be asked: its channels are all in use.
-fn channels_busy(r: &Routed) -> String {
+pub fn channels_busy(r: &Routed) -> String {
     let max = r
         .health
         .max_channels

@@ -158,10 +158,18 @@ pub fn schedule(
     Ok(())
 }
 
-/// Moves a queued call's next look at its B to `at`.
-pub fn postpone(conn: &Connection, id: CallId, at: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE calls SET start_at = ?2 WHERE id = ?1 AND state = 'scheduled'")?
-        .execute(params![id.to_string(), at])?;
+/// Moves a waiting call's next look to `at`, giving up at `until` (none: its
+/// give-up time is set when it first waits).
+pub fn postpone(
+    conn: &Connection,
+    id: CallId,
+    at: i64,
+    until: Option<i64>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE calls SET start_at = ?2, queue_until = ?3 WHERE id = ?1 AND state = 'scheduled'",
+    )?
+    .execute(params![id.to_string(), at, until])?;
     Ok(())
 }
 
@@ -169,32 +177,41 @@ pub fn postpone(conn: &Connection, id: CallId, at: i64) -> rusqlite::Result<()> 
 pub struct Due {
     pub id: CallId,
     pub partner_id: String,
+    /// The dialect it came in, which its partner must still be enabled for.
+    pub dialect: String,
     pub plan: Value,
     pub originate: Value,
-    /// Queued for its busy B: its B number and when it gives up.
+    pub a_number: Option<String>,
     pub b_number: Option<String>,
+    /// When it gives up waiting for a free slot.
     pub queue_until: Option<i64>,
 }
 
 /// The deferred calls due at `now`, the earliest first, at most `limit`.
 pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, partner_id, plan, originate, b_number, queue_until FROM calls
-         WHERE state = 'scheduled' AND start_at <= ?1 ORDER BY start_at LIMIT ?2",
+        "SELECT id, partner_id, plan, originate, b_number, queue_until, dialect, a_number
+         FROM calls WHERE state = 'scheduled' AND start_at <= ?1 ORDER BY start_at LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now, limit as i64], |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Option<String>>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            r.get::<_, Option<i64>>(5)?,
+            (
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ),
+            (
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ),
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, partner, plan, originate, b_number, queue_until) = row?;
+        let ((id, partner, plan, originate), (b_number, queue_until, dialect, a_number)) = row?;
         let json = |s: Option<String>| {
             s.and_then(|s| serde_json::from_str::<Value>(&s).ok())
                 .unwrap_or(Value::Null)
@@ -203,8 +220,10 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Du
             out.push(Due {
                 id,
                 partner_id: partner.unwrap_or_default(),
+                dialect,
                 plan: json(plan),
                 originate: json(originate),
+                a_number,
                 b_number,
                 queue_until,
             });

@@ -689,12 +689,16 @@ talk = "0s"
     assert_eq!(calls, 2, "{}", listed.text());
 
     // Deferred calls are rows: kill -9 keeps them. The opening comes while
-    // c2cd is down (start_at moved to the past): it places the call when back.
+    // c2cd is down (start_at moved to the past, the holidays over): it places
+    // the call when back.
     let dir = d.kill9();
     let db = rusqlite::Connection::open(dir.path().join("c2cd.db")).unwrap();
     db.execute("UPDATE calls SET start_at = 0 WHERE id = ?1", [&first])
         .unwrap();
     drop(db);
+    let open = text.replace(&format!("holidays = [\"{today}\", \"{tomorrow}\"]"), "");
+    assert_ne!(open, text);
+    let path = write_config(dir.path(), &open);
     let d = Daemon::start_in(dir, path);
     let done = d.wait_for_json(&format!("/v1/calls/{first}"), |v| v["state"] == "completed");
     let kinds = event_kinds(&done);
@@ -794,7 +798,11 @@ talk = "60s"
         .unwrap()
         .clone();
     assert!(
-        last["detail"].as_str().unwrap().contains("stayed busy"),
+        last["detail"].as_str().unwrap().contains("gave up waiting")
+            && last["detail"]
+                .as_str()
+                .unwrap()
+                .contains("max_calls_per_b is 1"),
         "{last}"
     );
     assert_eq!(gave_up["provider"], Value::Null, "nothing was dialled");
@@ -827,4 +835,203 @@ fn bad_guard_settings_are_config_errors_with_their_line() {
     ] {
         assert!(err.contains(needle), "{needle} in {err}");
     }
+}
+
+/// A partner closed today and tomorrow (holidays) that defers: `later`,
+/// routed to an XIP click-to-call server that records what it is sent, and
+/// `one`, with one call in progress at most, on a simulator whose calls last
+/// two seconds. `holidays` is false once the opening has come.
+fn deferring_config(up: &str, holidays: bool) -> String {
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let closed = match holidays {
+        true => format!(
+            "holidays = [\"{today}\", \"{}\"]",
+            today.tomorrow().unwrap()
+        ),
+        false => String::new(),
+    };
+    guarded_config(
+        "dedupe_window = \"1h\"\nnumber_limits = [\"2/15m\"]",
+        &format!(
+            r#"
+[[partner]]
+id = "later"
+dialects = ["native"]
+username = "later"
+password = "{PASSWORD}"
+provider = "up"
+hours = ["mon-sun 00:00-24:00"]
+{closed}
+timezone = "UTC"
+outside_hours = "defer"
+max_waiting = 4
+max_rate = "5/m"
+
+[[partner]]
+id = "one"
+dialects = ["native"]
+username = "one"
+password = "{PASSWORD}"
+provider = "sim"
+hours = ["mon-sun 00:00-24:00"]
+{closed}
+timezone = "UTC"
+outside_hours = "defer"
+max_calls = 1
+
+[[provider]]
+name = "up"
+kind = "xip"
+url = "{up}"
+secret = "upstream-secret"
+
+[[provider]]
+name = "sim"
+kind = "sim"
+ring = "0s"
+talk = "2s"
+"#
+        ),
+    )
+}
+
+#[test]
+fn a_deferred_call_meets_the_guard_rails_when_it_comes_and_again_when_it_starts() {
+    let up = Upstream::start(Behaviour::Reply(200, "text/plain", "Result=0&Message=OK"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &deferring_config(&up.url(), true));
+    let d = Daemon::start_in(dir, path);
+    let db = d.db();
+    c2cd_ok([
+        "block",
+        "add",
+        "+14155550999",
+        "--side",
+        "b",
+        "--database",
+        db.to_str().unwrap(),
+    ]);
+
+    // Taken for the opening: a call, and one with an Idempotency-Key, whose
+    // retry replays the 202.
+    let first = native(d.addr, "later", A, B, "");
+    assert_eq!(first.status, 202, "{}", first.text());
+    let keyed = native(
+        d.addr,
+        "later",
+        "+16045557001",
+        "+14155557001",
+        "Idempotency-Key: k-1\r\n",
+    );
+    assert_eq!(keyed.status, 202, "{}", keyed.text());
+    let again = native(
+        d.addr,
+        "later",
+        "+16045557001",
+        "+14155557001",
+        "Idempotency-Key: k-1\r\n",
+    );
+    assert_eq!(again.status, 202, "{}", again.text());
+    assert_eq!(again.call_id(), keyed.call_id());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+
+    // What is refused for good is refused now, not deferred: a replay, a
+    // blocked number, an A number past its limit.
+    let replay = native(d.addr, "later", A, B, "");
+    assert_eq!(replay.status, 200, "{}", replay.text());
+    assert_eq!(json_of(&replay)["replay"], true);
+    assert_eq!(replay.call_id(), first.call_id());
+    let blocked = native(d.addr, "later", "+16045557002", "+14155550999", "");
+    assert_eq!(blocked.status, 403, "{}", blocked.text());
+    assert_eq!(json_of(&blocked)["code"], "blocked");
+    let second = native(d.addr, "later", A, "+14155557002", "");
+    assert_eq!(second.status, 202, "{}", second.text());
+    let third = native(d.addr, "later", A, "+14155557003", "");
+    assert_eq!(third.status, 429, "{}", third.text());
+    assert_eq!(json_of(&third)["code"], "number_limit");
+
+    // The waiting calls are a bounded queue, and they spend the rate.
+    let fourth = native(d.addr, "later", "+16045557004", "+14155557004", "");
+    assert_eq!(fourth.status, 202, "{}", fourth.text());
+    let full = native(d.addr, "later", "+16045557005", "+14155557005", "");
+    assert_eq!(full.status, 503, "{}", full.text());
+    assert_eq!(json_of(&full)["code"], "partner_busy");
+    assert!(full.text().contains("max_waiting is 4"), "{}", full.text());
+    assert_eq!(d.call(&problem_call(&full))["guard"], "partner_busy");
+
+    // Two for the partner with one line.
+    let one = native(d.addr, "one", "+16045557011", "+14155557011", "");
+    let two = native(d.addr, "one", "+16045557012", "+14155557012", "");
+    assert_eq!((one.status, two.status), (202, 202));
+
+    // Overnight the operator blocks one B the queue will call.
+    c2cd_ok([
+        "block",
+        "add",
+        "+14155557004",
+        "--side",
+        "b",
+        "--database",
+        db.to_str().unwrap(),
+    ]);
+    assert!(up.requests().is_empty(), "nothing was dialled while closed");
+
+    // The opening comes while c2cd is down.
+    let (_, dir, _) = d.stop();
+    let conn = rusqlite::Connection::open(dir.path().join("c2cd.db")).unwrap();
+    conn.execute(
+        "UPDATE calls SET start_at = 0 WHERE state = 'scheduled'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let path = write_config(dir.path(), &deferring_config(&up.url(), false));
+    let d = Daemon::start_in(dir, path);
+
+    // The blocked one fails with its rule, the others go to the server.
+    let gone = d.wait_for_json(&format!("/v1/calls/{}", fourth.call_id()), |v| {
+        v["state"] == "failed"
+    });
+    assert_eq!(gone["guard"], "blocked_b");
+    assert!(!event_kinds(&gone).contains(&"originating"), "{gone}");
+    for c in [&first, &keyed, &second] {
+        d.wait_for_json(&format!("/v1/calls/{}", c.call_id()), |v| {
+            v["state"] == "handed_off"
+        });
+    }
+    let dialled: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| {
+            let p = r.params();
+            p.iter()
+                .find(|(k, _)| k == "DestinationPhone")
+                .unwrap()
+                .1
+                .clone()
+        })
+        .collect();
+    assert_eq!(dialled.len(), 3, "{dialled:?}");
+    assert!(!dialled.contains(&"14155557004".to_string()), "{dialled:?}");
+
+    // One line: the second call starts once the first has ended.
+    let ended = d.wait_for_json(&format!("/v1/calls/{}", two.call_id()), |v| {
+        v["state"] == "completed"
+    });
+    let first_call = d.call(&one.call_id());
+    assert_eq!(first_call["state"], "completed");
+    let started = ended["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "originating")
+        .unwrap()["at"]
+        .clone();
+    let first_end = first_call["events"].as_array().unwrap().last().unwrap()["at"].clone();
+    assert!(
+        started.as_str() >= first_end.as_str(),
+        "{ended} {first_call}"
+    );
 }
