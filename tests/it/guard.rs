@@ -340,19 +340,20 @@ fn limits_hold_under_concurrent_requests() {
     assert_eq!(stranger.form()["Result"], "100", "{}", stranger.text());
     assert_eq!(spokn_code(&spokn(&d, victim, "+14155554998")), "106");
 
-    // max_rate 2/m: the burst of two, then 429 rate_limited.
-    let rs: Vec<Response> = (0..4)
-        .map(|i| native(d.addr, "slow", &format!("+1604555{:04}", 5000 + i), B, ""))
-        .collect();
-    assert_eq!(statuses(&rs), [201, 201, 429, 429]);
-    assert_eq!(json_of(&rs[2])["code"], "rate_limited");
+    // max_rate 2/m: of six at once, the burst of two, then 429 rate_limited.
+    let rs = at_once(6, |i| {
+        native(d.addr, "slow", &format!("+1604555{:04}", 5000 + i), B, "")
+    });
+    assert_eq!(statuses(&rs), [201, 201, 429, 429, 429, 429]);
+    let r = rs.iter().find(|r| r.status == 429).unwrap();
+    assert_eq!(json_of(r)["code"], "rate_limited");
 
-    // Each refusal is recorded with its rule; none reached the simulator.
+    // Each refusal is recorded with its rule, and was placed nowhere.
     for (rule, n) in [
         ("partner_busy", 6),
         ("agent_busy", 5),
         ("number_limit", 5),
-        ("partner_rate", 2),
+        ("partner_rate", 4),
     ] {
         let rows = stopped(&d, rule);
         assert_eq!(rows.len(), n, "{rule}");
@@ -567,6 +568,54 @@ fn an_idempotency_key_replays_its_first_answer_across_a_restart() {
         stopped(&d, "idempotency_key_reused")[0]["id"],
         problem_call(&other)
     );
+}
+
+#[test]
+fn a_key_is_in_use_while_its_first_request_is_being_placed() {
+    // The click-to-call server takes its time: the first request is still
+    // being placed when its retry comes.
+    let up = Upstream::start(Behaviour::Slow(1500, "Result=0&Message=OK"));
+    let d = Daemon::start(&guarded_config(
+        "",
+        &format!(
+            r#"
+[[partner]]
+id = "crm"
+dialects = ["native"]
+username = "crm"
+password = "{PASSWORD}"
+provider = "up"
+
+[[provider]]
+name = "up"
+kind = "xip"
+url = "{url}"
+secret = "upstream-secret"
+timeout = "5s"
+"#,
+            url = up.url()
+        ),
+    ));
+    let key = "Idempotency-Key: slow-1\r\n";
+    std::thread::scope(|s| {
+        let first = s.spawn(|| native(d.addr, "crm", A, B, key));
+        up.wait_requests(1);
+        let retry = native(d.addr, "crm", A, B, key);
+        assert_eq!(retry.status, 409, "{}", retry.text());
+        assert_eq!(json_of(&retry)["code"], "idempotency_key_in_use");
+        assert_eq!(retry.header("retry-after"), Some("1"));
+        let first = first.join().unwrap();
+        assert!(first.status < 300, "{}", first.text());
+        // Once answered, the key replays that answer.
+        let later = native(d.addr, "crm", A, B, key);
+        assert_eq!(
+            (later.status, later.call_id()),
+            (first.status, first.call_id())
+        );
+        assert_eq!(later.header("idempotent-replayed"), Some("true"));
+    });
+    assert_eq!(up.requests().len(), 1, "the retries dialled nothing");
+    assert_eq!(stopped(&d, "idempotency_key_in_use").len(), 1);
 }
 
 #[test]
@@ -1034,4 +1083,331 @@ fn a_deferred_call_meets_the_guard_rails_when_it_comes_and_again_when_it_starts(
         started.as_str() >= first_end.as_str(),
         "{ended} {first_call}"
     );
+}
+
+/// A partner on every dialect, routed to `provider`, with `extra` keys.
+fn everywhere(id: &str, provider: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[partner]]
+id = "{id}"
+dialects = ["xip", "native", "spokn", "airtel"]
+secret = "{XIP_SECRET}"
+username = "{id}"
+password = "{PASSWORD}"
+customer_id = "CUST-{id}"
+call_flow_ids = ["FLOW-{id}"]
+callback_hosts = ["127.0.0.1"]
+callback_secrets = ["callback-secret-0123456789"]
+provider = "{provider}"
+{extra}
+"#
+    )
+}
+
+/// One request for partner `user` from A to B (ten Indian digits each, as
+/// Airtel writes them), in `dialect`; `cid` is what A is shown where the
+/// dialect lets the request say. The answer's HTTP status and the dialect's
+/// own code.
+fn ask_in(
+    d: &Daemon,
+    dialect: &str,
+    user: &str,
+    a: &str,
+    b: &str,
+    cid: Option<&str>,
+) -> (u16, String) {
+    match dialect {
+        "native" => {
+            let mut v = body(&format!("+91{a}"), &format!("+91{b}"));
+            if let Some(cid) = cid {
+                v["a"]["caller_id"] = cid.into();
+            }
+            let r = native_body(d.addr, user, &v, "");
+            let code = match r.status {
+                200..=299 => String::new(),
+                _ => json_of(&r)["code"].as_str().unwrap().to_string(),
+            };
+            (r.status, code)
+        }
+        "xip" => {
+            let (a, b) = (format!("91{a}"), format!("91{b}"));
+            let r = d.get(&format!(
+                "/request/call.php?{}",
+                xip_query(user, &a, &b, &auth(XIP_SECRET, user, &a, &b))
+            ));
+            let code = r.form().get("Result").cloned();
+            (r.status, code.unwrap_or_else(|| r.text()))
+        }
+        "spokn" => {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("aparty", &format!("+91{a}"))
+                .append_pair("bparty", &format!("+91{b}"));
+            if let Some(cid) = cid {
+                form.append_pair("apartycid", cid);
+            }
+            let form = form.finish();
+            let r = request(
+                d.addr,
+                &format!(
+                    "POST /c2c/1.0/call HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+                    basic(user),
+                    form.len()
+                ),
+            );
+            (r.status, spokn_code(&r))
+        }
+        "airtel" => {
+            let cid = cid.unwrap_or("8000000001");
+            let cb = json!({ "eventType": "ALL", "notifyURL": "http://127.0.0.1:9/cb", "method": "POST", "headers": {} });
+            let v = json!({
+                "callFlowId": format!("FLOW-{user}"),
+                "customerId": format!("CUST-{user}"),
+                "callType": "OUTBOUND",
+                "callerId": cid,
+                "callFlowConfiguration": {
+                    "initiateCall_1": {
+                        "callerId": cid,
+                        "mergingStrategy": "SEQUENTIAL",
+                        "participants": [{ "participantAddress": a, "callerId": cid, "participantName": "A", "maxRetries": 0, "maxTime": 0 }],
+                        "maxTime": 0,
+                        "callBackURLs": [cb]
+                    },
+                    "addParticipant_1": {
+                        "mergingStrategy": "SEQUENTIAL",
+                        "maxTime": 0,
+                        "participants": [{ "participantAddress": b, "callerId": cid, "participantName": "B", "maxRetries": 0, "maxTime": 0 }]
+                    }
+                }
+            })
+            .to_string();
+            let r = request(
+                d.addr,
+                &format!(
+                    "POST /v2/execute/workflow HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{v}",
+                    basic(user),
+                    v.len()
+                ),
+            );
+            let code = match r.status {
+                200 => String::new(),
+                _ => json_of(&r)["errorCode"].as_str().unwrap_or("").to_string(),
+            };
+            (r.status, code)
+        }
+        other => unreachable!("{other}"),
+    }
+}
+
+#[test]
+fn every_rule_is_answered_in_each_dialects_code_and_dials_nothing() {
+    const OK_XML: &str = "<?xml version=\"1.0\"?>\n<spokn xmlns=\"http://api.spokn.com/api/c2c.xsd\">\n  <c2c version=\"1.0\">\n    <code>200</code>\n    <desc>Request Successful</desc>\n  </c2c>\n</spokn>\n";
+    // A Spokn server that records what it is sent: its calls stay in
+    // progress (no callbacks come), so they hold their slots.
+    let up = Upstream::start(Behaviour::Reply(200, "application/xml", OK_XML));
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date();
+    let partners = [
+        everywhere("rate", "up", "max_rate = \"1/h\""),
+        everywhere("busy", "up", "max_calls = 1"),
+        everywhere("agent", "up", "max_calls_per_b = 1"),
+        everywhere(
+            "closed",
+            "up",
+            &format!(
+                "hours = [\"mon-sun 00:00-24:00\"]\nholidays = [\"{today}\"]\ntimezone = \"UTC\""
+            ),
+        ),
+        everywhere("chan", "tiny", ""),
+        everywhere(
+            "cids",
+            "up",
+            "allowed_caller_ids = [\"+18005550100\"]\nenterprise = true",
+        ),
+    ]
+    .concat();
+    let text = guarded_config(
+        "check_numbers = false\nnumber_limits = [\"1/15m\"]",
+        &format!(
+            r#"{partners}
+[[provider]]
+name = "up"
+kind = "spokn"
+url = "{url}"
+username = "acct"
+secret = "acct-password"
+enterprise = true
+
+[[provider]]
+name = "tiny"
+kind = "sim"
+ring = "0s"
+talk = "60s"
+max_channels = 1
+"#,
+            url = up.url()
+        ),
+    )
+    .replace(
+        "listen = [\"127.0.0.1:0\"]",
+        "listen = [\"127.0.0.1:0\"]\npublic_url = \"https://c2cd.example\"",
+    );
+    let d = Daemon::start(&text);
+    // Every request has an A number of its own, but where the A number's
+    // limit is the point.
+    let mut next_a = 9_810_000_000u64;
+    let mut a = || {
+        next_a += 1;
+        next_a.to_string()
+    };
+    let dialects = ["xip", "spokn", "airtel", "native"];
+    let expect = |rule: &str,
+                  user: &str,
+                  a: &mut dyn FnMut() -> String,
+                  b: &str,
+                  cid: Option<&str>,
+                  want: [(u16, &str); 4]| {
+        for (dialect, want) in dialects.iter().zip(want) {
+            let got = ask_in(&d, dialect, user, &a(), b, cid);
+            assert_eq!((got.0, got.1.as_str()), want, "{rule} in {dialect}");
+        }
+    };
+
+    // The slots: the first call takes it, then every dialect is refused.
+    let first_a = a();
+    assert_eq!(
+        ask_in(&d, "native", "rate", &first_a, "9820000001", None).0,
+        201
+    );
+    expect(
+        "partner_rate",
+        "rate",
+        &mut a,
+        "9820000002",
+        None,
+        [
+            (429, "132"),
+            (500, "500"),
+            (429, "RATE_LIMIT_EXCEEDED"),
+            (429, "rate_limited"),
+        ],
+    );
+    assert_eq!(
+        ask_in(&d, "native", "busy", &a(), "9820000003", None).0,
+        201
+    );
+    expect(
+        "partner_busy",
+        "busy",
+        &mut a,
+        "9820000004",
+        None,
+        [
+            (503, "133"),
+            (500, "500"),
+            (503, "CONCURRENT_CALL_LIMIT_EXCEEDED"),
+            (503, "partner_busy"),
+        ],
+    );
+    assert_eq!(
+        ask_in(&d, "native", "agent", &a(), "9820000005", None).0,
+        201
+    );
+    expect(
+        "agent_busy",
+        "agent",
+        &mut a,
+        "9820000005",
+        None,
+        [
+            (409, "134"),
+            (200, "107"),
+            (409, "TO_PARTICIPANT_BUSY"),
+            (409, "b_busy"),
+        ],
+    );
+    assert_eq!(
+        ask_in(&d, "native", "chan", &a(), "9820000006", None).0,
+        201
+    );
+    expect(
+        "provider_busy",
+        "chan",
+        &mut a,
+        "9820000007",
+        None,
+        [
+            (503, "136"),
+            (500, "500"),
+            (503, "NO_CHANNEL_AVAILABLE"),
+            (503, "no_channel"),
+        ],
+    );
+    expect(
+        "outside_hours",
+        "closed",
+        &mut a,
+        "9820000008",
+        None,
+        [
+            (403, "135"),
+            (200, "106"),
+            (403, "OUTSIDE_BUSINESS_HOURS"),
+            (403, "outside_hours"),
+        ],
+    );
+    // The first call's A number had its one call in 15 minutes.
+    let mut same_a = || first_a.clone();
+    expect(
+        "number_limit",
+        "agent",
+        &mut same_a,
+        "9820000009",
+        None,
+        [
+            (429, "131"),
+            (200, "106"),
+            (429, "FROM_NUMBER_CALL_LIMIT_EXCEEDED"),
+            (429, "number_limit"),
+        ],
+    );
+    // XIP's caller IDs are always the parties' own: only the others can ask
+    // for another.
+    for (dialect, want) in [
+        ("spokn", (200, "102")),
+        ("airtel", (400, "INVALID_CALLER_ID")),
+        ("native", (422, "invalid")),
+    ] {
+        let got = ask_in(
+            &d,
+            dialect,
+            "cids",
+            &a(),
+            "9820000010",
+            Some("+919999999999"),
+        );
+        let got = match dialect {
+            // Airtel's callerId is ten digits.
+            "airtel" => ask_in(&d, dialect, "cids", &a(), "9820000010", Some("9999999999")),
+            _ => got,
+        };
+        assert_eq!((got.0, got.1.as_str()), want, "caller_id in {dialect}");
+    }
+
+    // Each refusal is a row with its rule, and only the three calls that
+    // took a slot reached the Spokn server.
+    for (rule, n) in [
+        ("partner_rate", 4),
+        ("partner_busy", 4),
+        ("agent_busy", 4),
+        ("provider_busy", 4),
+        ("outside_hours", 4),
+        ("number_limit", 4),
+    ] {
+        let rows = stopped(&d, rule);
+        assert_eq!(rows.len(), n, "{rule}");
+        assert!(rows.iter().all(|r| r["state"] == "rejected"), "{rule}");
+    }
+    assert_eq!(up.requests().len(), 3, "{:?}", up.requests());
 }
