@@ -14,8 +14,8 @@ use c2cd::core::md5_hex;
 use c2cd::store::blocklist::{self, Sides};
 use c2cd::store::{self, calls, partners};
 
-// The static musl build uses mimalloc: musl's own allocator serialises threads.
-#[cfg(target_env = "musl")]
+// mimalloc in every build: musl's allocator serialises threads, glibc's costs
+// more CPU under load (Cargo.toml).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
