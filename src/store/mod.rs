@@ -207,6 +207,10 @@ fn open_migrated(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each write runs in a savepoint, whose undo copies (the statement
+    // journal) otherwise spill to a temporary file past 64 KiB: a pwrite per
+    // page a write touches. In memory they cost a copy (bench/profile.sh).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // An upgrade keeps the database as it was before migrating it, beside it.
     schema::migrate(&mut conn, |found| {
         path.with_extension(format!("db.v{found}.bak"))
