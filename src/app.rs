@@ -53,8 +53,9 @@ pub struct App {
     pub client: HttpClient,
     /// Where each round-robin pool starts its next call.
     pub rotation: Rotation,
-    /// The partners' `max_rate` buckets.
-    pub buckets: Arc<crate::guard::Buckets>,
+    /// What the guard rails keep in memory: the partners' `max_rate`
+    /// buckets, the blocklist's shapes.
+    pub guard: Arc<crate::guard::Kept>,
     /// Woken when a call is deferred, so the scheduler sees its start.
     pub scheduled: tokio::sync::Notify,
     /// Counts runtimes swapped in, for tasks that follow the providers.
@@ -117,7 +118,7 @@ impl App {
             metrics: Metrics::default(),
             inflight: Arc::new(Inflight::default()),
             rotation: Rotation::default(),
-            buckets: Arc::default(),
+            guard: Arc::default(),
             scheduled: tokio::sync::Notify::new(),
             reloads: tokio::sync::watch::Sender::new(0),
         }

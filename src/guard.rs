@@ -296,16 +296,11 @@ fn secs_until(at_ms: i64, now: i64) -> u64 {
 /// recorded here with the call `id` when it passes, is taken to wait, or is
 /// stopped for a reason a retry would meet again (its answer is then the one
 /// replayed).
-pub fn check(
-    c: &Connection,
-    ask: &Ask,
-    id: CallId,
-    buckets: &Buckets,
-) -> rusqlite::Result<Option<Stop>> {
+pub fn check(c: &Connection, ask: &Ask, id: CallId, kept: &Kept) -> rusqlite::Result<Option<Stop>> {
     if !ask.trusted {
         return Ok(None);
     }
-    let stop = first_stop(c, ask, buckets)?;
+    let stop = first_stop(c, ask, kept)?;
     let lasting = stop.as_ref().is_none_or(|s| {
         s.deferred_to.is_some()
             || matches!(
@@ -319,12 +314,12 @@ pub fn check(
     Ok(stop)
 }
 
-fn first_stop(c: &Connection, ask: &Ask, buckets: &Buckets) -> rusqlite::Result<Option<Stop>> {
+fn first_stop(c: &Connection, ask: &Ask, kept: &Kept) -> rusqlite::Result<Option<Stop>> {
     // First: a request whatever its body must not take over a live key.
     if let Some(s) = key_in_use(c, ask)? {
         return Ok(Some(s));
     }
-    if let Some(s) = refused_for_good(c, ask)? {
+    if let Some(s) = refused_for_good(c, ask, kept)? {
         return Ok(Some(s));
     }
     // A call taken to wait: deferred to the next opening, or queued for B.
@@ -365,7 +360,7 @@ fn first_stop(c: &Connection, ask: &Ask, buckets: &Buckets) -> rusqlite::Result<
         }
     }
     if let Some(w) = ask.max_rate {
-        if let Err(wait) = buckets.take(&ask.partner_id, w, ask.burst) {
+        if let Err(wait) = kept.buckets.take(&ask.partner_id, w, ask.burst) {
             let mut s = Stop::new(
                 Rule::PartnerRate,
                 format!(
@@ -406,7 +401,7 @@ fn key_in_use(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>> {
 
 /// The rules a request meets whenever it comes: its numbers, caller IDs, the
 /// blocklist, a replay, its A number's share of calls.
-fn refused_for_good(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>> {
+fn refused_for_good(c: &Connection, ask: &Ask, kept: &Kept) -> rusqlite::Result<Option<Stop>> {
     if ask.check_numbers {
         if let Some(s) = invalid(&ask.numbers) {
             return Ok(Some(s));
@@ -419,7 +414,7 @@ fn refused_for_good(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>>
         );
         return Ok(Some(Stop::new(Rule::CallerId(*side), detail)));
     }
-    if let Some(s) = blocked(c, ask)? {
+    if let Some(s) = blocked(c, ask, kept)? {
         return Ok(Some(s));
     }
     if let (Some(a), Some(b)) = (&ask.a, &ask.b) {
@@ -459,9 +454,10 @@ fn refused_for_good(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>>
 
 /// The first number of `ask` on the blocklist for its side; the entry's hit
 /// is counted.
-fn blocked(c: &Connection, ask: &Ask) -> rusqlite::Result<Option<Stop>> {
+fn blocked(c: &Connection, ask: &Ask, kept: &Kept) -> rusqlite::Result<Option<Stop>> {
+    let shapes = kept.shapes.get(c)?;
     for (side, n) in &ask.numbers {
-        if let Some(hit) = blocklist::check(c, n, *side, ask.at)? {
+        if let Some(hit) = blocklist::check_shaped(c, n, *side, ask.at, shapes)? {
             blocklist::count_hit(c, &hit, ask.at)?;
             let detail = format!("{n} is on the blocklist: {hit}");
             return Ok(Some(Stop::new(Rule::Blocked(*side), detail)));
@@ -540,11 +536,16 @@ pub enum AtStart {
 /// again defer it to the next opening (or refuse it, if the partner refuses
 /// calls outside hours now), and a slot it needs (its partner's, its B's, a
 /// channel) makes it wait. Its number limits and rate were spent when it came.
-pub fn at_start(c: &Connection, ask: &Ask, dialect: &str) -> rusqlite::Result<AtStart> {
+pub fn at_start(
+    c: &Connection,
+    ask: &Ask,
+    dialect: &str,
+    kept: &Kept,
+) -> rusqlite::Result<AtStart> {
     if !crate::store::partners::is_enabled_for(c, &ask.partner_id, dialect)? {
         return Ok(AtStart::Refused(Stop::disabled()));
     }
-    if let Some(s) = blocked(c, ask)? {
+    if let Some(s) = blocked(c, ask, kept)? {
         return Ok(AtStart::Refused(s));
     }
     if let Some(s) = ask
@@ -792,6 +793,14 @@ pub fn answer_of(c: &Connection, id: &str) -> rusqlite::Result<Option<(u16, Vec<
     })
 }
 
+/// What the guard rails keep in memory between requests.
+#[derive(Default)]
+pub struct Kept {
+    pub buckets: Buckets,
+    /// The blocklist's shapes, for the writer's connection.
+    pub shapes: blocklist::ShapesCache,
+}
+
 /// Token buckets of the partners' `max_rate`, in memory: after a restart every
 /// partner starts with a full bucket.
 #[derive(Default)]
@@ -930,7 +939,7 @@ mod tests {
     }
 
     fn rule(c: &Connection, a: &Ask) -> Option<Rule> {
-        check(c, a, CallId::new(), &Buckets::default())
+        check(c, a, CallId::new(), &Kept::default())
             .unwrap()
             .map(|s| s.rule)
     }
@@ -944,7 +953,7 @@ mod tests {
             &c,
             &ask("+1", "+2", t + 29_000),
             CallId::new(),
-            &Buckets::default(),
+            &Kept::default(),
         )
         .unwrap()
         .unwrap();
@@ -997,7 +1006,7 @@ mod tests {
         call(&c, "q", "+1", "+3", t + 60_000, "failed");
         call(&c, "r", "+1", "+4", t + 120_000, "bridged");
         call(&c, "p", "+1", "+4", t + 120_000, "rejected");
-        let s = check(&c, &a(t + 180_000), CallId::new(), &Buckets::default())
+        let s = check(&c, &a(t + 180_000), CallId::new(), &Kept::default())
             .unwrap()
             .unwrap();
         assert_eq!(s.rule, Rule::NumberLimit);
@@ -1007,7 +1016,7 @@ mod tests {
         assert_eq!(rule(&c, &a(t + 900_001)), None);
         call(&c, "p", "+1", "+2", t + 1_000_000, "completed");
         call(&c, "p", "+1", "+2", t + 1_000_000, "completed");
-        let s = check(&c, &a(t + 2_000_000), CallId::new(), &Buckets::default())
+        let s = check(&c, &a(t + 2_000_000), CallId::new(), &Kept::default())
             .unwrap()
             .unwrap();
         assert!(s.detail.contains("5/24h"), "{}", s.detail);
@@ -1190,10 +1199,7 @@ mod tests {
             ..ask("+1", "+2", at)
         };
         let first = CallId::new();
-        assert_eq!(
-            check(&c, &keyed(t), first, &Buckets::default()).unwrap(),
-            None
-        );
+        assert_eq!(check(&c, &keyed(t), first, &Kept::default()).unwrap(), None);
         let used = key_use(&c, "p", "k1", t + 1).unwrap().unwrap();
         assert_eq!(
             used,
@@ -1216,7 +1222,7 @@ mod tests {
             ..ask("+1", "+2", later)
         };
         assert_eq!(
-            check(&c, &other, CallId::new(), &Buckets::default()).unwrap(),
+            check(&c, &other, CallId::new(), &Kept::default()).unwrap(),
             None
         );
         let n: i64 = c

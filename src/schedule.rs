@@ -101,12 +101,13 @@ pub async fn run(app: Arc<App>) {
 async fn look(app: &Arc<App>, due: Vec<Due>, placing: &Arc<Semaphore>) {
     let ready: Vec<Ready> = due.into_iter().map(|d| prepare(app, d)).collect();
     let grace = app.runtime().config.calls.grace;
+    let kept = app.guard.clone();
     let claims = app
         .store
         .write(move |c| {
             let mut out = Vec::with_capacity(ready.len());
             for r in ready {
-                let claim = claim(c, &r, grace)?;
+                let claim = claim(c, &r, grace, &kept)?;
                 out.push((r, claim));
             }
             Ok(out)
@@ -181,7 +182,12 @@ fn prepare(app: &App, d: Due) -> Ready {
 }
 
 /// Starts, postpones or fails one due call, in the look's write.
-fn claim(c: &rusqlite::Connection, r: &Ready, grace: Duration) -> rusqlite::Result<Claim> {
+fn claim(
+    c: &rusqlite::Connection,
+    r: &Ready,
+    grace: Duration,
+    kept: &guard::Kept,
+) -> rusqlite::Result<Claim> {
     let at = now_ms();
     let fail = |why: String| -> rusqlite::Result<Claim> {
         log::warn!("call {}: the deferred call was not placed: {why}", r.id);
@@ -195,7 +201,7 @@ fn claim(c: &rusqlite::Connection, r: &Ready, grace: Duration) -> rusqlite::Resu
     };
     let mut ask = p.ask.clone();
     ask.at = at;
-    match guard::at_start(c, &ask, &r.dialect)? {
+    match guard::at_start(c, &ask, &r.dialect, kept)? {
         AtStart::Go => {}
         AtStart::Refused(stop) => {
             calls::set_guard(c, r.id, stop.rule.as_str(), None)?;

@@ -319,14 +319,14 @@ pub async fn place<A: Recorded>(
         .chain(o.plan.b.participants.iter().map(|p| (Side::B, p)))
         .map(|(side, p)| (side, p.number.as_str().to_string()))
         .collect();
-    let buckets = app.buckets.clone();
+    let kept = app.guard.clone();
     let fields = o.fields();
     let stop = app
         .store
         .write(move |c| {
             let stop = match partners::is_enabled_for(c, &ask.partner_id, dialect)? {
                 false => Some(Stop::disabled()),
-                true => guard::check(c, &ask, id, &buckets)?,
+                true => guard::check(c, &ask, id, &kept)?,
             };
             if let Some(stop) = stop {
                 // Nothing goes upstream: the row must not say otherwise. A

@@ -20,6 +20,7 @@
 
 use std::fmt;
 use std::io::{self, BufRead};
+use std::sync::Mutex;
 
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
@@ -227,13 +228,92 @@ impl fmt::Display for Hit {
 /// Candidates of a check: the number, then each of its prefixes with `*`.
 const CANDIDATES: usize = 16;
 
+/// What kinds of patterns the list holds, so that a check looks up only the
+/// candidates some entry could be: against a list of whole numbers, one point
+/// lookup instead of sixteen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shapes {
+    /// Whole numbers (and extensions).
+    exact: bool,
+    /// Bit `n`: a prefix pattern `n` characters long with its `*` (`+1900*`: 6).
+    prefixes: u32,
+    /// Patterns with `?`.
+    wildcards: bool,
+}
+
+impl Shapes {
+    /// Any pattern could be there: what a check without shapes assumes.
+    pub const ALL: Shapes = Shapes {
+        exact: true,
+        prefixes: u32::MAX,
+        wildcards: true,
+    };
+
+    /// The shapes of the list now. Reads the partial indexes of prefixes and
+    /// wildcards, and stops at the first whole number.
+    pub fn read(c: &Connection) -> rusqlite::Result<Shapes> {
+        let exact = c
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM blocklist
+                   WHERE substr(pattern, -1) != '*' AND instr(pattern, '?') = 0)",
+            )?
+            .query_row([], |r| r.get(0))?;
+        let mut prefixes = 0u32;
+        let mut stmt = c.prepare_cached(
+            "SELECT DISTINCT length(pattern) FROM blocklist
+              WHERE substr(pattern, -1) = '*' AND instr(pattern, '?') = 0",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let n: i64 = r.get(0)?;
+            prefixes |= u32::try_from(n)
+                .ok()
+                .and_then(|n| 1u32.checked_shl(n))
+                .unwrap_or(0);
+        }
+        let wildcards = c
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM blocklist WHERE instr(pattern, '?') > 0)",
+            )?
+            .query_row([], |r| r.get(0))?;
+        Ok(Shapes {
+            exact,
+            prefixes,
+            wildcards,
+        })
+    }
+}
+
+/// The list's [`Shapes`] kept for one connection (the daemon's writer), read
+/// again once another connection (`c2cd block` beside the daemon) has
+/// committed to the database: SQLite's `data_version` tells.
+#[derive(Debug, Default)]
+pub struct ShapesCache(Mutex<Option<(i64, Shapes)>>);
+
+impl ShapesCache {
+    pub fn get(&self, c: &Connection) -> rusqlite::Result<Shapes> {
+        let version: i64 = c.pragma_query_value(None, "data_version", |r| r.get(0))?;
+        let Ok(mut kept) = self.0.lock() else {
+            return Ok(Shapes::ALL);
+        };
+        match *kept {
+            Some((v, shapes)) if v == version => Ok(shapes),
+            _ => {
+                let shapes = Shapes::read(c)?;
+                *kept = Some((version, shapes));
+                Ok(shapes)
+            }
+        }
+    }
+}
+
 const CHECK: &str = "
     SELECT pattern, source, side, reason, expires_at FROM blocklist
      WHERE pattern IN (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
        AND side IN (?17, 'both') AND (expires_at IS NULL OR expires_at > ?18)
     UNION ALL
     SELECT pattern, source, side, reason, expires_at FROM blocklist
-     WHERE instr(pattern, '?') > 0 AND ?19 GLOB pattern
+     WHERE ?20 AND instr(pattern, '?') > 0 AND ?19 GLOB pattern
        AND side IN (?17, 'both') AND (expires_at IS NULL OR expires_at > ?18)";
 
 /// The most specific unexpired entry that blocks `number` (canonical `+…`, or
@@ -245,22 +325,41 @@ pub fn check(
     side: Side,
     now_ms: i64,
 ) -> rusqlite::Result<Option<Hit>> {
+    check_shaped(c, number, side, now_ms, Shapes::ALL)
+}
+
+/// [`check`], looking up only the candidates `shapes` says an entry could be.
+pub fn check_shaped(
+    c: &Connection,
+    number: &str,
+    side: Side,
+    now_ms: i64,
+    shapes: Shapes,
+) -> rusqlite::Result<Option<Hit>> {
     let digits = number.strip_prefix('+').unwrap_or(number);
     if digits.is_empty() || digits.len() > 15 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
     }
-    let mut args: Vec<Value> = Vec::with_capacity(CANDIDATES + 3);
-    args.push(Value::Text(number.to_string()));
+    let mut args: Vec<Value> = Vec::with_capacity(CANDIDATES + 4);
+    if shapes.exact {
+        args.push(Value::Text(number.to_string()));
+    }
     if number.starts_with('+') {
         // `+1*`, `+19*`, … `+19005551234*`: ASCII, so every index is a boundary.
         for end in 2..=number.len() {
-            args.push(Value::Text(format!("{}*", &number[..end])));
+            if shapes.prefixes & (1u32 << (end + 1)) != 0 {
+                args.push(Value::Text(format!("{}*", &number[..end])));
+            }
         }
+    }
+    if args.is_empty() && !shapes.wildcards {
+        return Ok(None);
     }
     args.resize(CANDIDATES, Value::Null);
     args.push(Value::Text(side.as_str().to_string()));
     args.push(Value::Integer(now_ms));
     args.push(Value::Text(number.to_string()));
+    args.push(Value::Integer(i64::from(shapes.wildcards)));
     let mut stmt = c.prepare_cached(CHECK)?;
     let mut rows = stmt.query(params_from_iter(args))?;
     let mut best: Option<Hit> = None;
@@ -1159,11 +1258,81 @@ mod tests {
     /// primary key and a walk of the wildcards' partial index, never a scan of
     /// the list.
     #[test]
+    fn a_shaped_check_finds_what_a_full_one_does() {
+        let c = crate::store::memory();
+        let cache = ShapesCache::default();
+        let numbers = [
+            "+12015550123",
+            "+19005551234",
+            "+19005559999",
+            "+447700900123",
+            "2001",
+            "+12125550000",
+        ];
+        let agree = |c: &Connection, shapes: Shapes| {
+            for n in numbers {
+                for side in [Side::A, Side::B] {
+                    let full = check(c, n, side, NOW).unwrap().map(|h| h.pattern);
+                    let shaped = check_shaped(c, n, side, NOW, shapes)
+                        .unwrap()
+                        .map(|h| h.pattern);
+                    assert_eq!(shaped, full, "{n} {side:?} {shapes:?}");
+                }
+            }
+        };
+        // Empty: nothing to look up at all.
+        let empty = cache.get(&c).unwrap();
+        assert_eq!(
+            empty,
+            Shapes {
+                exact: false,
+                prefixes: 0,
+                wildcards: false
+            }
+        );
+        agree(&c, empty);
+        for (pattern, sides) in [
+            ("+12015550123", Sides::Both),
+            ("2001", Sides::B),
+            ("+1900*", Sides::Both),
+            ("+44*", Sides::A),
+            ("+1212555????", Sides::B),
+        ] {
+            add(&c, &entry(pattern, sides, "r"), NOW).unwrap();
+            agree(&c, Shapes::read(&c).unwrap());
+        }
+        let shapes = Shapes::read(&c).unwrap();
+        assert_eq!(shapes.prefixes, (1 << 6) | (1 << 4), "+1900* and +44*");
+        assert!(shapes.exact && shapes.wildcards);
+    }
+
+    #[test]
+    fn the_shapes_are_read_again_once_another_connection_wrote() {
+        let dir = std::env::temp_dir().join(format!("c2cd-shapes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let writer =
+            crate::store::open_beside_daemon(&path, std::time::Duration::from_secs(1)).unwrap();
+        let cli =
+            crate::store::open_beside_daemon(&path, std::time::Duration::from_secs(1)).unwrap();
+        let cache = ShapesCache::default();
+        assert!(!cache.get(&writer).unwrap().exact);
+        add(&cli, &entry("+12015550123", Sides::Both, "r"), NOW).unwrap();
+        let shapes = cache.get(&writer).unwrap();
+        assert!(shapes.exact, "{shapes:?}");
+        assert!(check_shaped(&writer, "+12015550123", Side::B, NOW, shapes)
+            .unwrap()
+            .is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_check_never_scans_the_list() {
         let c = crate::store::memory();
         let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {CHECK}")).unwrap();
         let plan: Vec<String> = stmt
-            .query_map(params_from_iter(vec![Value::Null; 19]), |r| r.get(3))
+            .query_map(params_from_iter(vec![Value::Null; 20]), |r| r.get(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();

@@ -335,6 +335,12 @@ const MIGRATIONS: &[&str] = &[
         bad         INTEGER                  -- lines that were not a number
     ) STRICT;
     "#,
+    // 10: the lengths of the blocklist's prefix patterns, so that a check
+    // looks up only the prefixes some entry has (store::blocklist::Shapes).
+    r#"
+    CREATE INDEX blocklist_prefixes ON blocklist (length(pattern))
+        WHERE substr(pattern, -1) = '*' AND instr(pattern, '?') = 0;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
