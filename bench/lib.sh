@@ -59,3 +59,14 @@ wrk_line() {
     local out=$2
     echo "$1 $(awk '/^Requests\/sec:/ { print $2 }' "$out") $(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")") $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") $(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out" | grep . || echo 0)"
 }
+
+# proc_kb PID FIELD: a field of /proc/PID/status in KiB (VmRSS, VmHWM, …).
+proc_kb() {
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+# wrk_errors OUTFILE: wrk's socket errors ("connect 0, read 1, write 0, timeout 0"),
+# or "none".
+wrk_errors() {
+    sed -n 's/^ *Socket errors: *//p' "$1" | grep . || echo none
+}
