@@ -41,26 +41,7 @@ trap cleanup EXIT
 run() {
     local name=$1 bin=$2 dir port auth
     dir=$(mktemp -d "$TMP/run.XXXXXX")
-    cat >"$dir/c2cd.toml" <<EOF
-[server]
-listen = ["127.0.0.1:0"]
-max_connections = 4096
-[database]
-path = "$dir/bench.db"
-[log]
-level = "info"
-[guard]
-check_numbers = false
-[[partner]]
-id = "$PARTNER"
-secret = "$SECRET"
-provider = "sim"
-[[provider]]
-name = "sim"
-kind = "sim"
-ring = "0s"
-talk = "0s"
-EOF
+    xip_sim_config "$dir/bench.db" "$PARTNER" "$SECRET" >"$dir/c2cd.toml"
     "$bin" serve --config "$dir/c2cd.toml" 2>"$dir/c2cd.log" &
     PID=$!
     port=$(wait_port "$dir/c2cd.log" "$PID")

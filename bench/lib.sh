@@ -70,3 +70,28 @@ proc_kb() {
 wrk_errors() {
     sed -n 's/^ *Socket errors: *//p' "$1" | grep . || echo none
 }
+
+# xip_sim_config DB PARTNER SECRET: the config of the XIP load (bench/profile.sh,
+# bench/compare.sh): one partner on the simulator in instant mode, database DB.
+xip_sim_config() {
+    cat <<EOF
+[server]
+listen = ["127.0.0.1:0"]
+max_connections = 4096
+[database]
+path = "$1"
+[log]
+level = "info"
+[guard]
+check_numbers = false
+[[partner]]
+id = "$2"
+secret = "$3"
+provider = "sim"
+[[provider]]
+name = "sim"
+kind = "sim"
+ring = "0s"
+talk = "0s"
+EOF
+}

@@ -47,26 +47,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$TMP/c2cd.toml" <<EOF
-[server]
-listen = ["127.0.0.1:0"]
-max_connections = 4096
-[database]
-path = "$TMP/bench.db"
-[log]
-level = "info"
-[guard]
-check_numbers = false
-[[partner]]
-id = "$PARTNER"
-secret = "$SECRET"
-provider = "sim"
-[[provider]]
-name = "sim"
-kind = "sim"
-ring = "0s"
-talk = "0s"
-EOF
+xip_sim_config "$TMP/bench.db" "$PARTNER" "$SECRET" >"$TMP/c2cd.toml"
 
 "$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
 PID=$!
