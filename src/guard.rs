@@ -444,7 +444,11 @@ fn refused_for_good(c: &Connection, ask: &Ask, kept: &Kept) -> rusqlite::Result<
                         human(w.per)
                     ),
                 );
-                s.retry_after = oldest.map(|o| secs_until(o + ms(w.per), ask.at));
+                // A concurrent request can be older than the calls it counts
+                // (its time is taken before the writer orders them): never
+                // more than the window itself.
+                s.retry_after =
+                    oldest.map(|o| secs_until(o + ms(w.per), ask.at).min(w.per.as_secs().max(1)));
                 return Ok(Some(s));
             }
         }
