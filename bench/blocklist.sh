@@ -26,6 +26,7 @@ NUMBERS=${NUMBERS:-1000000}
 LOOKUPS=${LOOKUPS:-200000}
 
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 cargo build --release --bin c2cd
 C2CD=$PWD/target/release/c2cd
@@ -40,18 +41,7 @@ trap cleanup EXIT
 # 1AAA200NNNN. The lookups are as many listed as not (area codes from 900 down,
 # none listed unless NUMBERS passes 6 million), shuffled.
 echo "writing $NUMBERS numbers to $TMP/dnc.csv" >&2
-awk -v n="$NUMBERS" 'BEGIN {
-    printf "AreaCode,PhoneNumber\r\n"
-    for (i = 0; i < n; i++) printf "%d,%d\r\n", 201 + int(i / 10000), 2000000 + i % 10000
-}' >"$TMP/dnc.csv"
-awk -v n="$NUMBERS" -v k="$LOOKUPS" 'BEGIN {
-    srand(42)
-    for (j = 0; j < k; j++) {
-        i = int(rand() * n)
-        if (j % 2 == 0) printf "+1%d%d\n", 201 + int(i / 10000), 2000000 + i % 10000
-        else printf "+1%d%d\n", 900 - int(i / 10000) % 100, 2000000 + i % 10000
-    }
-}' >"$TMP/lookups.txt"
+dnc_files "$NUMBERS" "$LOOKUPS" "$TMP"
 
 EMPTY=$TMP/empty.db
 LARGE=$TMP/large.db

@@ -95,3 +95,53 @@ ring = "0s"
 talk = "0s"
 EOF
 }
+
+# roundtrip_search_lua FILE: a wrk script of RoundTrip searches (POST /roundtrip
+# as agency), each for another of N PBX calls: arguments N, STEP (the threads),
+# and the first call's number (default 0). The PBX calls are those of
+# bench/roundtrip.sh's fill: ANI +1 2000000000+k, target 8881234567, started at
+# 1700000000+k.
+roundtrip_search_lua() {
+    cat >"$1" <<'LUA'
+local threads = 0
+function setup(thread)
+    thread:set("id", threads)
+    threads = threads + 1
+end
+function init(args)
+    n = tonumber(args[1])
+    step = tonumber(args[2])
+    i = (tonumber(args[3]) or 0) + id
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/xml"
+    wrk.headers["Authorization"] = "Basic YWdlbmN5OmFnZW5jeS1wYXNzd29yZC0wMTIzNDU2Nzg5"
+end
+function request()
+    local k = i % n
+    i = i + step
+    local start = os.date("!%Y-%m-%dT%H:%M:%SZ", 1700000000 + k)
+    local body = string.format(
+        '<Call xmlns="http://www.dial800.com/roundtrip/2011-07-15"><ANI>tel:+1%d</ANI>' ..
+        '<Target>tel:8881234567</Target><CallStart>%s</CallStart></Call>', 2000000000 + k, start)
+    return wrk.format(nil, "/roundtrip", nil, body)
+end
+LUA
+}
+
+# dnc_files NUMBERS LOOKUPS DIR: DIR/dnc.csv, a do-not-call list of NUMBERS
+# numbers as the FTC ships it (1AAA200NNNN from area code 201 up), and
+# DIR/lookups.txt, LOOKUPS numbers to check, half of them listed, shuffled.
+dnc_files() {
+    awk -v n="$1" 'BEGIN {
+        printf "AreaCode,PhoneNumber\r\n"
+        for (i = 0; i < n; i++) printf "%d,%d\r\n", 201 + int(i / 10000), 2000000 + i % 10000
+    }' >"$3/dnc.csv"
+    awk -v n="$1" -v k="$2" 'BEGIN {
+        srand(42)
+        for (j = 0; j < k; j++) {
+            i = int(rand() * n)
+            if (j % 2 == 0) printf "+1%d%d\n", 201 + int(i / 10000), 2000000 + i % 10000
+            else printf "+1%d%d\n", 900 - int(i / 10000) % 100, 2000000 + i % 10000
+        }
+    }' >"$3/lookups.txt"
+}

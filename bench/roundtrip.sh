@@ -88,30 +88,7 @@ PY
 }
 
 # The wrk script: each request searches for the next call of its thread.
-cat >"$TMP/search.lua" <<'LUA'
-local threads = 0
-function setup(thread)
-    thread:set("id", threads)
-    threads = threads + 1
-end
-function init(args)
-    n = tonumber(args[1])
-    step = tonumber(args[2])
-    i = id
-    wrk.method = "POST"
-    wrk.headers["Content-Type"] = "application/xml"
-    wrk.headers["Authorization"] = "Basic YWdlbmN5OmFnZW5jeS1wYXNzd29yZC0wMTIzNDU2Nzg5"
-end
-function request()
-    local k = i % n
-    i = i + step
-    local start = os.date("!%Y-%m-%dT%H:%M:%SZ", 1700000000 + k)
-    local body = string.format(
-        '<Call xmlns="http://www.dial800.com/roundtrip/2011-07-15"><ANI>tel:+1%d</ANI>' ..
-        '<Target>tel:8881234567</Target><CallStart>%s</CallStart></Call>', 2000000000 + k, start)
-    return wrk.format(nil, "/roundtrip", nil, body)
-end
-LUA
+roundtrip_search_lua "$TMP/search.lua"
 
 # bench NAME N: fills a database with N calls, serves it, loads it with wrk,
 # appends "NAME RPS P50 P99 NON2XX" to results.

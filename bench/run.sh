@@ -471,30 +471,7 @@ READY_MEDIAN=$(tr ' ' '\n' <<<"$READY_MS" | sort -n | sed -n 2p)
 
 serve large
 # Each request searches for the next PBX call of its thread, from OFFSET on.
-cat >"$TMP/search.lua" <<'LUA'
-local threads = 0
-function setup(thread)
-    thread:set("id", threads)
-    threads = threads + 1
-end
-function init(args)
-    n = tonumber(args[1])
-    step = tonumber(args[2])
-    i = tonumber(args[3]) + id
-    wrk.method = "POST"
-    wrk.headers["Content-Type"] = "application/xml"
-    wrk.headers["Authorization"] = "Basic YWdlbmN5OmFnZW5jeS1wYXNzd29yZC0wMTIzNDU2Nzg5"
-end
-function request()
-    local k = i % n
-    i = i + step
-    local start = os.date("!%Y-%m-%dT%H:%M:%SZ", 1700000000 + k)
-    local body = string.format(
-        '<Call xmlns="http://www.dial800.com/roundtrip/2011-07-15"><ANI>tel:+1%d</ANI>' ..
-        '<Target>tel:8881234567</Target><CallStart>%s</CallStart></Call>', 2000000000 + k, start)
-    return wrk.format(nil, "/roundtrip", nil, body)
-end
-LUA
+roundtrip_search_lua "$TMP/search.lua"
 # By hand, the last call (the load starts at the first).
 LAST=$(( CALLS - 1 ))
 first large '<ID>' -u agency:agency-password-0123456789 -H 'Content-Type: application/xml' \
@@ -508,18 +485,7 @@ stop_server "$PID"
 # ============================================================================
 # 6. The blocklist (as bench/blocklist.sh).
 say "blocklist: $NUMBERS numbers, $LOOKUPS lookups"
-awk -v n="$NUMBERS" 'BEGIN {
-    printf "AreaCode,PhoneNumber\r\n"
-    for (i = 0; i < n; i++) printf "%d,%d\r\n", 201 + int(i / 10000), 2000000 + i % 10000
-}' >"$TMP/dnc.csv"
-awk -v n="$NUMBERS" -v k="$LOOKUPS" 'BEGIN {
-    srand(42)
-    for (j = 0; j < k; j++) {
-        i = int(rand() * n)
-        if (j % 2 == 0) printf "+1%d%d\n", 201 + int(i / 10000), 2000000 + i % 10000
-        else printf "+1%d%d\n", 900 - int(i / 10000) % 100, 2000000 + i % 10000
-    }
-}' >"$TMP/lookups.txt"
+dnc_files "$NUMBERS" "$LOOKUPS" "$TMP"
 "$C2CD" block add '+1900*' --database "$TMP/block-empty.db" >/dev/null
 "$C2CD" block remove '+1900*' --database "$TMP/block-empty.db" >/dev/null
 IMPORT_T0=$(date +%s.%N)
