@@ -62,7 +62,7 @@ pub fn rows(conn: &Connection, since: i64, until: i64) -> rusqlite::Result<Vec<R
                     NULL AS dnis, c.created_at AS at, c.state,
                     (SELECT billable_s FROM cdrs WHERE call_id = c.id) AS billable
                FROM calls c
-              WHERE c.created_at >= ?1 AND c.created_at < ?2 AND c.state != 'rejected'
+              WHERE c.created_at >= ?1 AND c.created_at < ?2 AND c.refused = 0
              UNION ALL
              SELECT p.id, p.source, NULL, p.ani, p.target, p.dnis, p.started_at, p.disposition,
                     p.billable_s

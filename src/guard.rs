@@ -47,6 +47,7 @@ use crate::core::call::Side;
 use crate::core::phone::E164;
 use crate::core::CallId;
 use crate::store::blocklist;
+use crate::store::calls::LIVE;
 
 /// The rule that stopped a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,11 +265,6 @@ impl Ask {
     }
 }
 
-/// The states of a call in progress: it holds a slot of its partner and its B.
-/// The partial indexes of schema step 8 have this very list.
-const LIVE: &str =
-    "state IN ('originating', 'accepted', 'dialing_a', 'a_answered', 'dialing_b', 'bridged')";
-
 /// `15m`, `24h`, `1s`: a period as the config writes it.
 fn human(d: Duration) -> String {
     let s = d.as_secs();
@@ -429,7 +425,7 @@ fn refused_for_good(c: &Connection, ask: &Ask, kept: &Kept) -> rusqlite::Result<
                 .prepare_cached(
                     "SELECT count(*), min(created_at) FROM (
                        SELECT created_at FROM calls
-                       WHERE a_number = ?1 AND created_at >= ?2 AND state != 'rejected'
+                       WHERE a_number = ?1 AND created_at >= ?2 AND refused = 0
                          AND auth_ok IS NOT 0
                        ORDER BY created_at DESC LIMIT ?3)",
                 )?
@@ -707,7 +703,7 @@ fn duplicate(c: &Connection, ask: &Ask, a: &str, b: &str) -> rusqlite::Result<Op
     let earlier: Option<(String, String)> = c
         .prepare_cached(
             "SELECT id, state FROM calls
-             WHERE a_number = ?1 AND b_number = ?2 AND created_at >= ?3 AND state != 'rejected'
+             WHERE a_number = ?1 AND b_number = ?2 AND created_at >= ?3 AND refused = 0
                AND partner_id = ?4 AND state NOT IN ('failed', 'lost') AND auth_ok IS NOT 0
              ORDER BY created_at DESC LIMIT 1",
         )?
@@ -907,8 +903,9 @@ mod tests {
         rec.a_number = Some(a.into());
         rec.b_number = Some(b.into());
         calls::insert(c, &rec, &[], None).unwrap();
+        // A request refused on arrival is marked so with its row.
         c.execute(
-            "UPDATE calls SET state = ?1 WHERE id = ?2",
+            "UPDATE calls SET state = ?1, refused = (?1 = 'rejected') WHERE id = ?2",
             params![state, id.to_string()],
         )
         .unwrap();

@@ -281,7 +281,7 @@ pub async fn place<A: Recorded>(
     let upstream = first.map(|r| r.provider.params(o)).unwrap_or_default();
     if let Some(r) = first {
         rec.provider = Some(r.provider.name().to_string());
-        rec.upstream_request = Some(r.provider.describe(&upstream));
+        rec.upstream_request = Some(r.provider.describe(&upstream).to_string());
     }
     // That no provider has one free is a guard stop of its own.
     ask.no_channel = (!route.is_empty() && held.is_none()).then(|| {

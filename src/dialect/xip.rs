@@ -403,7 +403,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         source: partner.source.clone(),
         incoming_auth_ok: auth_ok,
     };
-    rec.plan = serde_json::to_value(&*o.plan).ok();
+    rec.plan = serde_json::to_string(&*o.plan).ok();
     rec.callback_url = partner.callback_url.as_ref().map(|u| u.to_string());
 
     let id = rec.id;

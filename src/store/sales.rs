@@ -153,7 +153,7 @@ pub fn submit(
 /// The Target of call `id` (c2cd's or the PBX's); `None` when there is none.
 fn call_target(conn: &Connection, id: &str) -> rusqlite::Result<Option<String>> {
     conn.query_row(
-        "SELECT b_number FROM calls WHERE id = ?1 AND state != 'rejected'
+        "SELECT b_number FROM calls WHERE id = ?1 AND refused = 0
          UNION ALL SELECT target FROM pbx_calls WHERE id = ?1",
         [id],
         |r| r.get::<_, Option<String>>(0),
@@ -179,7 +179,7 @@ fn earliest(conn: &Connection, key: &Key, unmatched: bool) -> rusqlite::Result<O
         "SELECT id FROM (
              SELECT id, created_at AS at FROM calls
               WHERE a_number = ?1 AND b_number = ?2 AND created_at BETWEEN ?3 AND ?4
-                AND state != 'rejected'
+                AND refused = 0
              UNION ALL
              SELECT id, started_at FROM pbx_calls
               WHERE ani = ?1 AND target = ?2 AND started_at BETWEEN ?3 AND ?4
