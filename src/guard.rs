@@ -802,7 +802,9 @@ pub struct Kept {
 }
 
 /// Token buckets of the partners' `max_rate`, in memory: after a restart every
-/// partner starts with a full bucket.
+/// partner starts with a full bucket. A token is taken in the writer's
+/// transaction and not given back if the write is run again (when a write of
+/// its batch failed, see `store`): the rate then errs on the strict side.
 #[derive(Default)]
 pub struct Buckets {
     by_partner: Mutex<HashMap<String, Bucket>>,

@@ -15,7 +15,7 @@
 //! placed concurrently, [`PLACING`] at most, each through its partner's route
 //! as the config has it then.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -102,15 +102,16 @@ async fn look(app: &Arc<App>, due: Vec<Due>, placing: &Arc<Semaphore>) {
     let ready: Vec<Ready> = due.into_iter().map(|d| prepare(app, d)).collect();
     let grace = app.runtime().config.calls.grace;
     let kept = app.guard.clone();
+    // Lent to the write (which may run twice), taken back after it.
+    let lent = Arc::new(Mutex::new(ready));
+    let inside = lent.clone();
     let claims = app
         .store
         .write(move |c| {
-            let mut out = Vec::with_capacity(ready.len());
-            for r in ready {
-                let claim = claim(c, &r, grace, &kept)?;
-                out.push((r, claim));
-            }
-            Ok(out)
+            let ready = inside.lock().unwrap_or_else(PoisonError::into_inner);
+            (ready.iter())
+                .map(|r| claim(c, r, grace, &kept))
+                .collect::<rusqlite::Result<Vec<Claim>>>()
         })
         .await;
     let claims = match claims {
@@ -120,7 +121,8 @@ async fn look(app: &Arc<App>, due: Vec<Due>, placing: &Arc<Semaphore>) {
             return;
         }
     };
-    for (r, claim) in claims {
+    let ready = std::mem::take(&mut *lent.lock().unwrap_or_else(PoisonError::into_inner));
+    for (r, claim) in ready.into_iter().zip(claims) {
         let (Claim::Started, Ok(p)) = (claim, r.placing) else {
             continue;
         };
@@ -270,7 +272,7 @@ async fn place(app: Arc<App>, id: crate::core::CallId, p: Placing, _permit: Owne
     };
     let w = app
         .store
-        .write(move |c| calls::apply(c, id, &[(event, detail.as_deref())], now_ms()))
+        .write(move |c| calls::apply(c, id, &[(event.clone(), detail.as_deref())], now_ms()))
         .await;
     if let Err(e) = w {
         log::error!("call {id}: a deferred call's event was not recorded: {e}");

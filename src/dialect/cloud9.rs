@@ -488,7 +488,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             d.status = 200;
             d.reply = reply(Some(&m.transaction_id), &decision, None);
             store::record(c, &d)?;
-            Ok((d.reply, decision))
+            Ok((d.reply.clone(), decision))
         })
         .await;
     match decided {

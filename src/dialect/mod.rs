@@ -335,10 +335,10 @@ pub async fn place<A: Recorded>(
                 let rec = calls::NewCall {
                     provider: None,
                     upstream_request: None,
-                    callback_url: rec.callback_url.filter(|_| deferred.is_some()),
+                    callback_url: rec.callback_url.clone().filter(|_| deferred.is_some()),
                     deadline_at: None,
                     auth_ok: rec.auth_ok.filter(|_| stop.rule != guard::Rule::Disabled),
-                    ..rec
+                    ..rec.clone()
                 };
                 let answer = stopped(&stop);
                 let event = match deferred {

@@ -89,6 +89,8 @@ pub async fn metrics(app: &App) -> Resp {
         "c2cd_db_failed_commits_total {}",
         Metrics::get(&s.failed_commits)
     );
+    let _ = writeln!(out, "# HELP c2cd_db_reruns_total Batches of writes run again, each write in a savepoint, because one of them failed.\n# TYPE c2cd_db_reruns_total counter");
+    let _ = writeln!(out, "c2cd_db_reruns_total {}", Metrics::get(&s.reruns));
     let providers = app.runtime().providers.report();
     let _ = writeln!(out, "# HELP c2cd_provider_available Whether a provider can take calls (AMI: manager logged in).\n# TYPE c2cd_provider_available gauge");
     for p in &providers {

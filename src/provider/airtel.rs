@@ -840,7 +840,7 @@ async fn apply_cdr(app: &crate::app::App, id: CallId, cdr: Cdr) -> StatusCode {
                 .map(|(e, d)| (e.clone(), Some(d.as_str())))
                 .collect();
             let states = calls::apply(c, id, &with, now_ms())?;
-            Ok(Some((state, cdr, kinds, states)))
+            Ok(Some((state, cdr.clone(), kinds, states)))
         })
         .await;
     match r {

@@ -161,10 +161,8 @@ pub async fn apply(
         .store
         .write(move |c| {
             let last = events.len().saturating_sub(1);
-            let with: Vec<(Event, Option<&str>)> = events
-                .into_iter()
-                .enumerate()
-                .map(|(i, e)| (e, detail.as_deref().filter(|_| i == last)))
+            let with: Vec<(Event, Option<&str>)> = (events.iter().enumerate())
+                .map(|(i, e)| (e.clone(), detail.as_deref().filter(|_| i == last)))
                 .collect();
             let states = calls::apply(c, id, &with, now_ms())?;
             let now = match states.is_empty() {
