@@ -80,9 +80,11 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
                 };
                 let _ = stream.set_nodelay(true);
                 let app2 = app.clone();
+                // The request's future is boxed: inline, its room would be
+                // part of every connection, idle ones too.
                 let svc = service_fn(move |req| {
                     let app = app2.clone();
-                    async move { Ok::<_, Infallible>(route(app, remote, req).await) }
+                    async move { Ok::<_, Infallible>(Box::pin(route(app, remote, req)).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), svc);
                 let watched = match graceful

@@ -356,6 +356,7 @@ pub fn insert(
         recording: None,
         created_at: c.at,
         bridged_at: None,
+        debit: false,
     };
     insert_events(conn, c.id, &head, c.at, &steps, &[])?;
     Ok(state)
@@ -377,6 +378,9 @@ struct Head {
     recording: Option<String>,
     created_at: i64,
     bridged_at: Option<i64>,
+    /// Whether its partner's credit is held by c2cd (`dialect_data.debit`):
+    /// its end is charged.
+    debit: bool,
 }
 
 impl Head {
@@ -385,7 +389,8 @@ impl Head {
             "SELECT state, (SELECT coalesce(max(seq), 0) FROM call_events WHERE call_id = ?1), a_number, b_number,
                     callback_url, partner_id, dialect, memo,
                     CASE WHEN callback_url IS NULL THEN NULL ELSE dialect_data END, recording, created_at,
-                    (SELECT at FROM call_events WHERE call_id = ?1 AND kind = 'bridged')
+                    (SELECT at FROM call_events WHERE call_id = ?1 AND kind = 'bridged'),
+                    CASE WHEN json_valid(dialect_data) THEN json_type(dialect_data, '$.debit') END = 'text'
              FROM calls WHERE id = ?1",
         )?
         .query_row([id], |r| {
@@ -404,6 +409,7 @@ impl Head {
                 recording: r.get(9)?,
                 created_at: r.get(10)?,
                 bridged_at: r.get(11)?,
+                debit: r.get::<_, Option<bool>>(12)?.unwrap_or(false),
             })
         })
         .optional()
@@ -435,7 +441,7 @@ fn insert_events(
     at: i64,
     steps: &[(&Event, Option<&str>, CallState)],
     legs: &[LegView],
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<(Option<String>, Option<i64>)> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO call_events (call_id, seq, event_id, at, kind, cause, state, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -488,7 +494,7 @@ fn insert_events(
             callbacks::enqueue(conn, t, &notice)?;
         }
     }
-    Ok(())
+    Ok((recording, bridged_at))
 }
 
 /// Applies `events` in order to a stored call: stores each with the next
@@ -535,11 +541,27 @@ pub fn apply(
         (true, true) => legs.views(conn)?,
         _ => Vec::new(),
     };
-    insert_events(conn, id, &head, at, &steps, &views)?;
+    let (recording, bridged_at) = insert_events(conn, id, &head, at, &steps, &views)?;
     if let Some(cause) = cdr_due {
-        // After the events, so that the CDR sees when the call was bridged.
-        legs::write_cdr(conn, &id_s, state, cause, at)?;
-        charge(conn, &id_s, &mut legs, at)?;
+        let [a_number, b_number] = &head.numbers;
+        legs::write_cdr(
+            conn,
+            &legs::Cdr {
+                id: &id_s,
+                partner_id: head.partner_id.as_deref(),
+                a_number: a_number.as_deref(),
+                b_number: b_number.as_deref(),
+                state,
+                cause,
+                started_at: head.created_at,
+                bridged_at,
+                ended_at: at,
+                recording: recording.as_deref(),
+            },
+        )?;
+        if head.debit {
+            charge(conn, &id_s, &mut legs, at)?;
+        }
     }
     conn.prepare_cached("UPDATE calls SET state = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id_s, state.as_str(), at])?;

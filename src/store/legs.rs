@@ -268,24 +268,45 @@ pub fn legs_json(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Value>> {
     rows.collect()
 }
 
-/// Writes the CDR of a call that ended in `state` at `at` with `cause`. Its legs
-/// are the call's rows in `legs`, final once the call has ended.
-pub fn write_cdr(
-    conn: &Connection,
-    id: &str,
-    state: CallState,
-    cause: u16,
-    at: i64,
-) -> rusqlite::Result<()> {
+/// The CDR of a call that ended, as [`write_cdr`] records it.
+pub struct Cdr<'a> {
+    pub id: &'a str,
+    pub partner_id: Option<&'a str>,
+    pub a_number: Option<&'a str>,
+    pub b_number: Option<&'a str>,
+    pub state: CallState,
+    /// Q.850 of the event that ended the call.
+    pub cause: u16,
+    /// When the call was requested.
+    pub started_at: i64,
+    pub bridged_at: Option<i64>,
+    pub ended_at: i64,
+    pub recording: Option<&'a str>,
+}
+
+/// Writes the CDR of a call that ended (again, if it had one). Its legs are
+/// the call's rows in `legs`, final once the call has ended.
+pub fn write_cdr(conn: &Connection, c: &Cdr) -> rusqlite::Result<()> {
+    let billable = c.bridged_at.map_or(0, |b| ceil_secs(c.ended_at - b));
     conn.prepare_cached(
         "INSERT OR REPLACE INTO cdrs (call_id, partner_id, a_number, b_number, state, cause, started_at, bridged_at,
             ended_at, duration_ms, billable_s, recording)
-         SELECT id, partner_id, a_number, b_number, ?2, ?3, created_at, b.at, ?4, ?4 - created_at,
-                coalesce((?4 - b.at + 999) / 1000, 0), recording
-         FROM calls LEFT JOIN call_events b ON b.call_id = calls.id AND b.kind = 'bridged'
-         WHERE calls.id = ?1",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
-    .execute(params![id, state.as_str(), cause, at])?;
+    .execute(params![
+        c.id,
+        c.partner_id,
+        c.a_number,
+        c.b_number,
+        c.state.as_str(),
+        c.cause,
+        c.started_at,
+        c.bridged_at,
+        c.ended_at,
+        c.ended_at - c.started_at,
+        billable,
+        c.recording
+    ])?;
     Ok(())
 }
 
