@@ -56,7 +56,7 @@ action = "deny"
 msisdn = "+447700900123"
 EOT
 
-"$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
+env $(unit_env) "$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
 PID=$!
 port=$(wait_port "$TMP/c2cd.log" "$PID")
 "$C2CD" balance credit +447700900123 1000.00 --config "$TMP/c2cd.toml" >/dev/null

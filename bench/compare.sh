@@ -42,7 +42,7 @@ run() {
     local name=$1 bin=$2 dir port auth
     dir=$(mktemp -d "$TMP/run.XXXXXX")
     xip_sim_config "$dir/bench.db" "$PARTNER" "$SECRET" >"$dir/c2cd.toml"
-    "$bin" serve --config "$dir/c2cd.toml" 2>"$dir/c2cd.log" &
+    env $(unit_env) "$bin" serve --config "$dir/c2cd.toml" 2>"$dir/c2cd.log" &
     PID=$!
     port=$(wait_port "$dir/c2cd.log" "$PID")
     auth=$("$bin" sign --secret "$SECRET" --partner "$PARTNER" --requestor "$REQUESTOR" --fulfillment "$FULFILLMENT")

@@ -60,6 +60,13 @@ wrk_line() {
     echo "$1 $(awk '/^Requests\/sec:/ { print $2 }' "$out") $(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")") $(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")") $(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out" | grep . || echo 0)"
 }
 
+# unit_env: the environment systemd/c2cd.service gives c2cd (its Environment=
+# lines, e.g. the allocator's settings), as NAME=VALUE words for env(1): the
+# benchmarks measure c2cd as it is shipped.
+unit_env() {
+    sed -n 's/^Environment=//p' "$(dirname "${BASH_SOURCE[0]}")/../systemd/c2cd.service"
+}
+
 # proc_kb PID FIELD: a field of /proc/PID/status in KiB (VmRSS, VmHWM, …).
 proc_kb() {
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"

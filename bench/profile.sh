@@ -49,7 +49,7 @@ trap cleanup EXIT
 
 xip_sim_config "$TMP/bench.db" "$PARTNER" "$SECRET" >"$TMP/c2cd.toml"
 
-"$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
+env $(unit_env) "$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
 PID=$!
 PIDS+=("$PID")
 PORT=$(wait_port "$TMP/c2cd.log" "$PID")

@@ -64,7 +64,7 @@ EOF
 fill() {
     local db=$1 n=$2
     config "$db" >"$TMP/fill.toml"
-    "$C2CD" serve --config "$TMP/fill.toml" 2>"$TMP/fill.log" &
+    env $(unit_env) "$C2CD" serve --config "$TMP/fill.toml" 2>"$TMP/fill.log" &
     PID=$!
     wait_port "$TMP/fill.log" "$PID" >/dev/null
     stop_server "$PID"
@@ -98,7 +98,7 @@ bench() {
     fill "$db" "$n"
     echo "$name: $n calls written in $(( $(date +%s) - t0 )) s" >&2
     config "$db" >"$TMP/$name.toml"
-    "$C2CD" serve --config "$TMP/$name.toml" 2>"$TMP/$name.log" &
+    env $(unit_env) "$C2CD" serve --config "$TMP/$name.toml" 2>"$TMP/$name.log" &
     PID=$!
     port=$(wait_port "$TMP/$name.log" "$PID")
     # One search by hand first: it must match.

@@ -131,7 +131,7 @@ bench hello "http://127.0.0.1:$HELLO_PORT/"
 kill "$HELLO_PID"
 
 # --- c2cd XIP ---------------------------------------------------------------
-"$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
+env $(unit_env) "$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
 C2CD_PID=$!
 PIDS+=("$C2CD_PID")
 C2CD_PORT=$(wait_port "$TMP/c2cd.log" "$C2CD_PID")
@@ -153,7 +153,7 @@ bench c2cd-xip "$URL"
 # stops it.
 serve() {
     local name=$1 pid port
-    "$C2CD" serve --config "$TMP/$name.toml" 2>"$TMP/$name.log" &
+    env $(unit_env) "$C2CD" serve --config "$TMP/$name.toml" 2>"$TMP/$name.log" &
     pid=$!
     PIDS+=("$pid")
     port=$(wait_port "$TMP/$name.log" "$pid")
