@@ -31,11 +31,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --bin c2cd
 C2CD=$PWD/target/release/c2cd
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench-block.XXXXXX")
-cleanup() {
-    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+scratch bench-block
 
 # NUMBERS numbers from area code 201 up, 10 000 an area code; listed numbers are
 # 1AAA200NNNN. The lookups are as many listed as not (area codes from 900 down,

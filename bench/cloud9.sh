@@ -26,35 +26,9 @@ need_tools curl
 cargo build --release --bin c2cd
 C2CD=target/release/c2cd
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench-c9.XXXXXX")
-PID=
-cleanup() {
-    [[ -n $PID ]] && kill "$PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+scratch bench-c9
 
-cat >"$TMP/c2cd.toml" <<EOT
-[server]
-listen = ["127.0.0.1:0"]
-max_connections = 4096
-[database]
-path = "$TMP/bench.db"
-[log]
-level = "info"
-[cloud9]
-carrier_ids = ["C9BENCH"]
-balance_holder = "c2cd"
-[[cloud9.rate]]
-prefix = "+44"
-per_minute = "0.10"
-[[cloud9.rule]]
-prefix = "+4490"
-action = "deny"
-[[cloud9.subscriber]]
-msisdn = "+447700900123"
-EOT
+{ server_head "$TMP/bench.db"; cloud9_tables; } >"$TMP/c2cd.toml"
 
 env $(unit_env) "$C2CD" serve --config "$TMP/c2cd.toml" 2>"$TMP/c2cd.log" &
 PID=$!

@@ -19,23 +19,12 @@ NEW=$(realpath "${2:?usage: bench/compare.sh OLD_BINARY NEW_BINARY}")
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
-SECRET='B4n0ff13P13!_'
-PARTNER=102821
-REQUESTOR=16045551234
-FULFILLMENT=16045550000
 
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 need_tools curl
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-compare.XXXXXX")
-PID=
-cleanup() {
-    [[ -n $PID ]] && kill "$PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
+scratch compare
 
 # run NAME BINARY: one wrk run at a new daemon; appends "NAME RPS P50 P99".
 run() {

@@ -1,5 +1,44 @@
 # Shared by the benchmark scripts: sourced, not run.
 
+# The partner of the XIP loads (xip.sh, run.sh, profile.sh, compare.sh), and
+# the numbers its requests ask to connect.
+SECRET='B4n0ff13P13!_'
+PARTNER=102821
+REQUESTOR=16045551234
+FULFILLMENT=16045550000
+
+# scratch NAME: a temporary directory $TMP (c2cd-NAME.XXXXXX), removed on exit
+# unless KEEP=1; on exit the servers started are stopped too: the pids in the
+# array PIDS and the one in PID.
+scratch() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-$1.XXXXXX")
+    PIDS=()
+    PID=
+    trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+    local pid
+    for pid in "${PIDS[@]}" ${PID:-}; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+
+# server_head DB [SERVER_KEYS]: the tables every benchmark's config starts
+# with: [server] on a free loopback port (with SERVER_KEYS), [database] DB,
+# [log] at info.
+server_head() {
+    cat <<EOF
+[server]
+listen = ["127.0.0.1:0"]
+max_connections = 4096
+${2:-}
+[database]
+path = "$1"
+[log]
+level = "info"
+EOF
+}
+
 # need_tools TOOL…: installs wrk with apt-get when missing, then checks the other tools.
 need_tools() {
     if ! command -v wrk >/dev/null; then
@@ -17,7 +56,7 @@ need_tools() {
 wait_port() {
     local log=$1 pid=$2 line
     for _ in $(seq 100); do
-        line=$(grep -m1 'listening on http://' "$log" || true)
+        line=$(grep -m1 'listening on http://' "$log" 2>/dev/null || true)
         if [[ -n $line ]]; then
             echo "${line##*:}"
             return 0
@@ -78,29 +117,51 @@ wrk_errors() {
     sed -n 's/^ *Socket errors: *//p' "$1" | grep . || echo none
 }
 
-# xip_sim_config DB PARTNER SECRET: the config of the XIP load (bench/profile.sh,
-# bench/compare.sh): one partner on the simulator in instant mode, database DB.
-xip_sim_config() {
+# cloud9_tables: the Cloud9 load's carrier (cloud9.sh, run.sh): calls to +44
+# at 0.10 a minute, +4490 denied, one subscriber whose credit c2cd holds.
+cloud9_tables() {
     cat <<EOF
-[server]
-listen = ["127.0.0.1:0"]
-max_connections = 4096
-[database]
-path = "$1"
-[log]
-level = "info"
-[guard]
-check_numbers = false
-[[partner]]
-id = "$2"
-secret = "$3"
-provider = "sim"
+[cloud9]
+carrier_ids = ["C9BENCH"]
+balance_holder = "c2cd"
+[[cloud9.rate]]
+prefix = "+44"
+per_minute = "0.10"
+[[cloud9.rule]]
+prefix = "+4490"
+action = "deny"
+[[cloud9.subscriber]]
+msisdn = "+447700900123"
+EOF
+}
+
+# instant_sim: the [[provider]] of every load, the simulator in instant mode:
+# phones answer at once, calls hang up at once.
+instant_sim() {
+    cat <<EOF
 [[provider]]
 name = "sim"
 kind = "sim"
 ring = "0s"
 talk = "0s"
 EOF
+}
+
+# xip_sim_config DB PARTNER SECRET [GUARD_KEYS [PARTNER_KEYS]]: the config of
+# the XIP load (xip.sh, profile.sh, compare.sh): one partner on the instant
+# simulator, database DB; [guard] check_numbers = false unless GUARD_KEYS.
+xip_sim_config() {
+    server_head "$1"
+    cat <<EOF
+[guard]
+${4:-check_numbers = false}
+[[partner]]
+id = "$2"
+secret = "$3"
+provider = "sim"
+${5:-}
+EOF
+    instant_sim
 }
 
 # roundtrip_search_lua FILE: a wrk script of RoundTrip searches (POST /roundtrip

@@ -22,10 +22,6 @@ set -euo pipefail
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 TOP=${TOP:-40}
-SECRET='B4n0ff13P13!_'
-PARTNER=102821
-REQUESTOR=16045551234
-FULFILLMENT=16045550000
 
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -38,14 +34,7 @@ fi
 cargo build --profile profiling --bin c2cd
 C2CD=$PWD/target/profiling/c2cd
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-profile.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+scratch profile
 
 xip_sim_config "$TMP/bench.db" "$PARTNER" "$SECRET" >"$TMP/c2cd.toml"
 

@@ -33,24 +33,11 @@ need_tools curl python3
 cargo build --release --bin c2cd
 C2CD=target/release/c2cd
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench-rt.XXXXXX")
-PID=
-cleanup() {
-    [[ -n $PID ]] && kill "$PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+scratch bench-rt
 
 config() {
+    server_head "$1"
     cat <<EOF
-[server]
-listen = ["127.0.0.1:0"]
-max_connections = 4096
-[database]
-path = "$1"
-[log]
-level = "info"
 [[partner]]
 id = "agency"
 roundtrip = "full"

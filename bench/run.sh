@@ -67,10 +67,6 @@ LOOKUPS=${LOOKUPS:-200000}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 CB_CALLS=${CB_CALLS:-2000}
 THREADS=2
-SECRET='B4n0ff13P13!_'
-PARTNER=102821
-REQUESTOR=16045551234
-FULFILLMENT=16045550000
 
 # Binaries given as paths relative to the caller's directory stay valid.
 [[ -n ${C2CD:-} ]] && C2CD=$(realpath "$C2CD")
@@ -90,14 +86,7 @@ if (( $(ulimit -n) < IDLE_CONNS + 1024 )); then
 fi
 
 # --- temp dir, cleanup ------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench-run.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ ${KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
+scratch bench-run
 
 say() { echo "== $*" >&2; }
 
@@ -110,28 +99,11 @@ config() {
     [[ -n ${2:-} ]] && callbacks="callback_url = \"$2\"
 callback_hosts = [\"127.0.0.1\"]
 callback_secrets = [\"$CB_SECRET\"]"
+    server_head "$1" 'public_url = "https://pbx.example.com:8443"'
     cat <<EOF
-[server]
-listen = ["127.0.0.1:0"]
-max_connections = 4096
-public_url = "https://pbx.example.com:8443"
-[database]
-path = "$1"
-[log]
-level = "info"
 [guard]
 check_numbers = false
-[cloud9]
-carrier_ids = ["C9BENCH"]
-balance_holder = "c2cd"
-[[cloud9.rate]]
-prefix = "+44"
-per_minute = "0.10"
-[[cloud9.rule]]
-prefix = "+4490"
-action = "deny"
-[[cloud9.subscriber]]
-msisdn = "+447700900123"
+$(cloud9_tables)
 [[partner]]
 id = "$PARTNER"
 secret = "$SECRET"
@@ -162,12 +134,8 @@ id = "agency"
 roundtrip = "full"
 username = "agency"
 password = "agency-password-0123456789"
-[[provider]]
-name = "sim"
-kind = "sim"
-ring = "0s"
-talk = "0s"
 EOF
+    instant_sim
 }
 basic() { printf '%s' "$1" | base64 -w0; }
 
@@ -175,6 +143,9 @@ basic() { printf '%s' "$1" | base64 -w0; }
 # log $TMP/NAME.log); sets PID and PORT.
 serve() {
     config "$TMP/$1.db" "${2:-}" >"$TMP/$1.toml"
+    # Emptied before the start, not by it: a second start of NAME must not
+    # have wait_port read the port of the first from the old log.
+    : >"$TMP/$1.log"
     env $(unit_env) "$C2CD" serve --config "$TMP/$1.toml" 2>"$TMP/$1.log" &
     PID=$!
     PIDS+=("$PID")

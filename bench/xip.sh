@@ -34,10 +34,6 @@ set -euo pipefail
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=2
-SECRET='B4n0ff13P13!_'
-PARTNER=102821
-REQUESTOR=16045551234
-FULFILLMENT=16045550000
 
 cd "$(dirname "$0")/.."
 
@@ -55,46 +51,13 @@ if [[ -n ${TARGET:-} ]]; then
 fi
 
 # --- temp dir, cleanup ------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/c2cd-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if [[ ${KEEP:-0} == 1 ]]; then
-        echo "kept $TMP" >&2
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
+scratch bench
 
 DB=$TMP/bench.db
 # config DB GUARD PARTNER_LIMITS: a config on database DB with these [guard]
 # keys and partner keys.
 config() {
-    cat <<EOF
-[server]
-listen = ["127.0.0.1:0"]
-max_connections = 4096
-[database]
-path = "$1"
-[log]
-level = "info"
-[guard]
-$2
-[[partner]]
-id = "$PARTNER"
-secret = "$SECRET"
-provider = "sim"
-$3
-[[provider]]
-name = "sim"
-kind = "sim"
-ring = "0s"
-talk = "0s"
-EOF
+    xip_sim_config "$1" "$PARTNER" "$SECRET" "$2" "$3"
 }
 config "$DB" 'check_numbers = false' '' >"$TMP/c2cd.toml"
 config "$TMP/rot.db" 'check_numbers = false' '' >"$TMP/rot.toml"
