@@ -213,3 +213,27 @@ dnc_files() {
         }
     }' >"$3/lookups.txt"
 }
+
+# poisson_lua: a wrk script that makes each connection wait, before each
+# request, an exponential time whose mean is its first argument in ms (Poisson
+# arrivals, so that the connections do not send in step), rounded up or down
+# at random so that the mean stays (wrk takes whole ms).
+poisson_lua() {
+    cat <<'LUA'
+local threads = 0
+function setup(thread)
+    threads = threads + 1
+    thread:set("seed", threads)
+end
+function init(args)
+    d = tonumber(args[1])
+    math.randomseed(os.time() * 100 + seed)
+end
+function delay()
+    local x = -d * math.log(1 - math.random())
+    local ms = math.floor(x)
+    if math.random() < x - ms then ms = ms + 1 end
+    return ms
+end
+LUA
+}

@@ -296,23 +296,7 @@ RSS_PEAK=$(proc_kb "$XIP_PID" VmHWM)
 # half: each connection also waits for its answers.
 DELAY=$(calc %.3f "d = ${RPS[xip]} + 0; if (d) v = $CONNECTIONS * 1000 / (d / 2)")
 [[ $DELAY == — ]] && { echo "XIP saturation rate is 0: no half-rate run" >&2; exit 1; }
-cat >"$TMP/half.lua" <<'LUA'
-local threads = 0
-function setup(thread)
-    threads = threads + 1
-    thread:set("seed", threads)
-end
-function init(args)
-    d = tonumber(args[1])
-    math.randomseed(os.time() * 100 + seed)
-end
-function delay()
-    local x = -d * math.log(1 - math.random())
-    local ms = math.floor(x)
-    if math.random() < x - ms then ms = ms + 1 end
-    return ms
-end
-LUA
+poisson_lua >"$TMP/half.lua"
 load xip-half "http://127.0.0.1:$PORT$XIP_PATH" -s "$TMP/half.lua" -- "$DELAY"
 
 say "stopping c2cd (SIGTERM: drain, WAL checkpoint)"
