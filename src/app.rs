@@ -56,6 +56,8 @@ pub struct App {
     /// What the guard rails keep in memory: the partners' `max_rate`
     /// buckets, the blocklist's shapes.
     pub guard: Arc<crate::guard::Kept>,
+    /// Failed authentications, per source and partner.
+    pub lockout: crate::lockout::Lockout,
     /// Woken when a call is deferred, so the scheduler sees its start.
     pub scheduled: tokio::sync::Notify,
     /// Counts runtimes swapped in, for tasks that follow the providers.
@@ -119,6 +121,7 @@ impl App {
             inflight: Arc::new(Inflight::default()),
             rotation: Rotation::default(),
             guard: Arc::default(),
+            lockout: crate::lockout::Lockout::default(),
             scheduled: tokio::sync::Notify::new(),
             reloads: tokio::sync::watch::Sender::new(0),
         }

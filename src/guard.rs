@@ -80,6 +80,9 @@ pub enum Rule {
     ProviderBusy,
     /// The partner's `max_rate` is spent.
     PartnerRate,
+    /// Too many failed authentications from the source or for the partner
+    /// (`crate::lockout`).
+    AuthLockout,
 }
 
 impl Rule {
@@ -103,6 +106,7 @@ impl Rule {
             Rule::AgentBusy => "agent_busy",
             Rule::ProviderBusy => "provider_busy",
             Rule::PartnerRate => "partner_rate",
+            Rule::AuthLockout => "auth_lockout",
         }
     }
 }
@@ -137,6 +141,14 @@ impl Stop {
             retry_after: None,
             deferred_to: None,
             queue_until: None,
+        }
+    }
+
+    /// A request refused by a lockout of its source or partner.
+    pub fn locked(l: &crate::lockout::Locked) -> Stop {
+        Stop {
+            retry_after: Some(l.retry_after),
+            ..Stop::new(Rule::AuthLockout, l.detail())
         }
     }
 

@@ -16,6 +16,7 @@
 //!   the carrier's call-back authorisation.
 //! - [`guard`]: the guard rails run before a call is placed: dedupe and
 //!   idempotency, rate and concurrency limits.
+//! - [`lockout`]: failed authentications, throttled per source and per partner.
 //! - [`core`]: the domain: call ids, phone numbers and their validity, secrets,
 //!   the call's plan (sides, participants, strategies), the call state machine,
 //!   quiet hours.
@@ -42,6 +43,7 @@ pub mod dialect;
 pub mod export;
 pub mod guard;
 pub mod http;
+pub mod lockout;
 pub mod logging;
 pub mod notify;
 pub mod outbound;

@@ -167,6 +167,14 @@ struct RawGuard {
     number_limits: Option<Vec<String>>,
     /// Refuse numbers libphonenumber's metadata says no number can be. Default true.
     check_numbers: Option<bool>,
+    /// Failed authentications from one source before it is locked out:
+    /// COUNT/PERIOD or "off". Default "20/1m".
+    auth_failures_per_source: Option<String>,
+    /// Failed authentications naming one partner before it is locked out
+    /// (its known sources excepted): COUNT/PERIOD or "off". Default "100/1m".
+    auth_failures_per_partner: Option<String>,
+    /// How long a lock lasts. Default "5m".
+    auth_lockout: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -691,6 +699,33 @@ pub struct Guard {
     pub number_limits: Vec<crate::guard::Window>,
     /// Numbers must be valid by libphonenumber's metadata.
     pub check_numbers: bool,
+    /// Failed authentications before a lockout (`crate::lockout`).
+    pub auth: AuthLimits,
+}
+
+/// How many failed authentications lock a source or a partner out, and for
+/// how long; `None` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthLimits {
+    pub per_source: Option<crate::guard::Window>,
+    pub per_partner: Option<crate::guard::Window>,
+    pub lockout: Duration,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            per_source: Some(crate::guard::Window {
+                count: 20,
+                per: Duration::from_secs(60),
+            }),
+            per_partner: Some(crate::guard::Window {
+                count: 100,
+                per: Duration::from_secs(60),
+            }),
+            lockout: Duration::from_secs(300),
+        }
+    }
 }
 
 /// When a partner's calls may be placed.
@@ -2238,6 +2273,32 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             .filter_map(|(j, w)| v.window(&[K("guard"), K("number_limits"), I(j)], w))
             .collect(),
         check_numbers: raw.guard.check_numbers.unwrap_or(true),
+        auth: {
+            let d = AuthLimits::default();
+            let mut limit = |k: &'static str, raw: &Option<String>, default| match raw.as_deref() {
+                None => default,
+                Some("off") => None,
+                Some(s) => v.window(&[K("guard"), K(k)], s),
+            };
+            AuthLimits {
+                per_source: limit(
+                    "auth_failures_per_source",
+                    &raw.guard.auth_failures_per_source,
+                    d.per_source,
+                ),
+                per_partner: limit(
+                    "auth_failures_per_partner",
+                    &raw.guard.auth_failures_per_partner,
+                    d.per_partner,
+                ),
+                lockout: v.duration(
+                    &[K("guard"), K("auth_lockout")],
+                    &raw.guard.auth_lockout,
+                    d.lockout,
+                    day,
+                ),
+            }
+        },
     };
 
     // [[partner]]

@@ -30,8 +30,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, place, record_refusal, stop_headers, usable,
-    BasicError, CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, refuse_locked,
+    stop_headers, usable, BasicError, CallbackFormat, LegView, Notice, Outcome, Payload, Recorded,
+    CALL_ID_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -163,6 +164,7 @@ mod codes {
     pub const NO_CHANNEL: &str = "NO_CHANNEL_AVAILABLE";
     pub const NUMBER_LIMIT: &str = "FROM_NUMBER_CALL_LIMIT_EXCEEDED";
     pub const RATE: &str = "RATE_LIMIT_EXCEEDED";
+    pub const AUTH_LOCKOUT: &str = "AUTH_FAILURE_LIMIT_EXCEEDED";
     pub const CONCURRENCY: &str = "CONCURRENT_CALL_LIMIT_EXCEEDED";
     pub const TO_BUSY: &str = "TO_PARTICIPANT_BUSY";
 }
@@ -833,7 +835,8 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             .await
         }
     }
-    let partner = match basic_partner(&rt.config, auth.as_ref(), Dialect::Airtel) {
+    let partner = match basic_partner(app, &rt.config, remote.ip(), auth.as_ref(), Dialect::Airtel)
+    {
         Ok(p) => p,
         Err(e) => {
             // Who tried is kept for the operator; the password never is.
@@ -842,6 +845,16 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             let f = match e {
                 BasicError::Unauthorized => Failure::Unauthorized,
                 BasicError::Forbidden => Failure::Forbidden,
+                BasicError::Locked(l) => {
+                    let id = rec.id;
+                    let refusal = Answer::stopped(id, &Stop::locked(&l));
+                    let f = refusal.failure.clone().unwrap_or(Failure::Unauthorized);
+                    let answer = || failure_response(id, &f);
+                    return refuse_locked(app, rec, refusal, &l, answer, |se| {
+                        store_failure(id, se)
+                    })
+                    .await;
+                }
             };
             return reject(
                 app,
@@ -999,6 +1012,7 @@ impl Answer {
             ),
             (Rule::NumberLimit, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::NUMBER_LIMIT),
             (Rule::PartnerRate, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::RATE),
+            (Rule::AuthLockout, _) => limit(StatusCode::TOO_MANY_REQUESTS, codes::AUTH_LOCKOUT),
             (Rule::PartnerBusy, _) => limit(StatusCode::SERVICE_UNAVAILABLE, codes::CONCURRENCY),
             (Rule::AgentBusy, _) => limit(StatusCode::CONFLICT, codes::TO_BUSY),
             // Airtel sends no Idempotency-Key.

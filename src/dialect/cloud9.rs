@@ -369,7 +369,11 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         rt.config.server.max_body_bytes,
         rt.config.server.body_read_timeout,
     );
+    let auth_limits = rt.config.guard.auth;
     drop(rt);
+    // SECURITY: the CARRIERID is a credential; a source that guesses too
+    // many is refused for a while, right or wrong.
+    let locked = app.lockout.check(&auth_limits, remote.ip(), None).err();
     let method = req.method().clone();
     let mut vars: Vec<(String, String)> =
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
@@ -429,6 +433,9 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         transaction_id: transaction_id.clone(),
         ..Decided::default()
     };
+    if let (None, Some(l)) = (&refused, locked) {
+        refused = Some((StatusCode::TOO_MANY_REQUESTS, l.detail()));
+    }
     let source_ok = cfg.sources.is_empty() || cfg.sources.iter().any(|n| within(remote.ip(), *n));
     if refused.is_none() && !source_ok {
         refused = Some((
@@ -448,6 +455,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
         if known {
             Ok(m)
         } else {
+            app.lockout.failed(&auth_limits, remote.ip(), None);
             Err((StatusCode::FORBIDDEN, "unknown CARRIERID".to_string()))
         }
     });
@@ -465,7 +473,11 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
                 log::error!("cloud9: cannot record a refused request: {e}");
             }
             log::debug!("cloud9: {}: {why}", status.as_u16());
-            return answer(status, xml);
+            let mut r = answer(status, xml);
+            if let Some(l) = locked.filter(|_| status == StatusCode::TOO_MANY_REQUESTS) {
+                super::stop_headers(&mut r, Some(&crate::guard::Stop::locked(&l)));
+            }
+            return r;
         }
     };
     d.carrier_id = Some(m.carrier_id.clone());

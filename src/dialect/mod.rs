@@ -18,6 +18,7 @@ pub mod roundtrip;
 pub mod spokn;
 pub mod xip;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use base64::Engine;
@@ -29,6 +30,7 @@ use crate::core::call::{CallState, Event, LegState, Side};
 use crate::core::plan::CallPlan;
 use crate::core::{ct_eq, now_ms, CallId};
 use crate::guard::{self, Ask, Stop};
+use crate::lockout::Locked;
 use crate::provider::health::Channel;
 use crate::provider::{Events, FollowUp, Originate, ProviderError, Reply, Routed};
 use crate::store::{calls, partners, StoreError};
@@ -43,34 +45,54 @@ pub enum BasicError {
     Unauthorized,
     /// Right, but the partner is disabled or may not use this front door.
     Forbidden,
+    /// Not looked at: too many failed authentications from the source or
+    /// for the partner ([`crate::lockout`]).
+    Locked(Locked),
 }
 
 /// The partner whose HTTP Basic credentials `header` carries, if it may use
-/// `dialect` (any Basic-auth dialect when `None`).
+/// `dialect` (any Basic-auth dialect when `None`). Each wrong password is
+/// counted against `remote` and the partner it names.
 pub fn basic_partner<'a>(
+    app: &App,
     cfg: &'a Config,
+    remote: IpAddr,
     header: Option<&HeaderValue>,
     dialect: impl Into<Option<Dialect>>,
 ) -> Result<&'a Partner, BasicError> {
     let dialect = dialect.into();
-    basic_partner_where(cfg, header, |p| match dialect {
+    basic_partner_where(app, cfg, remote, header, |p| match dialect {
         Some(d) => p.dialects.contains(&d),
         None => p.dialects.iter().any(|d| d.basic_auth()),
     })
 }
 
 /// The partner whose HTTP Basic credentials `header` carries, if `allowed`
-/// lets it through this door.
+/// lets it through this door. A source or partner that is locked out is
+/// refused before the password is looked at; no credentials at all do not
+/// count as a failure (clients send them after a 401).
 pub fn basic_partner_where<'a>(
+    app: &App,
     cfg: &'a Config,
+    remote: IpAddr,
     header: Option<&HeaderValue>,
     allowed: impl Fn(&Partner) -> bool,
 ) -> Result<&'a Partner, BasicError> {
-    let (user, password) = basic_credentials(header).ok_or(BasicError::Unauthorized)?;
+    let limits = &cfg.guard.auth;
+    let Some((user, password)) = basic_credentials(header) else {
+        app.lockout
+            .check(limits, remote, None)
+            .map_err(BasicError::Locked)?;
+        return Err(BasicError::Unauthorized);
+    };
     let partner = cfg
         .partners
         .iter()
         .find(|p| p.username.as_deref() == Some(user.as_str()));
+    let named = partner.map(|p| p.id.as_str());
+    app.lockout
+        .check(limits, remote, named)
+        .map_err(BasicError::Locked)?;
     let expected = partner
         .and_then(|p| p.password.as_ref())
         .map(|s| s.expose())
@@ -78,9 +100,37 @@ pub fn basic_partner_where<'a>(
     // SECURITY: constant-time comparison, made for unknown usernames too.
     let ok = ct_eq(password.as_bytes(), expected.as_bytes());
     match partner {
-        Some(p) if ok && p.enabled && allowed(p) => Ok(p),
+        Some(p) if ok && p.enabled && allowed(p) => {
+            app.lockout.passed(remote, &p.id);
+            Ok(p)
+        }
         Some(_) if ok => Err(BasicError::Forbidden),
-        _ => Err(BasicError::Unauthorized),
+        _ => {
+            app.lockout.failed(limits, remote, named);
+            Err(BasicError::Unauthorized)
+        }
+    }
+}
+
+/// Records a request refused because its source or partner is locked out
+/// (`calls.guard` = `auth_lockout`), then gives `answer`'s response with
+/// `Retry-After`; `failed` answers when it could not be recorded.
+pub async fn refuse_locked<A: Recorded>(
+    app: &App,
+    rec: calls::NewCall,
+    refusal: A,
+    locked: &Locked,
+    answer: impl FnOnce() -> crate::http::Resp,
+    failed: impl FnOnce(&StoreError) -> crate::http::Resp,
+) -> crate::http::Resp {
+    let stop = Stop::locked(locked);
+    match record_stopped(app, rec, refusal, Some((stop.rule, None))).await {
+        Ok(()) => {
+            let mut r = answer();
+            stop_headers(&mut r, Some(&stop));
+            r
+        }
+        Err(e) => failed(&e),
     }
 }
 

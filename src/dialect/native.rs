@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 
 use super::{
     basic_credentials, basic_partner, content_type_is, place, record_refusal, record_stopped,
-    stop_headers, usable, BasicError, CallbackFormat, Notice, Outcome, Payload, Recorded,
-    CALL_ID_HEADER, REPLAY_HEADER,
+    refuse_locked, stop_headers, usable, BasicError, CallbackFormat, Notice, Outcome, Payload,
+    Recorded, CALL_ID_HEADER, REPLAY_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -70,6 +70,8 @@ pub enum NativeError {
     NumberLimit(String),
     #[error("the partner's call rate is spent: {0}")]
     RateLimited(String),
+    #[error("{0}")]
+    AuthLockout(String),
     #[error("the partner has too many calls in progress: {0}")]
     PartnerBusy(String),
     #[error("the B number is busy in another call: {0}")]
@@ -102,9 +104,9 @@ impl NativeError {
                 StatusCode::BAD_GATEWAY
             }
             NativeError::ProviderTimeout => StatusCode::GATEWAY_TIMEOUT,
-            NativeError::NumberLimit(_) | NativeError::RateLimited(_) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            NativeError::NumberLimit(_)
+            | NativeError::RateLimited(_)
+            | NativeError::AuthLockout(_) => StatusCode::TOO_MANY_REQUESTS,
             NativeError::BBusy(_) | NativeError::KeyInUse | NativeError::KeyReused => {
                 StatusCode::CONFLICT
             }
@@ -134,6 +136,7 @@ impl NativeError {
             NativeError::NoChannel => "no_channel",
             NativeError::NumberLimit(_) => "number_limit",
             NativeError::RateLimited(_) => "rate_limited",
+            NativeError::AuthLockout(_) => "auth_lockout",
             NativeError::PartnerBusy(_) => "partner_busy",
             NativeError::BBusy(_) => "b_busy",
             NativeError::KeyInUse => "idempotency_key_in_use",
@@ -166,6 +169,7 @@ impl NativeError {
             Rule::KeyReused => NativeError::KeyReused,
             Rule::NumberLimit => NativeError::NumberLimit(why),
             Rule::PartnerRate => NativeError::RateLimited(why),
+            Rule::AuthLockout => NativeError::AuthLockout(why),
             Rule::PartnerBusy => NativeError::PartnerBusy(why),
             Rule::AgentBusy => NativeError::BBusy(why),
         })
@@ -542,12 +546,23 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             return reject(app, rec, NativeError::Malformed(format!("body: {e}")), None).await
         }
     }
-    let partner = match basic_partner(&rt.config, auth.as_ref(), Dialect::Native) {
+    let partner = match basic_partner(app, &rt.config, remote.ip(), auth.as_ref(), Dialect::Native)
+    {
         Ok(p) => p,
         Err(e) => {
             let e = match e {
                 BasicError::Unauthorized => NativeError::Unauthorized,
                 BasicError::Forbidden => NativeError::Forbidden,
+                BasicError::Locked(l) => {
+                    let id = rec.id;
+                    let e = NativeError::AuthLockout(l.detail());
+                    let refusal = Answer::refused(id, e.clone());
+                    let answer = || problem(id, &e);
+                    return refuse_locked(app, rec, refusal, &l, answer, |se| {
+                        store_failure(id, se)
+                    })
+                    .await;
+                }
             };
             // Who tried is kept for the operator; the password never is.
             let user = basic_credentials(auth.as_ref()).map(|(u, _)| format!("username {u:?}"));

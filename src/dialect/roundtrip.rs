@@ -439,22 +439,33 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     if let Some((status, why)) = refused {
         return refuse(&app, posted, status, &why).await;
     }
-    let partner = match basic_partner_where(&rt.config, auth.as_ref(), |p| p.roundtrip.is_some()) {
-        Ok(p) => p,
-        Err(e) => {
-            posted.username = basic_credentials(auth.as_ref()).map(|(u, _)| u);
-            // Who is not a partner gets a line in the record, not storage.
-            posted.body.truncate(UNAUTHENTICATED_BODY);
-            let (status, why) = match e {
-                BasicError::Unauthorized => (StatusCode::UNAUTHORIZED, "no or wrong credentials"),
-                BasicError::Forbidden => (
-                    StatusCode::FORBIDDEN,
-                    "these credentials have no RoundTrip access (or the partner is disabled)",
-                ),
-            };
-            return refuse(&app, posted, status, why).await;
-        }
-    };
+    let with_roundtrip = |p: &crate::config::Partner| p.roundtrip.is_some();
+    let partner =
+        match basic_partner_where(&app, &rt.config, remote.ip(), auth.as_ref(), with_roundtrip) {
+            Ok(p) => p,
+            Err(e) => {
+                posted.username = basic_credentials(auth.as_ref()).map(|(u, _)| u);
+                // Who is not a partner gets a line in the record, not storage.
+                posted.body.truncate(UNAUTHENTICATED_BODY);
+                let (status, why) = match e {
+                    BasicError::Unauthorized => {
+                        (StatusCode::UNAUTHORIZED, "no or wrong credentials")
+                    }
+                    BasicError::Forbidden => (
+                        StatusCode::FORBIDDEN,
+                        "these credentials have no RoundTrip access (or the partner is disabled)",
+                    ),
+                    BasicError::Locked(l) => {
+                        let mut r =
+                            refuse(&app, posted, StatusCode::TOO_MANY_REQUESTS, &l.detail()).await;
+                        let stop = crate::guard::Stop::locked(&l);
+                        super::stop_headers(&mut r, Some(&stop));
+                        return r;
+                    }
+                };
+                return refuse(&app, posted, status, why).await;
+            }
+        };
     posted.partner_id = Some(partner.id.clone());
     posted.username = partner.username.clone();
     let media = content_type

@@ -31,8 +31,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::{
-    basic_credentials, basic_partner, content_type_is, place, record_refusal, stop_headers, usable,
-    BasicError, CallbackFormat, LegView, Notice, Outcome, Payload, Recorded, CALL_ID_HEADER,
+    basic_credentials, basic_partner, content_type_is, place, record_refusal, refuse_locked,
+    stop_headers, usable, BasicError, CallbackFormat, LegView, Notice, Outcome, Payload, Recorded,
+    CALL_ID_HEADER,
 };
 use crate::app::App;
 use crate::config::{self, Dialect, Partner};
@@ -435,7 +436,7 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             return reject(app, rec, SpoknError::Invalid(format!("body: {e}"))).await
         }
     }
-    let partner = match basic_partner(&rt.config, auth.as_ref(), Dialect::Spokn) {
+    let partner = match basic_partner(app, &rt.config, remote.ip(), auth.as_ref(), Dialect::Spokn) {
         Ok(p) => p,
         Err(e) => {
             // Who tried is kept for the operator; the password never is.
@@ -444,6 +445,16 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
             let why = match e {
                 BasicError::Unauthorized => "no or wrong credentials",
                 BasicError::Forbidden => "the partner is disabled or may not use spokn",
+                BasicError::Locked(l) => {
+                    let id = rec.id;
+                    let refusal = Answer::stopped(&Stop::locked(&l));
+                    let e = SpoknError::Unauthorized;
+                    let answer = || error_response(id, &e);
+                    return refuse_locked(app, rec, refusal, &l, answer, |se| {
+                        store_failure(id, se)
+                    })
+                    .await;
+                }
             };
             let note = format!("{why} ({})", user.as_deref().unwrap_or("no username"));
             return reject_with(app, rec, SpoknError::Unauthorized, Some(note)).await;
@@ -574,7 +585,9 @@ impl Answer {
                     body: Bytes::from(answer_body(200)),
                 }
             }
-            Rule::Disabled => SpoknError::Unauthorized,
+            // Spokn's codes have no "too many": the lock is an authentication
+            // failure, with Retry-After.
+            Rule::Disabled | Rule::AuthLockout => SpoknError::Unauthorized,
             Rule::CallerId(_) => SpoknError::Invalid(why),
             Rule::Invalid(Side::A) => SpoknError::BadAparty(why),
             Rule::Invalid(Side::B) => SpoknError::BadBparty(why),

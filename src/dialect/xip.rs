@@ -81,6 +81,8 @@ pub enum XipError {
     PartnerBusy(String),
     #[error("Fulfillment busy in another call: {0}")]
     FulfillmentBusy(String),
+    #[error("Too many failed authentications: {0}")]
+    AuthLockout(String),
     #[error("Busy, retry later")]
     Overloaded,
     #[error("Internal error")]
@@ -112,6 +114,7 @@ impl XipError {
             XipError::PartnerRate(_) => 132,
             XipError::PartnerBusy(_) => 133,
             XipError::FulfillmentBusy(_) => 134,
+            XipError::AuthLockout(_) => 138,
             XipError::Overloaded => 120,
             XipError::Internal => 121,
         }
@@ -135,7 +138,9 @@ impl XipError {
             | XipError::UpstreamBadResponse
             | XipError::UpstreamRefused => StatusCode::BAD_GATEWAY,
             XipError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            XipError::NumberLimit(_) | XipError::PartnerRate(_) => StatusCode::TOO_MANY_REQUESTS,
+            XipError::NumberLimit(_) | XipError::PartnerRate(_) | XipError::AuthLockout(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             XipError::FulfillmentBusy(_) => StatusCode::CONFLICT,
             XipError::PartnerBusy(_) | XipError::NoChannel | XipError::Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -165,6 +170,7 @@ impl XipError {
             // XIP sends no Idempotency-Key.
             Rule::KeyInUse | Rule::KeyReused | Rule::KeyReplay => XipError::Internal,
             Rule::AgentBusy => XipError::FulfillmentBusy(why),
+            Rule::AuthLockout => XipError::AuthLockout(why),
         })
     }
 
@@ -362,11 +368,24 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     rec.a_cid = Some(last_chars(b.digits(), 10).to_string());
     rec.b_cid = Some(last_chars(a.digits(), 10).to_string());
 
+    // SECURITY: a source or partner with too many bad Auths is not even
+    // passed upstream as BadIncomingAuth until its lock ends.
+    let auth_limits = &rt.config.guard.auth;
+    let named = rt.config.partner(&partner_id).map(|p| p.id.as_str());
+    if let Err(l) = app.lockout.check(auth_limits, remote.ip(), named) {
+        let e = XipError::AuthLockout(l.detail());
+        let id = rec.id;
+        let refusal = Answer::local(id, &e, Event::Rejected);
+        let answer = || local_answer(id, &e);
+        return super::refuse_locked(app, rec, refusal, &l, answer, |se| store_failure(id, se))
+            .await;
+    }
     let partner = rt
         .config
         .partner(&partner_id)
         .filter(|p| p.enabled && p.dialects.contains(&crate::config::Dialect::Xip));
     let Some(partner) = partner else {
+        app.lockout.failed(auth_limits, remote.ip(), None);
         return reject(app, rec, XipError::UnknownPartner).await;
     };
 
@@ -380,6 +399,12 @@ pub async fn handle(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -
     let auth_ok =
         partner.secret.is_some() && hex_digest_eq(params.auth.as_deref().unwrap_or(""), &expected);
     rec.auth_ok = Some(auth_ok);
+    if auth_ok {
+        app.lockout.passed(remote.ip(), &partner.id);
+    } else {
+        app.lockout
+            .failed(auth_limits, remote.ip(), Some(&partner.id));
+    }
 
     let mut plan = CallPlan::simple(
         a.clone(),

@@ -3,6 +3,7 @@
 //! every call, a partner with its HTTP Basic credentials only its own.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
@@ -72,6 +73,23 @@ pub async fn metrics(app: &App) -> Resp {
     for (rule, n) in m.stops() {
         let _ = writeln!(out, "c2cd_guard_stops_total{{rule=\"{rule}\"}} {n}");
     }
+    let l = &app.lockout.stats;
+    let (sources, partners) = app.lockout.locked_now();
+    let _ = writeln!(
+        out,
+        "# HELP c2cd_auth_failures_total Requests whose credentials were wrong, at every door.\n# TYPE c2cd_auth_failures_total counter\nc2cd_auth_failures_total {}",
+        Metrics::get(&l.failures)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP c2cd_auth_lockouts_total Locks begun by [guard] auth_failures_per_source and auth_failures_per_partner.\n# TYPE c2cd_auth_lockouts_total counter\nc2cd_auth_lockouts_total{{scope=\"source\"}} {}\nc2cd_auth_lockouts_total{{scope=\"partner\"}} {}",
+        Metrics::get(&l.source_locks),
+        Metrics::get(&l.partner_locks)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP c2cd_auth_locked Sources and partners locked out now.\n# TYPE c2cd_auth_locked gauge\nc2cd_auth_locked{{scope=\"source\"}} {sources}\nc2cd_auth_locked{{scope=\"partner\"}} {partners}"
+    );
     let s = app.store.stats();
     let _ = writeln!(
         out,
@@ -206,8 +224,10 @@ fn unauthorized(message: &str) -> Resp {
     r
 }
 
-/// The caller the request's credentials name.
-fn authorized(app: &App, req: &Request<Incoming>) -> Result<Caller, Box<Resp>> {
+/// The caller the request's credentials name. Wrong credentials count
+/// against the source (and the partner a username names): see
+/// [`crate::lockout`].
+fn authorized(app: &App, remote: IpAddr, req: &Request<Incoming>) -> Result<Caller, Box<Resp>> {
     let rt = app.runtime();
     let header = req.headers().get(AUTHORIZATION);
     let (scheme, value) = header
@@ -218,17 +238,22 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<Caller, Box<Resp>> {
         let basic_door = |p: &crate::config::Partner| {
             p.roundtrip.is_some() || p.dialects.iter().any(|d| d.basic_auth())
         };
-        return match dialect::basic_partner_where(&rt.config, header, basic_door) {
+        return match dialect::basic_partner_where(app, &rt.config, remote, header, basic_door) {
             Ok(p) => Ok(Caller::Partner(p.id.clone())),
             Err(dialect::BasicError::Forbidden) => Err(Box::new(error(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "the partner is disabled",
             ))),
-            Err(_) => Err(Box::new(unauthorized(
+            Err(dialect::BasicError::Locked(l)) => Err(Box::new(locked(&l))),
+            Err(dialect::BasicError::Unauthorized) => Err(Box::new(unauthorized(
                 "the partner's username or password is wrong",
             ))),
         };
+    }
+    let limits = &rt.config.guard.auth;
+    if let Err(l) = app.lockout.check(limits, remote, None) {
+        return Err(Box::new(locked(&l)));
     }
     let Some(token) = rt.config.admin.token.as_ref() else {
         return Err(Box::new(error(
@@ -246,10 +271,22 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<Caller, Box<Resp>> {
     if ct_eq(presented.as_bytes(), token.expose().as_bytes()) {
         Ok(Caller::Admin)
     } else {
+        if !presented.is_empty() {
+            app.lockout.failed(limits, remote, None);
+        }
         Err(Box::new(unauthorized(
             "send Authorization: Bearer <[admin] token>, or Basic with a partner's credentials",
         )))
     }
+}
+
+/// 429: the source or partner is locked out after failed authentications.
+fn locked(l: &crate::lockout::Locked) -> Resp {
+    let mut r = error(StatusCode::TOO_MANY_REQUESTS, "auth_lockout", &l.detail());
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&l.retry_after.to_string()) {
+        r.headers_mut().insert(hyper::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn not_found() -> Resp {
@@ -314,8 +351,8 @@ fn filter(caller: &Caller, q: &dyn Fn(&str) -> Option<String>) -> Result<calls::
     })
 }
 
-pub async fn handle(app: &App, req: Request<Incoming>) -> Resp {
-    let caller = match authorized(app, &req) {
+pub async fn handle(app: &App, remote: IpAddr, req: Request<Incoming>) -> Resp {
+    let caller = match authorized(app, remote, &req) {
         Ok(c) => c,
         Err(r) => return *r,
     };

@@ -176,7 +176,11 @@ async fn route(app: Arc<App>, remote: SocketAddr, req: Request<Incoming>) -> Res
             let a = app.clone();
             (
                 "v1",
-                detached(&app, async move { admin::handle(&a, req).await }).await,
+                detached(
+                    &app,
+                    async move { admin::handle(&a, remote.ip(), req).await },
+                )
+                .await,
             )
         }
         _ => ("other", text(StatusCode::NOT_FOUND, "not found\n")),

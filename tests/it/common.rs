@@ -70,6 +70,8 @@ pub struct Daemon {
     pub config: PathBuf,
     lines: Receiver<String>,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Every secret any of its configs held: none may be in its log.
+    secrets: Vec<String>,
 }
 
 /// A config whose `{DB}` is replaced by a database in the test's directory.
@@ -125,6 +127,9 @@ impl Daemon {
                 }
             }
         });
+        let secrets = std::fs::read_to_string(&config)
+            .map(|t| secrets_of(&t))
+            .unwrap_or_default();
         let mut d = Daemon {
             child,
             addr: "127.0.0.1:1".parse().unwrap(),
@@ -132,6 +137,7 @@ impl Daemon {
             config,
             lines,
             log,
+            secrets,
         };
         let line = d.wait_log("listening on http://");
         let addr = line.rsplit("http://").next().unwrap().trim();
@@ -171,7 +177,9 @@ impl Daemon {
     /// Replaces the config with `text` (`{DB}` as in [`write_config`]) and
     /// reloads it (SIGHUP), returning once it is in use.
     pub fn reload(&mut self, text: &str) {
-        write_config(self.dir.path(), text);
+        let path = write_config(self.dir.path(), text);
+        self.secrets
+            .extend(secrets_of(&std::fs::read_to_string(path).unwrap()));
         self.signal("-HUP");
         self.wait_log("config reloaded");
     }
@@ -273,7 +281,43 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Every test's log is scanned for its configs' secrets.
+        if !std::thread::panicking() {
+            let log = self.log.lock().unwrap();
+            for secret in &self.secrets {
+                if let Some(line) = log.iter().find(|l| l.contains(secret.as_str())) {
+                    panic!(
+                        "a configured secret ({} characters) is in the log: {line}",
+                        secret.len()
+                    );
+                }
+            }
+        }
     }
+}
+
+/// The secrets a config holds: the quoted values of every key that names one
+/// (`secret`, `password`, `token`, `carrier_ids`, `callback_secrets`, …),
+/// line by line, so that a config c2cd refuses is read too. Ones too short to
+/// be told from other text are left out.
+pub fn secrets_of(config: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in config.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        let named = ["secret", "password", "token", "carrier_id"]
+            .iter()
+            .any(|k| key.contains(k));
+        if !named {
+            continue;
+        }
+        // Every "…" in the value: one string, or an array of them.
+        let quoted = value.split('"').skip(1).step_by(2);
+        out.extend(quoted.filter(|s| s.len() >= 6).map(str::to_string));
+    }
+    out
 }
 
 /// Moves the directory out of a daemon that is being dropped.
@@ -356,6 +400,21 @@ pub fn try_request(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
     buf.windows(4)
         .any(|w| w == b"\r\n\r\n")
         .then(|| parse_response(&buf))
+}
+
+/// Like [`request`], from the loopback address `from` (any of 127.0.0.0/8):
+/// to the daemon, another client host.
+pub fn request_from(from: &str, addr: SocketAddr, raw: &str) -> Response {
+    let from: SocketAddr = format!("{from}:0").parse().unwrap();
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&from.into()).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let mut s: TcpStream = s.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
 }
 
 pub fn parse_response(buf: &[u8]) -> Response {

@@ -11,6 +11,7 @@ mod common;
 mod config;
 mod guard;
 mod lifecycle;
+mod lockout;
 mod native;
 mod openapi;
 mod roundtrip;
