@@ -143,6 +143,9 @@ async fn reload(app: &App) {
             return;
         }
     };
+    for w in &new.warnings {
+        log::warn!("reload: {w}");
+    }
     let later = current.config.restart_needed(&new);
     if !later.is_empty() {
         log::warn!(

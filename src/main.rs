@@ -547,6 +547,9 @@ fn announce(cfg: &Config) {
         ),
         Source::File(p) => log::info!("c2cd {v}: config {}", p.display()),
     }
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
 }
 
 /// Binds the listeners and drops every capability, on the main thread before any
@@ -605,6 +608,9 @@ fn check_config(path: Option<&Path>) -> ExitCode {
     };
     match config::parse_all(&text, source) {
         Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: ok ({} partners, {} providers)",
                 c.source,

@@ -442,6 +442,9 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: Source,
+    /// What is wrong but not refused (a world-readable file of secrets), for
+    /// `check-config` and the log, each `FILE: key: problem`.
+    pub warnings: Vec<String>,
     pub server: Server,
     pub database: Database,
     pub log: Log,
@@ -2639,10 +2642,15 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
 
     let cloud9 = cloud9(&mut v, &raw.cloud9);
 
+    let warnings = match &source {
+        Source::File(path) => file_mode(&mut v, path),
+        Source::Embedded => Vec::new(),
+    };
     if !v.errors.is_empty() {
         return Err(v.errors);
     }
     Ok(Config {
+        warnings,
         roundtrip,
         cloud9,
         source,
@@ -2658,6 +2666,59 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
         partners,
         providers,
     })
+}
+
+/// Keys whose values are secrets, wherever they are: never in an error
+/// message, and a reason for the file's mode to be private.
+const SECRET_KEYS: &[&str] = &[
+    "secret",
+    "password",
+    "token",
+    "carrier_ids",
+    "callback_secrets",
+];
+
+/// SECURITY: the config file's mode. Writable by every user is refused (anyone
+/// on the box could route calls and read the secrets it would be given);
+/// readable by every user while it holds a secret is a warning.
+fn file_mode(v: &mut Validator, path: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let file = path.display();
+    if mode & 0o002 != 0 {
+        v.errors.push(ConfigError {
+            file: file.to_string(),
+            line: None,
+            key: "file".into(),
+            message: format!(
+                "writable by every user (mode {mode:04o}): anyone on this machine could change its partners, routes and secrets; chmod o-w {file}"
+            ),
+        });
+        return Vec::new();
+    }
+    if mode & 0o004 != 0 && holds_secret(v.text) {
+        return vec![format!(
+            "{file}: file: readable by every user (mode {mode:04o}) and holds secrets; chmod 0640 {file} (owner root, group c2cd, as the package installs it)"
+        )];
+    }
+    Vec::new()
+}
+
+/// Whether a config text sets any key of [`SECRET_KEYS`], at any depth.
+fn holds_secret(text: &str) -> bool {
+    fn any(key: &str, v: &toml::Value) -> bool {
+        match v {
+            toml::Value::Table(t) => t.iter().any(|(k, v)| any(k, v)),
+            toml::Value::Array(a) if !SECRET_KEYS.contains(&key) => a.iter().any(|v| any(key, v)),
+            toml::Value::Array(a) => !a.is_empty(),
+            toml::Value::String(_) => SECRET_KEYS.contains(&key),
+            _ => false,
+        }
+    }
+    toml::from_str::<toml::Table>(text).is_ok_and(|t| t.iter().any(|(k, v)| any(k, v)))
 }
 
 /// The keys an upstream HTTP API provider (`spokn`, `airtel`) shares: its
@@ -2773,8 +2834,6 @@ pub fn check_callback_url(url: &str, hosts: &[String]) -> Result<hyper::Uri, Str
     }
     Ok(uri)
 }
-
-const SECRET_KEYS: [&str; 4] = ["secret", "password", "token", "callback_secrets"];
 
 /// Replaces every `quoted` part of a parser message with `***`.
 fn redact_quoted(message: &str) -> String {
@@ -3236,6 +3295,45 @@ secret = "up"
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_duration("10"), None);
         assert_eq!(parse_duration("s"), None);
+    }
+
+    #[test]
+    fn the_files_mode_is_checked_for_its_secrets() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str, text: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            load_file(&path)
+        };
+        // Private: nothing to say.
+        assert_eq!(
+            at("private.toml", OK, 0o640).unwrap().warnings,
+            Vec::<String>::new()
+        );
+        // Readable by all, with secrets: taken, with a warning naming the fix.
+        let c = at("readable.toml", OK, 0o644).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("readable by every user (mode 0644)")
+                && c.warnings[0].contains("chmod 0640"),
+            "{:?}",
+            c.warnings
+        );
+        // Readable by all, without a secret: nothing to hide.
+        let plain = "[server]\nlisten = [\"127.0.0.1:0\"]\n";
+        assert!(at("plain.toml", plain, 0o644).unwrap().warnings.is_empty());
+        // Cloud9's carrier IDs are secrets too.
+        assert!(holds_secret("[cloud9]\ncarrier_ids = [\"C9\"]\n"));
+        assert!(!holds_secret("[cloud9]\ncarrier_ids = []\n"));
+        // Writable by all: refused, whatever it holds.
+        let e = at("writable.toml", plain, 0o666).unwrap_err();
+        assert_eq!(e.key, "file");
+        assert!(
+            e.message.contains("writable by every user (mode 0666)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("c2cd.toml");
     let text = text.replace("{DB}", &dir.join("c2cd.db").display().to_string());
     std::fs::write(&path, text).unwrap();
+    // Private, as the package installs it: c2cd warns of a config of secrets
+    // that every user can read (tests/it/config.rs).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     path
 }
 
