@@ -9,6 +9,7 @@ mod chain;
 mod cloud9;
 mod common;
 mod config;
+mod crash;
 mod guard;
 mod lifecycle;
 mod lockout;

@@ -1,0 +1,428 @@
+//! Crash consistency: load through the XIP, native, Spokn, Airtel and Cloud9
+//! doors while the daemon is killed with SIGKILL at random moments and
+//! restarted on the same database, then: every request that got a success
+//! answer is in the database as answered; no call reached the upstream
+//! click-to-call server twice; `PRAGMA integrity_check` is ok; every call
+//! cut off mid-flight was reconciled to a final state after the restarts; and
+//! every callback due was delivered.
+//!
+//! `C2CD_CRASH_ROUNDS` sets the number of kills (default 3 here;
+//! `bash tests/crash/run.sh` runs 25 and prints the counts).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::common::*;
+
+const CRM_PASSWORD: &str = "crm-password-0123456789";
+const CARRIER: &str = "C9CRASH";
+const CB_SECRET: &str = "callback-secret-0123456789";
+
+fn config(upstream: &str, callbacks: &str) -> String {
+    base_config(&format!(
+        r#"
+[calls]
+ring_timeout = "1s"
+grace = "1s"
+reconcile_every = "100ms"
+
+[callbacks]
+backoff = "20ms"
+max_backoff = "200ms"
+
+[cloud9]
+carrier_ids = ["{CARRIER}"]
+
+[[partner]]
+id = "{PARTNER}"
+secret = "{SECRET}"
+provider = "c2c"
+time_limit = 1
+callback_url = "{callbacks}"
+callback_hosts = ["127.0.0.1"]
+callback_secrets = ["{CB_SECRET}"]
+
+[[partner]]
+id = "crm"
+dialects = ["native", "spokn", "airtel"]
+username = "crm"
+password = "{CRM_PASSWORD}"
+customer_id = "CUST-1"
+call_flow_ids = ["FLOW-1"]
+provider = "c2c"
+time_limit = 1
+callback_url = "{callbacks}"
+callback_hosts = ["127.0.0.1"]
+callback_secrets = ["{CB_SECRET}"]
+
+[[provider]]
+name = "c2c"
+kind = "xip"
+url = "{upstream}"
+secret = "upstream-secret-0123456789"
+timeout = "2s"
+"#
+    ))
+}
+
+/// The doors the load goes through, in turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Door {
+    Xip,
+    Native,
+    Spokn,
+    Airtel,
+    Cloud9,
+}
+
+const DOORS: [Door; 5] = [
+    Door::Xip,
+    Door::Native,
+    Door::Spokn,
+    Door::Airtel,
+    Door::Cloud9,
+];
+
+/// Request `n` through `door`: its A number (the caller's MSISDN for Cloud9,
+/// its TRANSACTIONID `n`) is unique, so that the upstream's log tells each
+/// call apart.
+fn request_for(door: Door, n: u64) -> (String, String) {
+    let a = format!("1604{:07}", n);
+    let b = FULFILLMENT;
+    // Airtel's numbers are 10 digits, in India (`[airtel] country_code`).
+    let airtel_a = format!("98{:08}", n % 100_000_000);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("crm:{CRM_PASSWORD}"));
+    let post = |path: &str, ct: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: c2cd\r\nAuthorization: Basic {basic}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let raw = match door {
+        Door::Xip => format!(
+            "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n",
+            xip_query(PARTNER, &a, b, &auth(SECRET, PARTNER, &a, b))
+        ),
+        Door::Native => post(
+            "/v1/calls",
+            "application/json",
+            &serde_json::json!({
+                "a": { "participants": [{ "number": format!("+{a}") }] },
+                "b": { "participants": [{ "number": format!("+{b}") }] },
+            })
+            .to_string(),
+        ),
+        Door::Spokn => post(
+            "/c2c/1.0/call",
+            "application/x-www-form-urlencoded",
+            &format!("aparty=%2B{a}&bparty=%2B{b}"),
+        ),
+        Door::Airtel => post(
+            "/v2/execute/workflow",
+            "application/json",
+            &serde_json::json!({
+                "callFlowId": "FLOW-1",
+                "customerId": "CUST-1",
+                "callType": "OUTBOUND",
+                "callerId": "8000000001",
+                "callFlowConfiguration": {
+                    "initiateCall_1": {
+                        "callerId": "8000000001",
+                        "mergingStrategy": "SEQUENTIAL",
+                        "participants": [{ "participantAddress": airtel_a, "callerId": "8000000001", "participantName": "A", "maxRetries": 0, "maxTime": 0 }],
+                        "maxTime": 0
+                    },
+                    "addParticipant_1": {
+                        "mergingStrategy": "SEQUENTIAL",
+                        "maxTime": 0,
+                        "participants": [{ "participantAddress": "9810000002", "callerId": "8000000001", "participantName": "B", "maxRetries": 0, "maxTime": 0 }]
+                    }
+                }
+            })
+            .to_string(),
+        ),
+        Door::Cloud9 => {
+            let body = format!(
+                "TIMESTAMP=2026-11-22+10%3A15%3A00&IMSI=234180000000001&TRANSACTIONID={n}&CARRIERID={CARRIER}&MSISDN=%2B447700900123&MCC=234&MNC=18&TADIG=GBWC9&REQUEST_TYPE=AUTH_CALLBACK_CALL&CALLDESTINATION=%2B14155550100&USER_BALANCE=0.00&IOT=0&IOT_CHARGE=0.00&MSRN=%2B447700900001&ECC=1"
+            );
+            format!(
+                "POST /cloud9/moc HTTP/1.1\r\nHost: c2cd\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        }
+    };
+    // The A number as the upstream is sent it.
+    let a = if door == Door::Airtel {
+        format!("91{airtel_a}")
+    } else {
+        a
+    };
+    (a, raw)
+}
+
+/// A request that got a success answer.
+#[derive(Debug, Clone)]
+struct Acked {
+    door: Door,
+    n: u64,
+    a: String,
+    call_id: Option<String>,
+}
+
+fn rounds() -> usize {
+    std::env::var("C2CD_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+#[test]
+fn kill_9_under_load_loses_no_answered_request_and_originates_nothing_twice() {
+    let upstream = Upstream::start(Behaviour::Reply(200, "text/plain", "Result=0&Message=OK"));
+    let receiver = Upstream::start(Behaviour::Reply(200, "text/plain", "ok"));
+    let text = config(&upstream.url(), &receiver.url());
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &text);
+
+    let addr = Arc::new(Mutex::new(None::<SocketAddr>));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicU64::new(1));
+    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
+    let sent = Arc::new(AtomicU64::new(0));
+    // The first refusal of each door, to say why when a door had no success.
+    let refused = Arc::new(Mutex::new(HashMap::<Door, String>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop, next, acked, sent, refused) = (
+                addr.clone(),
+                stop.clone(),
+                next.clone(),
+                acked.clone(),
+                sent.clone(),
+                refused.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(to) = *addr.lock().unwrap() else {
+                        std::thread::yield_now();
+                        continue;
+                    };
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let door = DOORS[(n % DOORS.len() as u64) as usize];
+                    let (a, raw) = request_for(door, n);
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    let Some(r) = try_request(to, raw.as_bytes()) else {
+                        continue;
+                    };
+                    // Spokn answers its refusals 200 too, with another <code>.
+                    let ok = (200..300).contains(&r.status)
+                        && (door != Door::Spokn || r.text().contains("<code>200</code>"));
+                    if ok {
+                        let call_id = r.header("c2c-call-id").map(str::to_string);
+                        acked.lock().unwrap().push(Acked {
+                            door,
+                            n,
+                            a,
+                            call_id,
+                        });
+                    } else {
+                        let why = format!("{} {}", r.status, r.text());
+                        refused.lock().unwrap().entry(door).or_insert(why);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let mut dir = Some(dir);
+    let mut kills = 0;
+    for _ in 0..rounds() {
+        let d = Daemon::start_in(dir.take().unwrap(), path.clone());
+        *addr.lock().unwrap() = Some(d.addr);
+        // A random moment: fault injection, not a wait for something.
+        let before = acked.lock().unwrap().len();
+        std::thread::sleep(Duration::from_millis(100 + fastrand::u64(0..400)));
+        // At least one answer in every round, so that every round kills load.
+        let deadline = Instant::now() + WAIT;
+        while acked.lock().unwrap().len() == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        *addr.lock().unwrap() = None;
+        dir = Some(d.kill9());
+        kills += 1;
+    }
+    // The last life: load a little more, then let the calls cut off by the
+    // kills reach their deadlines and the callbacks drain.
+    let mut d = Daemon::start_in(dir.take().unwrap(), path.clone());
+    *addr.lock().unwrap() = Some(d.addr);
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let settled = |d: &Daemon| {
+        let conn = rusqlite::Connection::open_with_flags(
+            d.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let open: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM calls WHERE state NOT IN ('rejected', 'handed_off', 'completed', 'failed', 'lost')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let pending: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM callbacks WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (open, pending)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while settled(&d) != (0, 0) {
+        if Instant::now() > deadline {
+            let conn = rusqlite::Connection::open(d.db()).unwrap();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT c.id, c.dialect, c.state, c.deadline_at, c.provider,
+                            (SELECT group_concat(kind || ':' || state, ' ') FROM call_events e WHERE e.call_id = c.id)
+                     FROM calls c WHERE state NOT IN ('rejected', 'handed_off', 'completed', 'failed', 'lost')",
+                )
+                .unwrap();
+            let open: Vec<String> = stmt
+                .query_map([], |r| {
+                    Ok(format!(
+                        "{} {} {} deadline {:?} provider {:?} events {:?}",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            panic!(
+                "not settled within 30 s: (calls open, callbacks pending) = {:?}; now {}; open calls:\n{}",
+                settled(&d),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(),
+                open.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.wait_logged("listening");
+    let (status, dir, _log) = d.stop();
+    assert!(status.success(), "{status:?}");
+
+    // What the database holds.
+    let conn = rusqlite::Connection::open(dir.path().join("c2cd.db")).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let mut states: HashMap<String, String> = HashMap::new();
+    let mut stmt = conn.prepare("SELECT id, state FROM calls").unwrap();
+    for row in stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+    {
+        let (id, state) = row.unwrap();
+        states.insert(id, state);
+    }
+    let mut transactions: HashSet<String> = HashSet::new();
+    let mut stmt = conn
+        .prepare("SELECT transaction_id FROM cloud9_requests WHERE status = 200")
+        .unwrap();
+    for t in stmt
+        .query_map([], |r| r.get::<_, Option<String>>(0))
+        .unwrap()
+    {
+        if let Some(t) = t.unwrap() {
+            transactions.insert(t);
+        }
+    }
+
+    // What the upstream saw: each A number once at most.
+    let mut originated: HashMap<String, usize> = HashMap::new();
+    for r in upstream.received.lock().unwrap().iter() {
+        let params = form_urlencoded::parse(r.query.as_bytes())
+            .chain(form_urlencoded::parse(r.body.as_bytes()));
+        for (k, a) in params {
+            if k == "RequestorPhone" {
+                *originated.entry(a.into_owned()).or_default() += 1;
+            }
+        }
+    }
+    let twice: Vec<_> = originated.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "originated more than once: {twice:?}");
+
+    // Every answered request is there, as answered.
+    let acked = acked.lock().unwrap().clone();
+    let mut by_door: HashMap<Door, usize> = HashMap::new();
+    for a in &acked {
+        *by_door.entry(a.door).or_default() += 1;
+        if a.door == Door::Cloud9 {
+            assert!(transactions.contains(&a.n.to_string()), "{a:?}: no record");
+            continue;
+        }
+        let id = a
+            .call_id
+            .as_deref()
+            .unwrap_or_else(|| panic!("{a:?}: no call id"));
+        let state = states
+            .get(id)
+            .unwrap_or_else(|| panic!("{a:?}: not in the database"));
+        assert_eq!(state, "handed_off", "{a:?}");
+        assert_eq!(originated.get(&a.a), Some(&1), "{a:?}: not originated once");
+    }
+    // Every answered call's callbacks were delivered (none pending, none dead).
+    let undelivered: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM callbacks WHERE state <> 'delivered'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(undelivered, 0);
+    let cut_off = states.len() - acked.iter().filter(|a| a.door != Door::Cloud9).count();
+    let lost: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT call_id) FROM call_events WHERE kind = 'lost'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    eprintln!(
+        "crash: {kills} kills; {} requests sent, {} answered with success ({:?}); {} calls recorded, {cut_off} of them not answered (cut off by a kill); {} reached the upstream, none twice; {lost} reconciled as lost; integrity ok; every callback delivered",
+        sent.load(Ordering::Relaxed),
+        acked.len(),
+        by_door,
+        states.len(),
+        originated.len(),
+    );
+    for door in [
+        Door::Xip,
+        Door::Native,
+        Door::Spokn,
+        Door::Airtel,
+        Door::Cloud9,
+    ] {
+        assert!(
+            by_door.get(&door).copied().unwrap_or(0) > 0,
+            "no {door:?} request was answered: {:?}",
+            refused.lock().unwrap().get(&door)
+        );
+    }
+}
