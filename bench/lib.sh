@@ -31,6 +31,7 @@ server_head() {
 [server]
 listen = ["127.0.0.1:0"]
 max_connections = 4096
+max_connections_per_source = 4096
 ${2:-}
 [database]
 path = "$1"

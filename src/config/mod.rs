@@ -80,6 +80,9 @@ struct RawServer {
     listen: Option<Vec<String>>,
     /// Open connections at most; more are answered 503 and closed. Default 1024.
     max_connections: Option<usize>,
+    /// Open connections from one source address (IPv6: one /64) at most;
+    /// more are answered 503 and closed. Default 256.
+    max_connections_per_source: Option<usize>,
     /// Largest request body in bytes; larger gets 413. Default 65536.
     max_body_bytes: Option<usize>,
     /// Largest request head (request line and headers) in bytes; larger gets 431. Default 16384.
@@ -572,6 +575,8 @@ pub struct Rate {
 pub struct Server {
     pub listen: Vec<SocketAddr>,
     pub max_connections: usize,
+    /// Of them, from one source (`crate::lockout::Source`).
+    pub max_connections_per_source: usize,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
@@ -1552,6 +1557,13 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             &[K("server"), K("max_connections")],
             s.max_connections,
             1024,
+            1,
+            1_000_000,
+        ),
+        max_connections_per_source: v.range(
+            &[K("server"), K("max_connections_per_source")],
+            s.max_connections_per_source,
+            256,
             1,
             1_000_000,
         ),

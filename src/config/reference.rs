@@ -83,6 +83,7 @@ pub const TABLES: &[(&str, &str, &str)] = &[
 pub const KEYS: &[Key] = &[
     Key { table: "server", name: "listen", default: "[\"127.0.0.1:8080\"]", doc: "TCP listeners, as \"IP:port\". Keep loopback until a firewall or proxy is in front. A port below 1024 needs CAP_NET_BIND_SERVICE, which the shipped unit grants for binding only." },
     Key { table: "server", name: "max_connections", default: "1024", doc: "Open connections at most; more are answered 503 and closed." },
+    Key { table: "server", name: "max_connections_per_source", default: "256", doc: "Open connections from one source address (IPv6: one /64) at most; more are answered 503 and closed, so that one client cannot take every connection. Applies on reload." },
     Key { table: "server", name: "max_body_bytes", default: "65536", doc: "Largest request body in bytes; a larger one is answered 413 (XIP Result 107)." },
     Key { table: "server", name: "max_header_bytes", default: "16384", doc: "Largest request head (request line and headers) in bytes; a larger one is answered 431." },
     Key { table: "server", name: "header_read_timeout", default: "\"10s\"", doc: "Time a client has to send a request head; a slower one has its connection closed." },

@@ -56,7 +56,7 @@ pub async fn metrics(app: &App) -> Resp {
         "c2cd_connections_total {}",
         Metrics::get(&m.connections_total)
     );
-    let _ = writeln!(out, "# HELP c2cd_connections_refused_total Connections refused over max_connections.\n# TYPE c2cd_connections_refused_total counter");
+    let _ = writeln!(out, "# HELP c2cd_connections_refused_total Connections refused over max_connections or max_connections_per_source.\n# TYPE c2cd_connections_refused_total counter");
     let _ = writeln!(
         out,
         "c2cd_connections_refused_total {}",

@@ -36,6 +36,7 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
     let limits = rt.config.server.clone();
     drop(rt);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let sources = Arc::new(PerSource::default());
     let graceful = Arc::new(std::sync::Mutex::new(Some(GracefulShutdown::new())));
     let mut builder = http1::Builder::new();
     builder
@@ -51,6 +52,7 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
     for listener in listeners {
         let app = app.clone();
         let slots = slots.clone();
+        let sources = sources.clone();
         let graceful = graceful.clone();
         let builder = builder.clone();
         let mut stop = stop_tx.subscribe();
@@ -72,6 +74,15 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
                     .connections_total
                     .fetch_add(1, Ordering::Relaxed);
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    app.metrics
+                        .connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
+                let per_source = app.runtime().config.server.max_connections_per_source;
+                let Some(held) = sources.take(remote.ip(), per_source) else {
+                    drop(permit);
                     app.metrics
                         .connections_refused
                         .fetch_add(1, Ordering::Relaxed);
@@ -106,6 +117,7 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
                     app3.metrics
                         .connections_open
                         .fetch_sub(1, Ordering::Relaxed);
+                    drop(held);
                     drop(permit);
                 });
             }
@@ -123,6 +135,50 @@ pub async fn serve(listeners: Vec<TcpListener>, app: Arc<App>, shutdown: impl Fu
         let drain = app.runtime().config.server.drain_timeout;
         if tokio::time::timeout(drain, g.shutdown()).await.is_err() {
             log::warn!("connections still open after {drain:?}; closing them");
+        }
+    }
+}
+
+/// Open connections by source ([`crate::lockout::Source`]: an IPv4 address
+/// or an IPv6 /64), so that one client cannot hold every slot. Holds an entry
+/// only per source with a connection open: bounded by `max_connections`.
+#[derive(Default)]
+struct PerSource {
+    open: std::sync::Mutex<std::collections::HashMap<crate::lockout::Source, usize>>,
+}
+
+/// One connection's share of its source's count, given back on drop.
+struct SourceSlot {
+    of: Arc<PerSource>,
+    source: crate::lockout::Source,
+}
+
+impl PerSource {
+    /// A slot for a connection from `ip`, unless its source has `max` open.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<SourceSlot> {
+        let source = crate::lockout::Source::of(ip);
+        let mut open = self.open.lock().ok()?;
+        let n = open.entry(source).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            of: self.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.of.open.lock() {
+            if let Some(n) = open.get_mut(&self.source) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&self.source);
+                }
+            }
         }
     }
 }
@@ -288,5 +344,30 @@ pub async fn read_body(
             Err(BodyError::TooLarge)
         }
         Ok(Err(e)) => Err(BodyError::Io(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_gets_its_share_of_connections_and_gives_them_back() {
+        let per = Arc::new(PerSource::default());
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let held: Vec<_> = (0..3)
+            .map(|_| per.take(ip("192.0.2.1"), 3).unwrap())
+            .collect();
+        assert!(per.take(ip("192.0.2.1"), 3).is_none());
+        // Another address, and another /64, have their own share.
+        assert!(per.take(ip("192.0.2.2"), 3).is_some());
+        let v6 = per.take(ip("2001:db8::1"), 1).unwrap();
+        assert!(per.take(ip("2001:db8::2"), 1).is_none(), "same /64");
+        assert!(per.take(ip("2001:db8:0:1::1"), 1).is_some());
+        drop(v6);
+        drop(held);
+        assert!(per.take(ip("192.0.2.1"), 3).is_some());
+        // Nothing is kept for sources with no connection open.
+        assert!(per.open.lock().unwrap().is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! Integration tests: the real c2cd binary on real sockets, with real HTTP servers
 //! on loopback playing the partners' click-to-call servers. One test binary.
 
+mod abuse;
 mod airtel;
 mod ami;
 mod block;
