@@ -177,7 +177,10 @@ pub async fn deliver_due(app: &App, client: &HttpClient, now: i64) -> Result<usi
             (d, out, started.elapsed())
         });
     }
-    let mut n = 0;
+    // Every attempt of the batch is recorded in one write: one commit for
+    // the batch, not one for each callback (bench/soak.sh: the outbox fell
+    // behind the calls when each attempt waited for a commit of its own).
+    let mut done = Vec::with_capacity(BATCH);
     while let Some(joined) = tasks.join_next().await {
         let Ok((d, out, took)) = joined else { continue };
         let cfg = &rt.config.callbacks;
@@ -199,24 +202,43 @@ pub async fn deliver_due(app: &App, client: &HttpClient, now: i64) -> Result<usi
             Next::Retry(at + wait)
         };
         let latency = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
-        let (id, status, error) = (d.id, out.status, out.error.clone());
-        app.store
-            .write(move |c| {
+        done.push((d, out, attempts, at, latency, next));
+    }
+    let rows: Vec<_> = done
+        .iter()
+        .map(|(d, out, attempts, at, latency, next)| {
+            (
+                d.id,
+                *attempts,
+                *at,
+                out.status,
+                *latency,
+                out.error.clone(),
+                *next,
+            )
+        })
+        .collect();
+    app.store
+        .write(move |c| {
+            for (id, attempts, at, status, latency, error, next) in &rows {
                 callbacks::record_attempt(
                     c,
-                    id,
-                    attempts,
-                    at,
-                    status,
-                    latency,
+                    *id,
+                    *attempts,
+                    *at,
+                    *status,
+                    *latency,
                     error.as_deref(),
-                    next,
-                )
-            })
-            .await?;
+                    *next,
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
+    for (d, out, attempts, _, _, next) in &done {
         match &out.error {
             None => log::debug!("callback {} for call {}: delivered", d.id, d.call_id),
-            Some(e) if next == Next::Dead => {
+            Some(e) if *next == Next::Dead => {
                 log::warn!(
                     "callback {} for call {}: given up after {attempts} attempts: {e}",
                     d.id,
@@ -229,8 +251,8 @@ pub async fn deliver_due(app: &App, client: &HttpClient, now: i64) -> Result<usi
                 d.call_id
             ),
         }
-        n += 1;
     }
+    let n = done.len();
     Ok(n)
 }
 
