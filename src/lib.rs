@@ -41,6 +41,8 @@ pub mod core;
 pub mod daemon;
 pub mod dialect;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod guard;
 pub mod http;
 pub mod lockout;

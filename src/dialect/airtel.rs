@@ -656,6 +656,12 @@ fn callback_urls(
     Ok(out)
 }
 
+/// What `handle` makes of a body before anything is recorded: for the fuzz
+/// target (`crate::fuzz`).
+pub fn fuzz_body(body: &[u8], partner: &Partner, cfg: &config::Config) {
+    let _ = validate(body, partner, cfg);
+}
+
 fn validate(body: &[u8], partner: &Partner, cfg: &config::Config) -> Result<Validated, Refusal> {
     let v: Value = match serde_json::from_slice(body) {
         Ok(Value::Object(o)) if !o.is_empty() => Value::Object(o),

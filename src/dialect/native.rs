@@ -385,6 +385,14 @@ impl Problems {
 }
 
 /// Checks a request against the partner's limits and builds its plan.
+/// What `handle` makes of a body before anything is recorded: for the fuzz
+/// target (`crate::fuzz`).
+pub fn fuzz_body(body: &[u8], partner: &Partner, cfg: &config::Config) {
+    if let Ok(b) = serde_json::from_slice::<CallBody>(body) {
+        let _ = validate(&b, partner, cfg);
+    }
+}
+
 fn validate(
     body: &CallBody,
     partner: &Partner,

@@ -201,6 +201,14 @@ fn party(v: &str) -> String {
     }
 }
 
+/// What `handle` makes of a body before anything is recorded: for the fuzz
+/// target (`crate::fuzz`).
+pub fn fuzz_body(body: &[u8], partner: &Partner, cfg: &crate::config::Config) {
+    if let Ok(p) = parse_params(body) {
+        let _ = validate(&p, partner, cfg);
+    }
+}
+
 fn parse_params(body: &[u8]) -> Result<Params, SpoknError> {
     let mut p = Params::default();
     for (k, v) in form_urlencoded::parse(body) {

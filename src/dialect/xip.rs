@@ -242,7 +242,7 @@ pub fn parse_params(query: &str, form: &[u8]) -> Result<Params, XipError> {
     Ok(p)
 }
 
-fn number(param: &'static str, v: &Option<String>) -> Result<E164, XipError> {
+pub fn number(param: &'static str, v: &Option<String>) -> Result<E164, XipError> {
     let v = v.as_deref().ok_or(XipError::MissingParameter(param))?;
     E164::from_digits(v).map_err(|e| XipError::InvalidNumber {
         param,

@@ -881,6 +881,32 @@ async fn apply_cdr(app: &crate::app::App, id: CallId, cdr: Cdr) -> StatusCode {
 
 /// `POST /callbacks/airtel/<call id>/<sig>`: one of Airtel's real-time
 /// events, or its CDR, read against the call's plan.
+/// What [`callback`] reads of a body, for a call of two numbers in its
+/// first state: for the fuzz target (`crate::fuzz`).
+pub fn fuzz_callback(body: &[u8]) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return;
+    };
+    let (Ok(a), Ok(b)) = (
+        Address::parse("+919810000001"),
+        Address::parse("+919810000002"),
+    ) else {
+        return;
+    };
+    let plan = CallPlan::simple(a, None, b, None, Duration::ZERO);
+    if is_cdr(&v) {
+        let _ = read_cdr(&v, &plan, "91");
+        return;
+    }
+    let st = Standing {
+        plan: &plan,
+        state: CallState::Originating,
+        legs: &[],
+        country_code: "91",
+    };
+    let _ = event_events(&v, &st);
+}
+
 pub async fn callback(app: &crate::app::App, path: &str, body: Bytes) -> StatusCode {
     let key = |p: &super::Provider| match p {
         super::Provider::Airtel(a) => Some(a.cfg.password.expose().to_string()),
