@@ -29,6 +29,13 @@ pub async fn healthz(app: &App) -> Resp {
             .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
             .await
     };
+    // A no-op write commits even on a full disk: the last real writes say.
+    if let Some(why) = app.store.stats().disk_failing() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unavailable: {why}\n"),
+        );
+    }
     match check.await {
         Ok(_) => text(StatusCode::OK, "ok\n"),
         Err(e) => {

@@ -63,6 +63,8 @@ trait Write: Send {
     fn fail(&mut self, e: rusqlite::Error);
     /// Whether its last run failed.
     fn failed(&self) -> bool;
+    /// Its last run failed for the disk: full, or an I/O error.
+    fn disk_failed(&self) -> bool;
     /// Answers the waiting request, with the batch's commit.
     fn done(self: Box<Self>, commit: Result<(), StoreError>);
 }
@@ -95,6 +97,10 @@ where
         matches!(self.out, Some(Err(_)))
     }
 
+    fn disk_failed(&self) -> bool {
+        matches!(&self.out, Some(Err(e)) if is_disk_error(e))
+    }
+
     fn done(self: Box<Self>, commit: Result<(), StoreError>) {
         let answer = match (self.out, commit) {
             (Some(Err(e)), _) => Err(StoreError::Sqlite(e)),
@@ -120,6 +126,34 @@ pub struct WriterStats {
     /// Batches run a second time, each write in a savepoint, because one of
     /// their writes failed.
     pub reruns: AtomicU64,
+    /// The disk's last failure (full, I/O) and when, until a write that
+    /// changed rows is committed again: what `/healthz` reports.
+    disk: Mutex<Option<(std::time::Instant, String)>>,
+}
+
+/// How long a disk failure is reported without a write to confirm it: past
+/// this, `/healthz` tries again (the operator may have freed space).
+const DISK_FAILURE_HELD: Duration = Duration::from_secs(5);
+
+impl WriterStats {
+    /// Why writes fail now for the disk, if they did lately.
+    pub fn disk_failing(&self) -> Option<String> {
+        let d = self.disk.lock().ok()?;
+        let (at, why) = d.as_ref()?;
+        (at.elapsed() < DISK_FAILURE_HELD).then(|| why.clone())
+    }
+
+    fn set_disk(&self, why: Option<String>) {
+        if let Ok(mut d) = self.disk.lock() {
+            *d = why.map(|w| (std::time::Instant::now(), w));
+        }
+    }
+}
+
+/// SQLITE_FULL and the I/O errors: the disk, not the write.
+fn is_disk_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    matches!(e.sqlite_error_code(), Some(DiskFull | SystemIoFailure))
 }
 
 /// A handle to the database. Cheap to clone.
@@ -345,6 +379,7 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 fn run_batch(conn: &Connection, jobs: &mut Vec<Job>, stats: &WriterStats) {
+    let changes = conn.total_changes();
     let ran = match run_all(conn, jobs, false) {
         Ok(false) => {
             // A write failed: the others are run again, each in a savepoint
@@ -365,10 +400,21 @@ fn run_batch(conn: &Connection, jobs: &mut Vec<Job>, stats: &WriterStats) {
         Ok(()) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(n, Ordering::Relaxed);
+            if jobs.iter().any(|j| j.disk_failed()) {
+                log::error!(
+                    "writes fail: the disk is full or failing (SQLITE_FULL or an I/O error)"
+                );
+                stats.set_disk(Some("the disk is full or failing".into()));
+            } else if conn.total_changes() > changes {
+                stats.set_disk(None);
+            }
         }
         Err(e) => {
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             log::error!("commit of {n} writes failed: {e}");
+            if is_disk_error(e) {
+                stats.set_disk(Some(format!("commit failed: {e}")));
+            }
         }
     }
     for job in jobs.drain(..) {

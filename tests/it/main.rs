@@ -11,6 +11,7 @@ mod cloud9;
 mod common;
 mod config;
 mod crash;
+mod faults;
 mod guard;
 mod lifecycle;
 mod lockout;

@@ -1,0 +1,143 @@
+//! Faults of the machine under the daemon: the disk full (SQLITE_FULL). Each
+//! gets a bounded, documented answer, and c2cd recovers by itself once the
+//! fault is gone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+/// A tmpfs of `size` mounted for the test, unmounted when dropped.
+struct Tmpfs {
+    at: PathBuf,
+}
+
+impl Tmpfs {
+    /// `None` when this user may not mount (not root): the test cannot run.
+    fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs {
+            at: at.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|u| u.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_full_disk_gets_the_internal_error_and_c2cd_recovers_when_space_is_freed() {
+    let outer = tempfile::tempdir().unwrap();
+    let disk = outer.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let Some(_fs) = Tmpfs::mount(&disk, "8m") else {
+        // CI runs as root; only a developer without root gets here.
+        assert!(!is_root(), "root could not mount a tmpfs");
+        eprintln!("faults: skipped, mounting a tmpfs needs root");
+        return;
+    };
+    let text = sim_config("").replace("{DB}", &disk.join("c2cd.db").display().to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &text);
+    let mut d = Daemon::start_in(dir, path);
+    assert_eq!(
+        request(
+            d.addr,
+            &format!(
+                "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n",
+                demo_query()
+            )
+        )
+        .status,
+        200
+    );
+
+    // Fill the disk with a file the test can take back, then with calls.
+    let filler = disk.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let addr = d.addr;
+    let xip = || {
+        request(
+            addr,
+            &format!(
+                "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n",
+                demo_query()
+            ),
+        )
+    };
+    let mut refused = None;
+    for _ in 0..2000 {
+        let r = xip();
+        if r.status != 200 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("the disk never filled");
+    eprintln!(
+        "faults: a full disk is answered HTTP {}: {}",
+        r.status,
+        r.text().trim()
+    );
+    // The answer c2cd documents for a database that cannot take the write.
+    assert!(
+        r.status == 500 || r.status == 503,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    assert!(
+        matches!(r.form()["Result"].as_str(), "121" | "120"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(d.get("/healthz").status, 503, "a full disk is not healthy");
+    d.wait_logged("full");
+
+    // Space again: the next requests are taken, with no restart.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if d.get("/healthz").status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "c2cd did not recover");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = xip();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let call = d.call(&r.call_id());
+    assert_ne!(call["state"], "rejected", "{call}");
+    let (status, _dir, _log) = d.stop();
+    assert!(status.success(), "{status:?}");
+    // Nothing was damaged.
+    let conn = rusqlite::Connection::open(disk.join("c2cd.db")).unwrap();
+    let ok: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
