@@ -17,6 +17,7 @@
 #       TALK      the simulator's talk  (default 1s)
 #       SAMPLE    seconds between samples (default 10)
 #       GROWTH    allowed growth, %      (default 10)
+#       DRAIN     seconds the outbox may take to drain after the load (default 300)
 #       C2CD, HELLO  prebuilt binaries: no cargo build
 #       KEEP=1    keep the temp dir
 #
@@ -28,6 +29,7 @@ RING=${RING:-200ms}
 TALK=${TALK:-1s}
 SAMPLE=${SAMPLE:-10}
 GROWTH=${GROWTH:-10}
+DRAIN=${DRAIN:-300}
 CONNECTIONS=64
 
 [[ -n ${C2CD:-} ]] && C2CD=$(realpath "$C2CD")
@@ -117,7 +119,8 @@ wait "$WRK"
 pending() {
     python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from callbacks where state = 'pending'\").fetchone()[0])" "$TMP/soak.db"
 }
-for _ in $(seq 600); do
+DELIVERED_AT_END=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from callbacks where state = 'delivered'\").fetchone()[0])" "$TMP/soak.db")
+for _ in $(seq $((DRAIN * 2))); do
     [[ $(pending) == 0 ]] && break
     sleep 0.5
 done
@@ -156,7 +159,7 @@ read -r RSS2 FD2 RSSL FDL RSSMAX FDMAX < <(awk '
 echo
 echo "soak: $DURATION at $RATE requests/s offered (half of $SAT), simulator ring $RING talk $TALK, a callback per event; $(nproc) CPUs"
 echo "achieved $RPS requests/s, p99 $P99 ms; non-2xx $NON2XX; socket errors: $ERRS"
-echo "calls $CALLS (open at the end: $OPEN); callbacks delivered $DELIVERED, dead $DEAD, pending after the drain $PENDING"
+echo "calls $CALLS (open at the end: $OPEN); callbacks delivered $DELIVERED_AT_END when the load ended, $DELIVERED after the drain, dead $DEAD, pending $PENDING"
 echo "RSS KiB: second minute $RSS2, last minute $RSSL, max $RSSMAX; descriptors: second minute $FD2, last minute $FDL, max $FDMAX"
 ok=1
 [[ $NON2XX == 0 ]] || { echo "FAIL: error answers" >&2; ok=0; }
