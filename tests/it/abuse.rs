@@ -272,27 +272,16 @@ fn a_body_declared_huge_is_refused_at_once_with_a_row() {
 
 #[test]
 fn invalid_utf8_gets_each_doors_error_and_a_row() {
-    let d = Daemon::start(&base_config(&format!(
+    let d = Daemon::start(&sim_config(
         r#"
-[[partner]]
-id = "{PARTNER}"
-secret = "{SECRET}"
-provider = "sim"
-
 [[partner]]
 id = "crm"
 dialects = ["native", "spokn"]
 username = "crm"
 password = "crm-password-0123456789"
 provider = "sim"
-
-[[provider]]
-name = "sim"
-kind = "sim"
-ring = "0s"
-talk = "0s"
-"#
-    )));
+"#,
+    ));
     let basic = format!(
         "Authorization: Basic {}\r\n",
         base64::engine::general_purpose::STANDARD.encode("crm:crm-password-0123456789")

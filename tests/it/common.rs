@@ -778,8 +778,15 @@ timeout = "500ms"
 
 /// A config with the demo partner on the simulator in instant mode.
 pub fn sim_config(extra: &str) -> String {
-    base_config(&format!(
-        r#"
+    guarded_sim_config("check_numbers = false", extra)
+}
+
+/// [`sim_config`] with `guard` as the `[guard]` table's keys.
+pub fn guarded_sim_config(guard: &str, extra: &str) -> String {
+    guarded_config(
+        guard,
+        &format!(
+            r#"
 [[partner]]
 id = "{PARTNER}"
 secret = "{SECRET}"
@@ -795,5 +802,6 @@ no_answer = ["1555001*"]
 fail = ["1555002*"]
 {extra}
 "#
-    ))
+        ),
+    )
 }

@@ -14,17 +14,12 @@ const OTHER_PASSWORD: &str = "other-password-0123456789";
 const CARRIER: &str = "C9LOCK";
 
 fn config(guard: &str) -> String {
-    guarded_config(
+    guarded_sim_config(
         &format!("check_numbers = false\n{guard}"),
         &format!(
             r#"
 [cloud9]
 carrier_ids = ["{CARRIER}"]
-
-[[partner]]
-id = "{PARTNER}"
-secret = "{SECRET}"
-provider = "sim"
 
 [[partner]]
 id = "crm"
@@ -42,12 +37,6 @@ dialects = ["native"]
 username = "other"
 password = "{OTHER_PASSWORD}"
 provider = "sim"
-
-[[provider]]
-name = "sim"
-kind = "sim"
-ring = "0s"
-talk = "0s"
 "#
         ),
     )
