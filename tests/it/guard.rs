@@ -153,6 +153,9 @@ fn a_repeat_within_the_window_is_a_replay_in_every_dialect_and_dials_nothing() {
     let first = native(d.addr, "crm", A, B, "");
     assert_eq!(first.status, 201, "{}", first.text());
     let id = first.call_id();
+    // The replay tells the earlier call's state now: once it is bridged (a
+    // loaded machine may take a while to get there).
+    d.wait_for_json(&format!("/v1/calls/{id}"), |v| v["state"] == "bridged");
 
     let again = native(d.addr, "crm", A, B, "");
     assert_eq!(again.status, 200, "{}", again.text());
