@@ -41,7 +41,9 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("commit failed: {0}")]
     Commit(String),
-    #[error("the write queue is full")]
+    /// The write queue is full, or another process held the database's
+    /// lock past the busy timeout: worth a retry soon.
+    #[error("the database is busy (the write queue is full, or another process holds its lock)")]
     Busy,
     #[error("the database writer has stopped")]
     Closed,
@@ -103,6 +105,7 @@ where
 
     fn done(self: Box<Self>, commit: Result<(), StoreError>) {
         let answer = match (self.out, commit) {
+            (Some(Err(e)), _) if is_busy(&e) => Err(StoreError::Busy),
             (Some(Err(e)), _) => Err(StoreError::Sqlite(e)),
             (Some(Ok(r)), Ok(())) => Ok(r),
             (_, Err(e)) => Err(e),
@@ -148,6 +151,13 @@ impl WriterStats {
             *d = why.map(|w| (std::time::Instant::now(), w));
         }
     }
+}
+
+/// SQLITE_BUSY and SQLITE_LOCKED: another connection (a CLI, an operator's
+/// sqlite3) held the lock past the busy timeout.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked))
 }
 
 /// SQLITE_FULL and the I/O errors: the disk, not the write.
@@ -420,6 +430,7 @@ fn run_batch(conn: &Connection, jobs: &mut Vec<Job>, stats: &WriterStats) {
     for job in jobs.drain(..) {
         let c = match &commit {
             Ok(()) => Ok(()),
+            Err(e) if is_busy(e) => Err(StoreError::Busy),
             Err(e) => Err(StoreError::Commit(e.to_string())),
         };
         job.done(c);

@@ -141,3 +141,33 @@ fn a_full_disk_gets_the_internal_error_and_c2cd_recovers_when_space_is_freed() {
         .unwrap();
     assert_eq!(ok, "ok");
 }
+
+#[test]
+fn a_database_another_process_holds_gets_retry_later_and_c2cd_recovers() {
+    let d = Daemon::start(&sim_config(""));
+    let xip = || {
+        request(
+            d.addr,
+            &format!(
+                "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n",
+                demo_query()
+            ),
+        )
+    };
+    assert_eq!(xip().status, 200);
+    // An operator's sqlite3 takes the write lock and keeps it past c2cd's
+    // busy timeout (5 s).
+    let other = rusqlite::Connection::open(d.db()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let r = xip();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.form()["Result"], "120", "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(other);
+    // The lock is gone: the next request is taken, no restart.
+    let r = xip();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let call = d.call(&r.call_id());
+    assert_ne!(call["state"], "rejected", "{call}");
+}
