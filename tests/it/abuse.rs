@@ -12,47 +12,6 @@ use base64::Engine;
 
 use crate::common::*;
 
-/// Open TCP sockets of process `pid` (its listener and connections): the
-/// descriptors a flood could leak. Files and the runtime's own Unix sockets
-/// are left out: the read pool and the runtime open those as they please.
-fn fds(pid: u32) -> usize {
-    let mut tcp = std::collections::HashSet::new();
-    for table in ["tcp", "tcp6"] {
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
-            continue;
-        };
-        // The inode is the tenth column.
-        tcp.extend(
-            text.lines()
-                .skip(1)
-                .filter_map(|l| l.split_whitespace().nth(9).map(str::to_string)),
-        );
-    }
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter_map(|t| {
-            let t = t.to_string_lossy().into_owned();
-            Some(
-                t.strip_prefix("socket:[")?
-                    .trim_end_matches(']')
-                    .to_string(),
-            )
-        })
-        .filter(|inode| tcp.contains(inode))
-        .count()
-}
-
-/// VmRSS of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// This process's soft limit of open files.
 fn open_files_limit() -> usize {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
@@ -103,7 +62,7 @@ fn ten_thousand_connections_from_one_source_leave_others_served_and_fds_bounded(
     let pid = d.child.id();
     // Warm: the read connections a request opens stay in their pool.
     assert_eq!(healthz_from("127.0.0.2", &d), 200);
-    let before = fds(pid);
+    let before = tcp_sockets(pid);
     let rss_before = rss_kib(pid);
     // As many as this process may open, up to 10,000.
     let n = 10_000.min(open_files_limit().saturating_sub(200));
@@ -119,12 +78,12 @@ fn ten_thousand_connections_from_one_source_leave_others_served_and_fds_bounded(
     // The refused ones are closed as soon as their 503 is written.
     eventually(
         &format!("50 connections held (sockets before: {before})"),
-        || fds(pid) <= before + 50,
+        || tcp_sockets(pid) <= before + 50,
     );
     let rss = rss_kib(pid);
     eprintln!(
         "abuse: {n} connections from one source: {} TCP sockets open in c2cd (before: {before}), RSS {rss} KiB (before: {rss_before} KiB)",
-        fds(pid)
+        tcp_sockets(pid)
     );
     assert!(
         rss < rss_before + 64 * 1024,
@@ -134,7 +93,9 @@ fn ten_thousand_connections_from_one_source_leave_others_served_and_fds_bounded(
     // From 127.0.0.1 itself: refused, as it holds its 50.
     assert_eq!(metrics.status, 503, "{}", metrics.text());
     drop(held);
-    eventually(&format!("sockets back to {before}"), || fds(pid) <= before);
+    eventually(&format!("sockets back to {before}"), || {
+        tcp_sockets(pid) <= before
+    });
     assert_eq!(healthz_from("127.0.0.1", &d), 200);
     let m = request_from(
         "127.0.0.2",
@@ -158,7 +119,7 @@ fn a_slowloris_is_cut_off_and_does_not_starve_others() {
     ));
     let pid = d.child.id();
     assert_eq!(healthz_from("127.0.0.2", &d), 200);
-    let before = fds(pid);
+    let before = tcp_sockets(pid);
     let mut slow = Vec::new();
     for _ in 0..100 {
         let mut s = TcpStream::connect(d.addr).unwrap();
@@ -178,11 +139,11 @@ fn a_slowloris_is_cut_off_and_does_not_starve_others() {
     }
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     let deadline = Instant::now() + WAIT;
-    while fds(pid) > before {
+    while tcp_sockets(pid) > before {
         assert!(
             Instant::now() < deadline,
             "sockets not back to {before} within {WAIT:?}: {}\n{}",
-            fds(pid),
+            tcp_sockets(pid),
             sockets(pid)
         );
         std::thread::sleep(Duration::from_millis(20));

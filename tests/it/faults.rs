@@ -171,3 +171,84 @@ fn a_database_another_process_holds_gets_retry_later_and_c2cd_recovers() {
     let call = d.call(&r.call_id());
     assert_ne!(call["state"], "rejected", "{call}");
 }
+
+/// How many failing requests [`many_failures_leak_no_socket_slot_or_channel`]
+/// sends (`C2CD_FAULT_REQUESTS`; RELIABILITY.md has a run of 100,000).
+fn fault_requests() -> usize {
+    std::env::var("C2CD_FAULT_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+#[test]
+fn many_failures_leak_no_socket_slot_or_channel() {
+    // An upstream whose port refuses: every call fails at once (Result 110),
+    // then the breaker answers for it while open.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/c2c", closed.local_addr().unwrap());
+    drop(closed);
+    let d = Daemon::start(&xip_config(&url, "max_channels = 4"));
+    let pid = d.child.id();
+    // Warm: the read pool and the runtime have what they keep.
+    assert_eq!(d.get("/healthz").status, 200);
+    let sockets_before = tcp_sockets(pid);
+    let rss_before = rss_kib(pid);
+    let n = fault_requests();
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let codes = std::sync::Mutex::new(std::collections::BTreeMap::<String, usize>::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                    let r = request(
+                        d.addr,
+                        &format!(
+                            "GET /request/call.php?{} HTTP/1.1\r\nHost: c2cd\r\nConnection: close\r\n\r\n",
+                            demo_query()
+                        ),
+                    );
+                    let code = r.form().get("Result").cloned().unwrap_or_else(|| r.status.to_string());
+                    *codes.lock().unwrap().entry(code).or_default() += 1;
+                }
+            });
+        }
+    });
+    let codes = codes.into_inner().unwrap();
+    // Every one failed with an upstream code, none with the internal error.
+    assert!(codes.keys().all(|c| c.starts_with("11")), "{codes:?}");
+    // Nothing held: sockets back to the listener's, no channel in flight, no
+    // call in progress, memory within a bound.
+    let deadline = std::time::Instant::now() + WAIT;
+    while tcp_sockets(pid) > sockets_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sockets: {}",
+            tcp_sockets(pid)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let providers: serde_json::Value =
+        serde_json::from_slice(&d.admin_get("/v1/providers", TOKEN).body).unwrap();
+    assert_eq!(providers["providers"][0]["in_flight"], 0, "{providers}");
+    let db = rusqlite::Connection::open(d.db()).unwrap();
+    let live: i64 = db
+        .query_row(
+            "SELECT count(*) FROM calls WHERE state IN ('originating', 'accepted', 'dialing_a', 'a_answered', 'dialing_b', 'bridged')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(live, 0);
+    let rss = rss_kib(pid);
+    eprintln!(
+        "faults: {n} failing requests ({codes:?}): TCP sockets {} (before {sockets_before}), in flight 0, calls in progress 0, RSS {rss} KiB (before {rss_before} KiB)",
+        tcp_sockets(pid)
+    );
+    assert!(
+        rss < rss_before + 32 * 1024,
+        "RSS {rss} KiB, {rss_before} before"
+    );
+    // And the daemon still answers.
+    assert_eq!(d.get("/healthz").status, 200);
+}
