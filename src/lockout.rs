@@ -154,7 +154,23 @@ impl Bucket {
 struct State {
     sources: HashMap<Source, Bucket>,
     partners: HashMap<Arc<str>, Bucket>,
-    known: HashMap<(Source, Arc<str>), Instant>,
+    /// Sources that authenticated, by partner: looked up by `&str`, so the
+    /// request path allocates nothing.
+    known: HashMap<Arc<str>, HashMap<Source, Instant>>,
+    /// Pairs in `known`, bounded by [`MAX_KNOWN`].
+    known_pairs: usize,
+    /// When a full table of sources was last swept: at most once a second,
+    /// so that a flood of new sources cannot make every failure a sweep.
+    swept: Option<Instant>,
+}
+
+impl State {
+    fn is_known(&self, src: Source, partner: &str, now: Instant) -> bool {
+        self.known
+            .get(partner)
+            .and_then(|m| m.get(&src))
+            .is_some_and(|at| now.saturating_duration_since(*at) < KNOWN_FOR)
+    }
 }
 
 /// Counters for `/metrics`.
@@ -195,32 +211,20 @@ impl Lockout {
         let Ok(st) = self.state.lock() else {
             return Ok(());
         };
-        if let Some(p) = partner {
-            let known = st
-                .known
-                .get(&(src, Arc::from(p)))
-                .is_some_and(|at| now.saturating_duration_since(*at) < KNOWN_FOR);
-            if known {
-                return Ok(());
-            }
-        }
         let locked = |b: Option<&Bucket>| b.and_then(|b| b.locked(now));
-        if let Some(s) = locked(st.sources.get(&src)).filter(|_| limits.per_source.is_some()) {
-            return Err(Locked {
-                scope: Scope::Source,
-                retry_after: s,
-            });
+        let lock = match locked(st.sources.get(&src)).filter(|_| limits.per_source.is_some()) {
+            Some(s) => Some((Scope::Source, s)),
+            None => partner
+                .and_then(|p| locked(st.partners.get(p)))
+                .filter(|_| limits.per_partner.is_some())
+                .map(|s| (Scope::Partner, s)),
+        };
+        // Only a lock needs the known sources: most requests never look.
+        match lock {
+            Some(_) if partner.is_some_and(|p| st.is_known(src, p, now)) => Ok(()),
+            Some((scope, retry_after)) => Err(Locked { scope, retry_after }),
+            None => Ok(()),
         }
-        if let Some(s) = partner
-            .and_then(|p| locked(st.partners.get(p)))
-            .filter(|_| limits.per_partner.is_some())
-        {
-            return Err(Locked {
-                scope: Scope::Partner,
-                retry_after: s,
-            });
-        }
-        Ok(())
     }
 
     /// Records a failed authentication from `ip`; `partner` is the configured
@@ -237,8 +241,12 @@ impl Lockout {
             return;
         };
         if let Some(w) = limits.per_source {
-            if !st.sources.contains_key(&src) && st.sources.len() >= MAX_SOURCES {
+            let sweep_due = st
+                .swept
+                .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+            if !st.sources.contains_key(&src) && st.sources.len() >= MAX_SOURCES && sweep_due {
                 st.sources.retain(|_, b| !b.idle(Some(w), now));
+                st.swept = Some(now);
             }
             if st.sources.len() < MAX_SOURCES || st.sources.contains_key(&src) {
                 let b = st.sources.entry(src).or_insert_with(|| Bucket::new(now));
@@ -276,29 +284,40 @@ impl Lockout {
     }
 
     fn passed_at(&self, ip: IpAddr, partner: &str, now: Instant) {
-        let key = (Source::of(ip), Arc::<str>::from(partner));
+        let src = Source::of(ip);
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        if let Some(at) = st.known.get_mut(&key) {
+        if let Some(at) = st.known.get_mut(partner).and_then(|m| m.get_mut(&src)) {
             *at = now;
             return;
         }
-        if st.known.len() >= MAX_KNOWN {
-            st.known
-                .retain(|_, at| now.saturating_duration_since(*at) < KNOWN_FOR);
-            if st.known.len() >= MAX_KNOWN {
-                if let Some(oldest) = st
-                    .known
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(k, _)| k.clone())
-                {
-                    st.known.remove(&oldest);
+        if st.known_pairs >= MAX_KNOWN {
+            // Forget the stale pairs; if none is, the oldest one.
+            for m in st.known.values_mut() {
+                m.retain(|_, at| now.saturating_duration_since(*at) < KNOWN_FOR);
+            }
+            let oldest = st
+                .known
+                .iter()
+                .flat_map(|(p, m)| m.iter().map(move |(s, at)| (*at, p.clone(), *s)))
+                .min_by_key(|(at, _, _)| *at);
+            let kept: usize = st.known.values().map(HashMap::len).sum();
+            if kept >= MAX_KNOWN {
+                if let Some((_, p, s)) = oldest {
+                    if let Some(m) = st.known.get_mut(&p) {
+                        m.remove(&s);
+                    }
                 }
             }
+            st.known.retain(|_, m| !m.is_empty());
+            st.known_pairs = st.known.values().map(HashMap::len).sum();
         }
-        st.known.insert(key, now);
+        st.known
+            .entry(Arc::from(partner))
+            .or_default()
+            .insert(src, now);
+        st.known_pairs += 1;
     }
 
     /// Sources and partners locked now, for `/metrics`.
@@ -485,6 +504,10 @@ mod tests {
         }
         let st = l.state.lock().unwrap();
         assert_eq!(st.sources.len(), MAX_SOURCES);
-        assert_eq!(st.known.len(), MAX_KNOWN);
+        assert_eq!(st.known_pairs, MAX_KNOWN);
+        assert_eq!(
+            st.known.values().map(HashMap::len).sum::<usize>(),
+            MAX_KNOWN
+        );
     }
 }
