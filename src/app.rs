@@ -203,6 +203,12 @@ pub struct Metrics {
     responses: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Requests the guard rails stopped, by rule.
     stops: Mutex<BTreeMap<&'static str, u64>>,
+    /// Callback attempts under way now.
+    pub callbacks_attempting: AtomicU64,
+    /// Callback attempts by outcome: delivered, failed (to be retried), given up.
+    pub callbacks_delivered: AtomicU64,
+    pub callbacks_failed: AtomicU64,
+    pub callbacks_dead: AtomicU64,
 }
 
 impl Metrics {

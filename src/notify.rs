@@ -9,8 +9,10 @@
 //! system trust store, see [`crate::outbound`]) only to the partner's
 //! `callback_hosts`; redirects are not followed (a 3xx is a failed attempt).
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,16 +20,15 @@ use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request};
 use sha2::Sha256;
+use tokio::sync::{mpsc, watch, Notify};
 
 use crate::app::App;
-use crate::config::{Callbacks, Config};
+use crate::config::{Callbacks, Config, MAX_CALLBACK_CONCURRENCY};
 use crate::core::{now_ms, Secret};
 use crate::outbound::{error_chain, HttpClient};
 use crate::store::callbacks::{self, Due, Next};
 use crate::store::StoreError;
 
-/// Callbacks attempted at once at most.
-const BATCH: usize = 32;
 /// How often the outbox is looked at when idle.
 const TICK: Duration = Duration::from_millis(200);
 
@@ -157,117 +158,313 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
     }
 }
 
-/// Attempts every callback due at `now` once; returns how many were attempted.
-pub async fn deliver_due(app: &App, client: &HttpClient, now: i64) -> Result<usize, StoreError> {
-    let due = app
-        .store
-        .read(move |c| callbacks::due(c, now, BATCH))
-        .await?;
-    if due.is_empty() {
-        return Ok(0);
-    }
-    let rt = app.runtime();
-    let mut tasks = tokio::task::JoinSet::new();
-    for d in due {
-        let rt = rt.clone();
-        let client = client.clone();
-        tasks.spawn(async move {
-            let started = Instant::now();
-            let out = attempt(&client, &rt.config, &d).await;
-            (d, out, started.elapsed())
-        });
-    }
-    // Every attempt of the batch is recorded in one write: one commit for
-    // the batch, not one for each callback (bench/soak.sh: the outbox fell
-    // behind the calls when each attempt waited for a commit of its own).
-    let mut done = Vec::with_capacity(BATCH);
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((d, out, took)) = joined else { continue };
-        let cfg = &rt.config.callbacks;
-        let attempts = d.attempts + 1;
-        let at = now_ms();
-        let refused = out
-            .error
-            .as_deref()
-            .is_some_and(|e| e.starts_with("host ") || e.starts_with("the partner"));
-        let next = if out.error.is_none() {
-            Next::Delivered
-        } else if refused
-            || attempts >= cfg.attempts as i64
-            || at - d.created_at >= i64::try_from(cfg.max_age.as_millis()).unwrap_or(i64::MAX)
-        {
-            Next::Dead
-        } else {
-            let wait = i64::try_from(backoff(cfg, attempts).as_millis()).unwrap_or(i64::MAX / 2);
-            Next::Retry(at + wait)
-        };
-        let latency = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
-        done.push((d, out, attempts, at, latency, next));
-    }
-    let rows: Vec<_> = done
-        .iter()
-        .map(|(d, out, attempts, at, latency, next)| {
-            (
-                d.id,
-                *attempts,
-                *at,
-                out.status,
-                *latency,
-                out.error.clone(),
-                *next,
-            )
-        })
-        .collect();
-    app.store
-        .write(move |c| {
-            for (id, attempts, at, status, latency, error, next) in &rows {
-                callbacks::record_attempt(
-                    c,
-                    *id,
-                    *attempts,
-                    *at,
-                    *status,
-                    *latency,
-                    error.as_deref(),
-                    *next,
-                )?;
-            }
-            Ok(())
-        })
-        .await?;
-    for (d, out, attempts, _, _, next) in &done {
-        match &out.error {
-            None => log::debug!("callback {} for call {}: delivered", d.id, d.call_id),
-            Some(e) if *next == Next::Dead => {
-                log::warn!(
-                    "callback {} for call {}: given up after {attempts} attempts: {e}",
-                    d.id,
-                    d.call_id
-                )
-            }
-            Some(e) => log::info!(
-                "callback {} for call {}: attempt {attempts} failed: {e}",
-                d.id,
-                d.call_id
-            ),
-        }
-    }
-    let n = done.len();
-    Ok(n)
+/// Due callbacks one look at the outbox passes over at most (under way, or
+/// their receiver busy) on its way to those it can start.
+const SCAN: usize = 4096;
+/// Attempts' results recorded in one write at most.
+const RECORD_BATCH: usize = 512;
+
+/// The receiver of a callback URL, `scheme://host:port` as written: attempts
+/// to one are limited by `[callbacks] per_receiver`.
+fn receiver(url: &str) -> &str {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after + i);
+    &url[..end]
 }
 
-/// Delivers the outbox until the process stops.
-pub async fn run(app: Arc<App>) {
-    loop {
-        match deliver_due(&app, &app.client, now_ms()).await {
-            Ok(0) => tokio::time::sleep(TICK).await,
-            Ok(_) => {}
+/// What the outbox has under way.
+#[derive(Default)]
+struct Claims {
+    /// Callbacks being attempted or whose result is not recorded yet: not
+    /// taken again, and their call's next callbacks wait behind them.
+    ids: HashSet<i64>,
+    /// Attempts under way, by receiver.
+    receivers: HashMap<String, usize>,
+    /// Attempts under way in all.
+    attempting: usize,
+}
+
+/// The result of one attempt, on its way to be recorded.
+struct Done {
+    due: Due,
+    out: Outcome,
+    took: Duration,
+}
+
+/// Delivers the outbox: one task finds due callbacks and starts an attempt for
+/// each, up to `[callbacks] concurrency` at once and `per_receiver` to one
+/// receiver; each attempt hands its result to one recorder, which records the
+/// results there are in one write. No attempt waits for another: a slow
+/// receiver holds its own slots only.
+pub struct Outbox {
+    app: Arc<App>,
+    client: HttpClient,
+    /// Unix ms now: the wall clock, or a test's.
+    clock: Box<dyn Fn() -> i64 + Send + Sync>,
+    claims: Mutex<Claims>,
+    /// Rung when a slot frees up or a result is recorded.
+    wake: Notify,
+    /// Results recorded so far (watched by tests).
+    recorded: watch::Sender<u64>,
+    results: mpsc::Sender<Done>,
+}
+
+impl Outbox {
+    /// The outbox and its recorder's inbox.
+    pub fn new(
+        app: Arc<App>,
+        client: HttpClient,
+        clock: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> (Arc<Self>, Recorder) {
+        // Every result holds a claim, and claims are bounded (see `start`).
+        let (tx, rx) = mpsc::channel(2 * MAX_CALLBACK_CONCURRENCY);
+        let outbox = Arc::new(Outbox {
+            app,
+            client,
+            clock: Box::new(clock),
+            claims: Mutex::default(),
+            wake: Notify::new(),
+            recorded: watch::Sender::new(0),
+            results: tx,
+        });
+        (outbox, Recorder(rx))
+    }
+
+    fn claims(&self) -> MutexGuard<'_, Claims> {
+        self.claims.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Attempts under way, and results not recorded yet.
+    pub fn under_way(&self) -> (usize, usize) {
+        let c = self.claims();
+        (c.attempting, c.ids.len())
+    }
+
+    /// Starts an attempt for each callback due now, as far as the limits
+    /// allow; returns how many it started.
+    pub async fn start(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let rt = self.app.runtime();
+        let cfg = &rt.config.callbacks;
+        let (claimed, receivers, want) = {
+            let c = self.claims();
+            // Results waiting for their write count too, so that a slow disk
+            // bounds what is in memory.
+            let free = cfg
+                .concurrency
+                .saturating_sub(c.attempting)
+                .min((2 * cfg.concurrency).saturating_sub(c.ids.len()));
+            if free == 0 {
+                return Ok(0);
+            }
+            (c.ids.clone(), c.receivers.clone(), free)
+        };
+        let now = (self.clock)();
+        let per_receiver = cfg.per_receiver;
+        let due = self
+            .app
+            .store
+            .read(move |c| {
+                let mut busy = receivers;
+                callbacks::due(c, now, want, SCAN, |id, url| {
+                    if claimed.contains(&id) {
+                        return false;
+                    }
+                    let n = busy.entry(receiver(url).to_string()).or_default();
+                    if *n >= per_receiver {
+                        return false;
+                    }
+                    *n += 1;
+                    true
+                })
+            })
+            .await?;
+        let n = due.len();
+        {
+            let mut c = self.claims();
+            for d in &due {
+                c.ids.insert(d.id);
+                *c.receivers.entry(receiver(&d.url).to_string()).or_default() += 1;
+                c.attempting += 1;
+            }
+            self.app
+                .metrics
+                .callbacks_attempting
+                .store(c.attempting as u64, Ordering::Relaxed);
+        }
+        for d in due {
+            let this = self.clone();
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let out = attempt(&this.client, &rt.config, &d).await;
+                let took = started.elapsed();
+                {
+                    let mut c = this.claims();
+                    c.attempting = c.attempting.saturating_sub(1);
+                    let key = receiver(&d.url);
+                    if let Some(n) = c.receivers.get_mut(key) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            c.receivers.remove(key);
+                        }
+                    }
+                    this.app
+                        .metrics
+                        .callbacks_attempting
+                        .store(c.attempting as u64, Ordering::Relaxed);
+                }
+                this.wake.notify_one();
+                // The channel holds every claim, so this does not wait long;
+                // it fails only when the recorder is gone (the process stops),
+                // and then the callback is still pending in the database.
+                let _ = this.results.send(Done { due: d, out, took }).await;
+            });
+        }
+        Ok(n)
+    }
+
+    /// Records each result the recorder has (up to a batch) in one write,
+    /// then lets their callbacks (and their calls' next ones) be taken again.
+    /// Returns how many it recorded; `None` when no attempt can send any more.
+    pub async fn record(&self, inbox: &mut Recorder) -> Option<usize> {
+        let mut done = Vec::with_capacity(RECORD_BATCH);
+        if inbox.0.recv_many(&mut done, RECORD_BATCH).await == 0 {
+            return None;
+        }
+        let rt = self.app.runtime();
+        let cfg = &rt.config.callbacks;
+        let max_age = i64::try_from(cfg.max_age.as_millis()).unwrap_or(i64::MAX);
+        let rows: Vec<_> = done
+            .iter()
+            .map(|Done { due: d, out, took }| {
+                let attempts = d.attempts + 1;
+                let at = (self.clock)();
+                // A host not allowed or a partner gone will not change by retrying.
+                let refused = out
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("host ") || e.starts_with("the partner"));
+                let next = if out.error.is_none() {
+                    Next::Delivered
+                } else if refused || attempts >= cfg.attempts as i64 || at - d.created_at >= max_age
+                {
+                    Next::Dead
+                } else {
+                    let wait =
+                        i64::try_from(backoff(cfg, attempts).as_millis()).unwrap_or(i64::MAX / 2);
+                    Next::Retry(at + wait)
+                };
+                let latency = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
+                (
+                    d.id,
+                    attempts,
+                    at,
+                    out.status,
+                    latency,
+                    out.error.clone(),
+                    next,
+                )
+            })
+            .collect();
+        let outcomes: Vec<Next> = rows.iter().map(|r| r.6).collect();
+        let written = self
+            .app
+            .store
+            .write(move |c| {
+                for (id, attempts, at, status, latency, error, next) in &rows {
+                    callbacks::record_attempt(
+                        c,
+                        *id,
+                        *attempts,
+                        *at,
+                        *status,
+                        *latency,
+                        error.as_deref(),
+                        *next,
+                    )?;
+                }
+                Ok(())
+            })
+            .await;
+        match written {
+            Ok(()) => {
+                let m = &self.app.metrics;
+                for (Done { due: d, out, .. }, next) in done.iter().zip(&outcomes) {
+                    let attempts = d.attempts + 1;
+                    match (&out.error, next) {
+                        (None, _) => {
+                            m.callbacks_delivered.fetch_add(1, Ordering::Relaxed);
+                            log::debug!("callback {} for call {}: delivered", d.id, d.call_id)
+                        }
+                        (Some(e), Next::Dead) => {
+                            m.callbacks_dead.fetch_add(1, Ordering::Relaxed);
+                            log::warn!(
+                                "callback {} for call {}: given up after {attempts} attempts: {e}",
+                                d.id,
+                                d.call_id
+                            )
+                        }
+                        (Some(e), _) => {
+                            m.callbacks_failed.fetch_add(1, Ordering::Relaxed);
+                            log::info!(
+                                "callback {} for call {}: attempt {attempts} failed: {e}",
+                                d.id,
+                                d.call_id
+                            )
+                        }
+                    }
+                }
+            }
             Err(e) => {
-                log::error!("callback outbox: {e}");
+                // Not recorded: the callbacks are still pending as they were,
+                // and are attempted again (at least once). Not at once, though.
+                log::error!(
+                    "callback outbox: cannot record {} attempts: {e}",
+                    done.len()
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+        {
+            let mut c = self.claims();
+            for d in &done {
+                c.ids.remove(&d.due.id);
+            }
+        }
+        self.wake.notify_one();
+        self.recorded.send_modify(|n| *n += done.len() as u64);
+        Some(done.len())
     }
+
+    /// Starts attempts whenever there is room and something is due.
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            match self.start().await {
+                Ok(0) => {
+                    // Nothing due, or no room: wait for a slot or for time.
+                    let _ = tokio::time::timeout(TICK, self.wake.notified()).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::error!("callback outbox: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// The recorder's inbox of attempts' results.
+pub struct Recorder(mpsc::Receiver<Done>);
+
+/// Delivers the outbox until the process stops.
+pub async fn run(app: Arc<App>) {
+    let client = app.client.clone();
+    let (outbox, mut inbox) = Outbox::new(app, client, now_ms);
+    tokio::spawn(outbox.clone().dispatch());
+    while outbox.record(&mut inbox).await.is_some() {}
 }
 
 #[cfg(test)]
@@ -304,6 +501,8 @@ mod tests {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(600),
             max_response_bytes: 16384,
+            concurrency: 256,
+            per_receiver: 16,
         };
         for (n, base) in [(1, 1), (2, 2), (3, 4), (10, 512), (11, 600), (40, 600)] {
             let d = backoff(&cfg, n).as_secs_f64();
@@ -312,5 +511,387 @@ mod tests {
                 "attempt {n}: {d}"
             );
         }
+    }
+
+    #[test]
+    fn a_receiver_is_the_scheme_host_and_port() {
+        for (url, want) in [
+            ("http://127.0.0.1:8080/cb?x=1", "http://127.0.0.1:8080"),
+            ("https://hooks.example.com/a/b", "https://hooks.example.com"),
+            ("https://hooks.example.com?x", "https://hooks.example.com"),
+            ("http://h", "http://h"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(receiver(url), want, "{url}");
+        }
+    }
+
+    use crate::app::{Metrics, Runtime};
+    use crate::config::{parse, Source};
+    use crate::provider::Following;
+    use crate::store::calls::{self, NewCall};
+    use crate::store::Store;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicI64, AtomicUsize};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A callback receiver on loopback speaking HTTP/1.1 with keep-alive: it
+    /// answers 200 and notes each event id, or, when `answer` is false, reads
+    /// each request and never answers.
+    struct Receiver {
+        addr: SocketAddr,
+        /// Event ids answered, in order.
+        seen: Arc<Mutex<Vec<String>>>,
+        /// Requests held without an answer now, and at most.
+        holding: Arc<AtomicUsize>,
+        most_held: Arc<AtomicUsize>,
+        /// Rung at each request.
+        arrived: Arc<Notify>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Receiver {
+        async fn start(addr: &str, answer: bool) -> Receiver {
+            let listener = TcpListener::bind(addr).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let holding = Arc::new(AtomicUsize::new(0));
+            let most_held = Arc::new(AtomicUsize::new(0));
+            let arrived = Arc::new(Notify::new());
+            let (s, h, m, a) = (
+                seen.clone(),
+                holding.clone(),
+                most_held.clone(),
+                arrived.clone(),
+            );
+            let task = tokio::spawn(async move {
+                loop {
+                    let Ok((sock, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (s, h, m, a) = (s.clone(), h.clone(), m.clone(), a.clone());
+                    tokio::spawn(Self::serve(sock, answer, s, h, m, a));
+                }
+            });
+            Receiver {
+                addr,
+                seen,
+                holding,
+                most_held,
+                arrived,
+                task,
+            }
+        }
+
+        async fn serve(
+            mut sock: TcpStream,
+            answer: bool,
+            seen: Arc<Mutex<Vec<String>>>,
+            holding: Arc<AtomicUsize>,
+            most_held: Arc<AtomicUsize>,
+            arrived: Arc<Notify>,
+        ) {
+            let mut buf = Vec::new();
+            loop {
+                // One request: its head, then Content-Length bytes of body.
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    let mut chunk = [0u8; 4096];
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+                        .unwrap_or_default()
+                };
+                let length: usize = header("content-length:").parse().unwrap_or(0);
+                let event = header("c2c-event-id:");
+                while buf.len() < head_end + length {
+                    let mut chunk = [0u8; 4096];
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                buf.drain(..head_end + length);
+                if !answer {
+                    let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                    most_held.fetch_max(now, Ordering::SeqCst);
+                    arrived.notify_one();
+                    // Held until the caller gives up and closes.
+                    let mut rest = [0u8; 64];
+                    while !matches!(sock.read(&mut rest).await, Ok(0) | Err(_)) {}
+                    holding.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+                seen.lock().unwrap().push(event);
+                arrived.notify_one();
+                if sock
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+
+        fn seen(&self) -> Vec<String> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    impl Drop for Receiver {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// An outbox on a fresh database whose partner `p` may call back
+    /// 127.0.0.1, on a clock the test sets.
+    fn outbox(
+        dir: &std::path::Path,
+        extra: &str,
+    ) -> (Arc<Outbox>, Recorder, Arc<AtomicI64>, Store) {
+        let text = format!(
+            "[database]\npath = \"{}\"\n{extra}\n[[partner]]\nid = \"p\"\nsecret = \"s\"\nprovider = \"sim\"\ncallback_hosts = [\"127.0.0.1\"]\n[[provider]]\nname = \"sim\"\nkind = \"sim\"\n",
+            dir.join("t.db").display()
+        );
+        let config = parse(&text, Source::File("t.toml".into())).unwrap();
+        let store = Store::open(&config.database).unwrap();
+        let following = Arc::new(Following::default());
+        let client = crate::outbound::client(rustls::RootCertStore::empty()).unwrap();
+        let app = Arc::new(App::new(
+            Runtime::new(config, &following, &client),
+            store.clone(),
+            following,
+            client.clone(),
+        ));
+        let clock = Arc::new(AtomicI64::new(T0));
+        let c = clock.clone();
+        let (outbox, inbox) = Outbox::new(app, client, move || c.load(Ordering::SeqCst));
+        (outbox, inbox, clock, store)
+    }
+
+    /// The simulated clock's start: 2026-12-08 00:00 UTC.
+    const T0: i64 = 1_796_688_000_000;
+
+    /// Queues `per_call` callbacks for each of `calls` new calls, to `url`;
+    /// returns each call's event ids in order.
+    async fn queue(store: &Store, url: String, calls: usize, per_call: usize) -> Vec<Vec<String>> {
+        store
+            .write(move |c| {
+                let mut all = Vec::new();
+                for _ in 0..calls {
+                    let call = NewCall::for_test(T0, T0 + 60_000);
+                    calls::insert(c, &call, &[], None)?;
+                    let mut ids = Vec::new();
+                    for seq in 1..=per_call {
+                        let event = format!("{}-{seq}", call.id);
+                        c.execute(
+                            "INSERT INTO callbacks (call_id, seq, event_id, partner_id, url, format, content_type,
+                                body, created_at, next_at, state)
+                             VALUES (?1, ?2, ?3, 'p', ?4, 'native', 'application/json', ?5, ?6, ?6, 'pending')",
+                            rusqlite::params![call.id.to_string(), seq as i64, event, url, b"{}".to_vec(), T0],
+                        )?;
+                        ids.push(event.to_ascii_lowercase());
+                    }
+                    all.push(ids);
+                }
+                Ok(all)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Starts what is due and records every result of it.
+    async fn round(outbox: &Arc<Outbox>, inbox: &mut Recorder) -> usize {
+        let started = outbox.start().await.unwrap();
+        let mut recorded = 0;
+        while recorded < started {
+            recorded += outbox.record(inbox).await.unwrap();
+        }
+        assert_eq!(outbox.under_way(), (0, 0), "nothing is left claimed");
+        started
+    }
+
+    /// When the next callback is due.
+    async fn next_due(store: &Store) -> Option<i64> {
+        store
+            .read(|c| {
+                // Each call's first pending callback: the others wait for it.
+                c.query_row(
+                    "SELECT min(next_at) FROM callbacks c WHERE state = 'pending' AND NOT EXISTS
+                     (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.id < c.id)",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_receiver_down_for_an_hour_is_retried_with_backoff_and_then_gets_every_callback_once_in_order(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, mut inbox, clock, store) = outbox(dir.path(), "");
+        // Down: its port refuses connections.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let calls = queue(&store, format!("http://{addr}/cb"), 3, 4).await;
+
+        // One simulated hour: start what is due, record it, go to the next due time.
+        let hour = T0 + 3_600_000;
+        while let Some(next) = next_due(&store).await.filter(|t| *t <= hour) {
+            clock.store(next.max(clock.load(Ordering::SeqCst)), Ordering::SeqCst);
+            round(&outbox, &mut inbox).await;
+        }
+        let attempts: Vec<(i64, i64, i64, Option<String>)> = store
+            .read(|c| {
+                c.prepare("SELECT a.callback_id, a.n, a.at, a.error FROM callback_attempts a ORDER BY a.callback_id, a.n")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect()
+            })
+            .await
+            .unwrap();
+        let firsts: HashSet<i64> = attempts.iter().map(|a| a.0).collect();
+        assert_eq!(
+            firsts.len(),
+            3,
+            "only each call's first callback is tried: {firsts:?}"
+        );
+        let cfg = outbox.app.runtime().config.callbacks.clone();
+        for id in &firsts {
+            let mine: Vec<_> = attempts.iter().filter(|a| a.0 == *id).collect();
+            // 1 s doubling to the 10 minute cap, up to 50% more: 10 attempts in
+            // the first 1,023 s at least, then one every 600 to 900 s.
+            assert!(
+                (13..=15).contains(&mine.len()),
+                "{} attempts in an hour",
+                mine.len()
+            );
+            for w in mine.windows(2) {
+                let base = cfg
+                    .backoff
+                    .saturating_mul(1 << (w[0].1 - 1).min(30))
+                    .min(cfg.max_backoff);
+                let gap = w[1].2 - w[0].2;
+                let base = base.as_millis() as i64;
+                assert!(
+                    gap >= base && gap <= base * 3 / 2,
+                    "attempt {}: {gap} ms after the one before (base {base})",
+                    w[1].1
+                );
+            }
+            for a in &mine {
+                let e = a.3.as_deref().unwrap_or_default();
+                assert!(e.starts_with("unreachable:"), "{e}");
+            }
+        }
+        let dead: i64 = store
+            .read(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM callbacks WHERE state <> 'pending'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(dead, 0, "nothing is given up within an hour");
+
+        // Back up on the same port: everything is delivered, once, in order.
+        let rx = Receiver::start(&addr.to_string(), true).await;
+        while let Some(next) = next_due(&store).await {
+            clock.store(next.max(clock.load(Ordering::SeqCst)), Ordering::SeqCst);
+            round(&outbox, &mut inbox).await;
+        }
+        let seen = rx.seen();
+        assert_eq!(seen.len(), 12, "{seen:?}");
+        for ids in &calls {
+            let order: Vec<&String> = seen.iter().filter(|e| ids.contains(e)).collect();
+            assert_eq!(
+                order,
+                ids.iter().collect::<Vec<_>>(),
+                "one call's callbacks in order, once each"
+            );
+        }
+        let m = &outbox.app.metrics;
+        assert_eq!(Metrics::get(&m.callbacks_delivered), 12);
+        assert_eq!(Metrics::get(&m.callbacks_failed), attempts.len() as u64);
+        assert_eq!(Metrics::get(&m.callbacks_attempting), 0);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_never_answers_holds_its_own_slots_only_and_gives_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, mut inbox, _clock, store) = outbox(
+            dir.path(),
+            "[callbacks]\ntimeout = \"300ms\"\nper_receiver = 3\n",
+        );
+        let slow = Receiver::start("127.0.0.1:0", false).await;
+        let fine = Receiver::start("127.0.0.1:0", true).await;
+        // The slow receiver's callbacks come first in the outbox.
+        queue(&store, format!("http://{}/cb", slow.addr), 10, 1).await;
+        let ids = queue(&store, format!("http://{}/cb", fine.addr), 10, 2).await;
+
+        tokio::spawn(outbox.clone().dispatch());
+        let recorder = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { while outbox.record(&mut inbox).await.is_some() {} })
+        };
+        // Every callback of the receiver that answers is delivered while the
+        // other holds its attempts.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while fine.seen().len() < 20 {
+                fine.arrived.notified().await;
+            }
+        })
+        .await
+        .expect("the receiver that answers gets its callbacks");
+        assert_eq!(fine.seen().len(), 20);
+        assert!(
+            slow.most_held.load(Ordering::SeqCst) <= 3,
+            "per_receiver bounds the slow one"
+        );
+        let seen = fine.seen();
+        for call in &ids {
+            let order: Vec<&String> = seen.iter().filter(|e| call.contains(e)).collect();
+            assert_eq!(order, call.iter().collect::<Vec<_>>());
+        }
+
+        // Its attempts time out and are recorded as failed; every slot comes back.
+        let mut recorded = outbox.recorded.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let failed: i64 = store
+                    .read(|c| c.query_row("SELECT count(*) FROM callback_attempts WHERE error LIKE 'no answer within%'", [], |r| r.get(0)))
+                    .await
+                    .unwrap();
+                if failed >= 3 && outbox.under_way() == (0, 0) {
+                    break;
+                }
+                recorded.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the slow receiver's attempts end");
+        assert_eq!(
+            slow.holding.load(Ordering::SeqCst),
+            0,
+            "c2cd closed the connections it gave up on"
+        );
+        recorder.abort();
     }
 }

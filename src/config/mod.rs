@@ -26,6 +26,9 @@ pub const EMBEDDED: &str = include_str!("demo.toml");
 /// A partner's calls waiting (deferred or queued) at most, unless it says.
 pub const DEFAULT_MAX_WAITING: u32 = 1000;
 
+/// The most `[callbacks] concurrency` and `per_receiver` may be.
+pub const MAX_CALLBACK_CONCURRENCY: usize = 1024;
+
 /// The nine parameters a XIP click-to-call server receives, in the seed's order.
 pub const XIP_PARAMS: [&str; 9] = [
     "RequestorPhone",
@@ -296,6 +299,10 @@ struct RawCallbacks {
     max_backoff: Option<String>,
     /// Bytes of a receiver's answer read at most. Default 16384.
     max_response_bytes: Option<usize>,
+    /// Attempts under way at once at most. Default 256.
+    concurrency: Option<usize>,
+    /// Attempts under way to one receiver at once at most. Default 16.
+    per_receiver: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -615,6 +622,10 @@ pub struct Callbacks {
     pub backoff: Duration,
     pub max_backoff: Duration,
     pub max_response_bytes: usize,
+    /// Attempts under way at once at most.
+    pub concurrency: usize,
+    /// Attempts under way to one receiver (scheme, host and port) at most.
+    pub per_receiver: usize,
 }
 
 /// How calls are followed to their end.
@@ -1735,6 +1746,20 @@ pub fn parse_all(text: &str, source: Source) -> Result<Config, Vec<ConfigError>>
             16384,
             1024,
             1 << 20,
+        ),
+        concurrency: v.range(
+            &[K("callbacks"), K("concurrency")],
+            cb.concurrency,
+            256,
+            1,
+            MAX_CALLBACK_CONCURRENCY,
+        ),
+        per_receiver: v.range(
+            &[K("callbacks"), K("per_receiver")],
+            cb.per_receiver,
+            16,
+            1,
+            MAX_CALLBACK_CONCURRENCY,
         ),
     };
     if callbacks.timeout.is_zero() || callbacks.backoff.is_zero() {

@@ -114,6 +114,8 @@ pub const KEYS: &[Key] = &[
     Key { table: "guard", name: "auth_lockout", default: "\"5m\"", doc: "How long a lock of auth_failures_per_source or auth_failures_per_partner lasts; at most 24h. A lock is logged at warning, once." },
     Key { table: "guard", name: "number_limits", default: "[] (none)", doc: "Calls to one A number at most, across all partners, each as COUNT/PERIOD: [\"3/15m\", \"5/24h\"]. Refused requests do not count." },
     Key { table: "callbacks", name: "max_response_bytes", default: "16384", doc: "Bytes of a receiver's answer read at most." },
+    Key { table: "callbacks", name: "concurrency", default: "256", doc: "Attempts under way at once at most, 1 to 1024." },
+    Key { table: "callbacks", name: "per_receiver", default: "16", doc: "Attempts under way to one receiver (scheme, host and port) at once at most, 1 to 1024: a slow receiver holds these and no more, and the others' callbacks go on." },
     Key { table: "spokn", name: "access_number", default: "none", doc: "E.164 number shown to a phone whose other party is a local extension (a Spokn ID, which a phone cannot be shown). Without one such a phone is shown no caller ID." },
     Key { table: "roundtrip", name: "export_dir", default: "\"/var/lib/c2cd/exports\"", doc: "Where c2cd export (the nightly c2cd-export.timer) writes each day's calls with their sales data, as CSV and XML." },
     Key { table: "roundtrip", name: "export_timezone", default: "\"America/Los_Angeles\"", doc: "The IANA time zone whose days the export covers (the seed's cutoff is 02:00 Pacific)." },

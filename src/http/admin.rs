@@ -97,6 +97,18 @@ pub async fn metrics(app: &App) -> Resp {
         out,
         "# HELP c2cd_auth_locked Sources and partners locked out now.\n# TYPE c2cd_auth_locked gauge\nc2cd_auth_locked{{scope=\"source\"}} {sources}\nc2cd_auth_locked{{scope=\"partner\"}} {partners}"
     );
+    let _ = writeln!(
+        out,
+        "# HELP c2cd_callbacks_attempting Callback attempts under way.\n# TYPE c2cd_callbacks_attempting gauge\nc2cd_callbacks_attempting {}",
+        Metrics::get(&m.callbacks_attempting)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP c2cd_callback_attempts_total Callback attempts recorded, by outcome: delivered, failed (retried later), dead (given up).\n# TYPE c2cd_callback_attempts_total counter\nc2cd_callback_attempts_total{{outcome=\"delivered\"}} {}\nc2cd_callback_attempts_total{{outcome=\"failed\"}} {}\nc2cd_callback_attempts_total{{outcome=\"dead\"}} {}",
+        Metrics::get(&m.callbacks_delivered),
+        Metrics::get(&m.callbacks_failed),
+        Metrics::get(&m.callbacks_dead)
+    );
     let s = app.store.stats();
     let _ = writeln!(
         out,

@@ -62,24 +62,40 @@ pub struct Due {
     pub headers: Vec<(String, String)>,
 }
 
-/// Callbacks due at `now`: for each call only its earliest pending one (by
-/// creation, which is event order and, within an event, the format's order),
-/// so that a call's callbacks arrive in order.
-pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Due>> {
+/// Up to `want` callbacks due at `now`, for each call only its earliest
+/// pending one (by creation, which is event order and, within an event, the
+/// format's order), so that a call's callbacks arrive in order. `take(id, url)`
+/// says whether to take a due callback; those it passes over (already under
+/// way, or their receiver busy) are skipped, at most `scan` of them in all, so
+/// that one busy receiver does not hide the others' callbacks.
+pub fn due(
+    conn: &Connection,
+    now: i64,
+    want: usize,
+    scan: usize,
+    mut take: impl FnMut(i64, &str) -> bool,
+) -> rusqlite::Result<Vec<Due>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, call_id, event_id, partner_id, url, content_type, body, attempts, created_at, method, headers
+        "SELECT id, url, call_id, event_id, partner_id, content_type, body, attempts, created_at, method, headers
          FROM callbacks c
          WHERE state = 'pending' AND next_at <= ?1
            AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.id < c.id)
          ORDER BY next_at, id LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
-        Ok(Due {
-            id: r.get(0)?,
-            call_id: r.get(1)?,
-            event_id: r.get(2)?,
-            partner_id: r.get(3)?,
-            url: r.get(4)?,
+    let mut rows = stmt.query(params![now, (want + scan) as i64])?;
+    let mut out = Vec::new();
+    while out.len() < want {
+        let Some(r) = rows.next()? else { break };
+        let (id, url): (i64, String) = (r.get(0)?, r.get(1)?);
+        if !take(id, &url) {
+            continue;
+        }
+        out.push(Due {
+            id,
+            url,
+            call_id: r.get(2)?,
+            event_id: r.get(3)?,
+            partner_id: r.get(4)?,
             content_type: r.get(5)?,
             body: r.get(6)?,
             attempts: r.get(7)?,
@@ -89,9 +105,9 @@ pub fn due(conn: &Connection, now: i64, limit: usize) -> rusqlite::Result<Vec<Du
                 .get::<_, Option<String>>(10)?
                 .and_then(|h| serde_json::from_str(&h).ok())
                 .unwrap_or_default(),
-        })
-    })?;
-    rows.collect()
+        });
+    }
+    Ok(out)
 }
 
 /// What an attempt led to.
