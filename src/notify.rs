@@ -158,32 +158,32 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
     }
 }
 
-/// Due callbacks one look at the outbox passes over at most (under way, or
-/// their receiver busy) on its way to those it can start.
-const SCAN: usize = 4096;
 /// Attempts' results recorded in one write at most.
 const RECORD_BATCH: usize = 512;
+/// Receivers looked at at most (those with pending callbacks; a partner has one
+/// or a few).
+const RECEIVERS: usize = 4096;
 
-/// The receiver of a callback URL, `scheme://host:port` as written: attempts
-/// to one are limited by `[callbacks] per_receiver`.
-fn receiver(url: &str) -> &str {
-    let after = url.find("://").map_or(0, |i| i + 3);
-    let end = url[after..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| after + i);
-    &url[..end]
+/// What the outbox has under way for one receiver.
+#[derive(Default)]
+struct Lane {
+    /// Callbacks being attempted or whose result is not recorded yet: not
+    /// taken again, and their call's next callbacks wait behind them.
+    claimed: HashSet<i64>,
+    /// Attempts under way.
+    attempting: usize,
 }
 
 /// What the outbox has under way.
 #[derive(Default)]
 struct Claims {
-    /// Callbacks being attempted or whose result is not recorded yet: not
-    /// taken again, and their call's next callbacks wait behind them.
-    ids: HashSet<i64>,
-    /// Attempts under way, by receiver.
-    receivers: HashMap<String, usize>,
+    /// By receiver (see [`callbacks::receiver`]): those with pending
+    /// callbacks when last looked, and those with claims.
+    lanes: HashMap<String, Lane>,
     /// Attempts under way in all.
     attempting: usize,
+    /// Results not recorded yet, in all.
+    claimed: usize,
 }
 
 /// The result of one attempt, on its way to be recorded.
@@ -193,11 +193,11 @@ struct Done {
     took: Duration,
 }
 
-/// Delivers the outbox: one task finds due callbacks and starts an attempt for
-/// each, up to `[callbacks] concurrency` at once and `per_receiver` to one
-/// receiver; each attempt hands its result to one recorder, which records the
-/// results there are in one write. No attempt waits for another: a slow
-/// receiver holds its own slots only.
+/// Delivers the outbox: one task takes due callbacks receiver by receiver and
+/// starts an attempt for each, up to `[callbacks] concurrency` at once and
+/// `per_receiver` to one receiver; each attempt hands its result to one
+/// recorder, which records the results there are in one write. No attempt
+/// waits for another: a slow receiver holds its own slots only.
 pub struct Outbox {
     app: Arc<App>,
     client: HttpClient,
@@ -239,55 +239,82 @@ impl Outbox {
     /// Attempts under way, and results not recorded yet.
     pub fn under_way(&self) -> (usize, usize) {
         let c = self.claims();
-        (c.attempting, c.ids.len())
+        (c.attempting, c.claimed)
     }
 
-    /// Starts an attempt for each callback due now, as far as the limits
-    /// allow; returns how many it started.
+    /// Looks for the receivers with pending callbacks (one index seek each).
+    pub async fn look(&self) -> Result<(), StoreError> {
+        let found = self
+            .app
+            .store
+            .read(|c| callbacks::receivers(c, RECEIVERS))
+            .await?;
+        let mut c = self.claims();
+        // Lanes with nothing under way and nothing pending go.
+        c.lanes
+            .retain(|r, lane| !lane.claimed.is_empty() || found.contains(r));
+        for r in found {
+            c.lanes.entry(r).or_default();
+        }
+        Ok(())
+    }
+
+    /// Starts an attempt for each callback due now, receiver by receiver, as
+    /// far as the limits allow; returns how many it started.
     pub async fn start(self: &Arc<Self>) -> Result<usize, StoreError> {
         let rt = self.app.runtime();
         let cfg = &rt.config.callbacks;
-        let (claimed, receivers, want) = {
+        // What each receiver has room for, and what it has under way.
+        let asks: Vec<(String, usize, HashSet<i64>)> = {
             let c = self.claims();
             // Results waiting for their write count too, so that a slow disk
             // bounds what is in memory.
-            let free = cfg
+            let mut free = cfg
                 .concurrency
                 .saturating_sub(c.attempting)
-                .min((2 * cfg.concurrency).saturating_sub(c.ids.len()));
-            if free == 0 {
-                return Ok(0);
+                .min((2 * cfg.concurrency).saturating_sub(c.claimed));
+            let mut asks = Vec::new();
+            for (r, lane) in &c.lanes {
+                let room = cfg.per_receiver.saturating_sub(lane.attempting).min(free);
+                // A busy receiver is looked at again once a quarter of its
+                // room is free, not at each attempt's end.
+                let enough = if lane.attempting == 0 {
+                    1
+                } else {
+                    (cfg.per_receiver / 4).max(1)
+                };
+                if room >= enough {
+                    free -= room;
+                    asks.push((r.clone(), room, lane.claimed.clone()));
+                }
             }
-            (c.ids.clone(), c.receivers.clone(), free)
+            asks
         };
+        if asks.is_empty() {
+            return Ok(0);
+        }
         let now = (self.clock)();
-        let per_receiver = cfg.per_receiver;
         let due = self
             .app
             .store
             .read(move |c| {
-                let mut busy = receivers;
-                callbacks::due(c, now, want, SCAN, |id, url| {
-                    if claimed.contains(&id) {
-                        return false;
-                    }
-                    let n = busy.entry(receiver(url).to_string()).or_default();
-                    if *n >= per_receiver {
-                        return false;
-                    }
-                    *n += 1;
-                    true
-                })
+                let mut all = Vec::new();
+                for (r, room, skip) in &asks {
+                    all.extend(callbacks::due(c, r, now, *room, skip)?);
+                }
+                Ok(all)
             })
             .await?;
         let n = due.len();
         {
             let mut c = self.claims();
             for d in &due {
-                c.ids.insert(d.id);
-                *c.receivers.entry(receiver(&d.url).to_string()).or_default() += 1;
-                c.attempting += 1;
+                let lane = c.lanes.entry(d.receiver.clone()).or_default();
+                lane.claimed.insert(d.id);
+                lane.attempting += 1;
             }
+            c.attempting += n;
+            c.claimed += n;
             self.app
                 .metrics
                 .callbacks_attempting
@@ -303,12 +330,8 @@ impl Outbox {
                 {
                     let mut c = this.claims();
                     c.attempting = c.attempting.saturating_sub(1);
-                    let key = receiver(&d.url);
-                    if let Some(n) = c.receivers.get_mut(key) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            c.receivers.remove(key);
-                        }
+                    if let Some(lane) = c.lanes.get_mut(&d.receiver) {
+                        lane.attempting = lane.attempting.saturating_sub(1);
                     }
                     this.app
                         .metrics
@@ -356,34 +379,25 @@ impl Outbox {
                         i64::try_from(backoff(cfg, attempts).as_millis()).unwrap_or(i64::MAX / 2);
                     Next::Retry(at + wait)
                 };
-                let latency = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
-                (
-                    d.id,
-                    attempts,
+                callbacks::Attempt {
+                    call: d.call_id.clone(),
+                    id: d.id,
+                    n: attempts,
                     at,
-                    out.status,
-                    latency,
-                    out.error.clone(),
+                    status: out.status,
+                    latency_ms: i64::try_from(took.as_millis()).unwrap_or(i64::MAX),
+                    error: out.error.clone(),
                     next,
-                )
+                }
             })
             .collect();
-        let outcomes: Vec<Next> = rows.iter().map(|r| r.6).collect();
+        let outcomes: Vec<Next> = rows.iter().map(|r| r.next).collect();
         let written = self
             .app
             .store
             .write(move |c| {
-                for (id, attempts, at, status, latency, error, next) in &rows {
-                    callbacks::record_attempt(
-                        c,
-                        *id,
-                        *attempts,
-                        *at,
-                        *status,
-                        *latency,
-                        error.as_deref(),
-                        *next,
-                    )?;
+                for a in &rows {
+                    callbacks::record_attempt(c, a)?;
                 }
                 Ok(())
             })
@@ -429,8 +443,11 @@ impl Outbox {
         }
         {
             let mut c = self.claims();
+            c.claimed = c.claimed.saturating_sub(done.len());
             for d in &done {
-                c.ids.remove(&d.due.id);
+                if let Some(lane) = c.lanes.get_mut(&d.due.receiver) {
+                    lane.claimed.remove(&d.due.id);
+                }
             }
         }
         self.wake.notify_one();
@@ -438,10 +455,19 @@ impl Outbox {
         Some(done.len())
     }
 
-    /// Starts attempts whenever there is room and something is due.
+    /// Starts attempts whenever there is room and something is due, and
+    /// looks for receivers with pending callbacks every `TICK`.
     async fn dispatch(self: Arc<Self>) {
+        let mut looked: Option<Instant> = None;
         loop {
-            match self.start().await {
+            let step = async {
+                if looked.is_none_or(|t| t.elapsed() >= TICK) {
+                    looked = Some(Instant::now());
+                    self.look().await?;
+                }
+                self.start().await
+            };
+            match step.await {
                 Ok(0) => {
                     // Nothing due, or no room: wait for a slot or for time.
                     let _ = tokio::time::timeout(TICK, self.wake.notified()).await;
@@ -522,7 +548,7 @@ mod tests {
             ("http://h", "http://h"),
             ("not a url", "not a url"),
         ] {
-            assert_eq!(receiver(url), want, "{url}");
+            assert_eq!(callbacks::receiver(url), want, "{url}");
         }
     }
 
@@ -697,9 +723,17 @@ mod tests {
                         let event = format!("{}-{seq}", call.id);
                         c.execute(
                             "INSERT INTO callbacks (call_id, seq, event_id, partner_id, url, format, content_type,
-                                body, created_at, next_at, state)
-                             VALUES (?1, ?2, ?3, 'p', ?4, 'native', 'application/json', ?5, ?6, ?6, 'pending')",
-                            rusqlite::params![call.id.to_string(), seq as i64, event, url, b"{}".to_vec(), T0],
+                                body, created_at, next_at, state, head, receiver)
+                             VALUES (?1, ?2, ?3, 'p', ?4, 'native', 'application/json', ?5, ?6, ?6, 'pending', ?2 = 1, ?7)",
+                            rusqlite::params![
+                                call.id.to_string(),
+                                seq as i64,
+                                event,
+                                url,
+                                b"{}".to_vec(),
+                                T0,
+                                callbacks::receiver(&url)
+                            ],
                         )?;
                         ids.push(event.to_ascii_lowercase());
                     }
@@ -713,6 +747,7 @@ mod tests {
 
     /// Starts what is due and records every result of it.
     async fn round(outbox: &Arc<Outbox>, inbox: &mut Recorder) -> usize {
+        outbox.look().await.unwrap();
         let started = outbox.start().await.unwrap();
         let mut recorded = 0;
         while recorded < started {
@@ -728,8 +763,7 @@ mod tests {
             .read(|c| {
                 // Each call's first pending callback: the others wait for it.
                 c.query_row(
-                    "SELECT min(next_at) FROM callbacks c WHERE state = 'pending' AND NOT EXISTS
-                     (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.id < c.id)",
+                    "SELECT min(next_at) FROM callbacks WHERE state = 'pending' AND head = 1",
                     [],
                     |r| r.get(0),
                 )

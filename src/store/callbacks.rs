@@ -2,6 +2,8 @@
 //! in the same transaction as the event, delivered by `notify`, every attempt
 //! recorded.
 
+use std::collections::HashSet;
+
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
@@ -23,10 +25,12 @@ pub fn enqueue(conn: &Connection, target: Target, n: &Notice) -> rusqlite::Resul
     let format = dialect::callback_format(target.dialect);
     let mut stmt = conn.prepare_cached(
         "INSERT INTO callbacks (call_id, seq, event_id, partner_id, url, format, content_type, body, created_at,
-            next_at, state, method, headers)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 'pending', ?10, ?11)",
+            next_at, state, method, headers, receiver, head)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, 'pending', ?10, ?11, ?12,
+            NOT EXISTS (SELECT 1 FROM callbacks WHERE call_id = ?1 AND state = 'pending'))",
     )?;
     for p in format.format(n) {
+        let url = p.url.as_deref().unwrap_or(target.url);
         let headers =
             (!p.headers.is_empty()).then(|| serde_json::to_string(&p.headers).unwrap_or_default());
         stmt.execute(params![
@@ -34,13 +38,14 @@ pub fn enqueue(conn: &Connection, target: Target, n: &Notice) -> rusqlite::Resul
             n.seq,
             n.event_id,
             target.partner_id,
-            p.url.as_deref().unwrap_or(target.url),
+            url,
             format.name(),
             p.content_type,
             p.body,
             n.at,
             p.method.as_deref().unwrap_or("POST"),
             headers,
+            receiver(url),
         ])?;
     }
     Ok(())
@@ -54,6 +59,8 @@ pub struct Due {
     pub event_id: String,
     pub partner_id: Option<String>,
     pub url: String,
+    /// See [`receiver`].
+    pub receiver: String,
     pub content_type: String,
     pub body: Vec<u8>,
     pub attempts: i64,
@@ -62,40 +69,85 @@ pub struct Due {
     pub headers: Vec<(String, String)>,
 }
 
-/// Up to `want` callbacks due at `now`, for each call only its earliest
-/// pending one (by creation, which is event order and, within an event, the
-/// format's order), so that a call's callbacks arrive in order. `take(id, url)`
-/// says whether to take a due callback; those it passes over (already under
-/// way, or their receiver busy) are skipped, at most `scan` of them in all, so
-/// that one busy receiver does not hide the others' callbacks.
+/// Marks the first pending callback of `call` (by creation, which is event
+/// order and, within an event, the format's order) as its head, the only one
+/// that may be attempted, so that a call's callbacks arrive in order; any
+/// later one marked before (a replay went ahead of it) is unmarked.
+fn settle_head(conn: &Connection, call: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE callbacks SET head = (id = (SELECT min(id) FROM callbacks WHERE call_id = ?1 AND state = 'pending'))
+         WHERE call_id = ?1 AND state = 'pending'
+           AND head <> (id = (SELECT min(id) FROM callbacks WHERE call_id = ?1 AND state = 'pending'))",
+    )?
+    .execute([call])?;
+    Ok(())
+}
+
+/// The receiver of a callback URL, `scheme://host:port` as written: the outbox
+/// takes callbacks receiver by receiver, each with its own limit.
+pub fn receiver(url: &str) -> &str {
+    let after = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after + i);
+    &url[..end]
+}
+
+/// The receivers with pending callbacks, at most `limit`: one index seek each
+/// (a loose scan of `callbacks_due`), however many callbacks wait.
+pub fn receivers(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "WITH RECURSIVE r(x) AS (
+             SELECT (SELECT min(receiver) FROM callbacks WHERE state = 'pending' AND head = 1)
+             UNION ALL
+             SELECT (SELECT min(receiver) FROM callbacks WHERE state = 'pending' AND head = 1 AND receiver > x)
+             FROM r WHERE x IS NOT NULL)
+         SELECT x FROM r WHERE x IS NOT NULL LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([limit as i64], |r| r.get(0))?;
+    rows.collect()
+}
+
+/// Up to `want` callbacks to `receiver` due at `now`, earliest due first, each
+/// its call's head (see `settle_head`), passing over those in `skip` (already
+/// under way).
 pub fn due(
     conn: &Connection,
+    receiver: &str,
     now: i64,
     want: usize,
-    scan: usize,
-    mut take: impl FnMut(i64, &str) -> bool,
+    skip: &HashSet<i64>,
 ) -> rusqlite::Result<Vec<Due>> {
+    // The ids from the index alone, those under way passed over; then the rows.
+    let mut ids = Vec::with_capacity(want);
     let mut stmt = conn.prepare_cached(
-        "SELECT id, url, call_id, event_id, partner_id, content_type, body, attempts, created_at, method, headers
-         FROM callbacks c
-         WHERE state = 'pending' AND next_at <= ?1
-           AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.call_id = c.call_id AND p.state = 'pending' AND p.id < c.id)
-         ORDER BY next_at, id LIMIT ?2",
+        "SELECT id FROM callbacks
+         WHERE state = 'pending' AND head = 1 AND receiver = ?1 AND next_at <= ?2
+         ORDER BY next_at, id LIMIT ?3",
     )?;
-    let mut rows = stmt.query(params![now, (want + scan) as i64])?;
-    let mut out = Vec::new();
-    while out.len() < want {
+    let mut rows = stmt.query(params![receiver, now, (want + skip.len()) as i64])?;
+    while ids.len() < want {
         let Some(r) = rows.next()? else { break };
-        let (id, url): (i64, String) = (r.get(0)?, r.get(1)?);
-        if !take(id, &url) {
-            continue;
+        let id: i64 = r.get(0)?;
+        if !skip.contains(&id) {
+            ids.push(id);
         }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, call_id, event_id, partner_id, url, content_type, body, attempts, created_at, method, headers
+         FROM callbacks WHERE id = ?1",
+    )?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut rows = stmt.query([id])?;
+        let Some(r) = rows.next()? else { continue };
         out.push(Due {
             id,
-            url,
-            call_id: r.get(2)?,
-            event_id: r.get(3)?,
-            partner_id: r.get(4)?,
+            call_id: r.get(1)?,
+            event_id: r.get(2)?,
+            partner_id: r.get(3)?,
+            url: r.get(4)?,
+            receiver: receiver.to_string(),
             content_type: r.get(5)?,
             body: r.get(6)?,
             attempts: r.get(7)?,
@@ -120,18 +172,32 @@ pub enum Next {
     Dead,
 }
 
-/// Records attempt number `n` of callback `id` and what follows from it.
-#[allow(clippy::too_many_arguments)]
-pub fn record_attempt(
-    conn: &Connection,
-    id: i64,
-    n: i64,
-    at: i64,
-    status: Option<u16>,
-    latency_ms: i64,
-    error: Option<&str>,
-    next: Next,
-) -> rusqlite::Result<()> {
+/// One attempt of a callback, and what follows from it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub call: String,
+    pub id: i64,
+    /// 1, 2, …
+    pub n: i64,
+    pub at: i64,
+    pub status: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+    pub next: Next,
+}
+
+/// Records an attempt and what follows from it.
+pub fn record_attempt(conn: &Connection, a: &Attempt) -> rusqlite::Result<()> {
+    let Attempt {
+        ref call,
+        id,
+        n,
+        at,
+        status,
+        latency_ms,
+        ref error,
+        next,
+    } = *a;
     conn.prepare_cached(
         "INSERT INTO callback_attempts (callback_id, n, at, status, latency_ms, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
@@ -146,7 +212,20 @@ pub fn record_attempt(
          delivered_at = coalesce(?7, delivered_at) WHERE id = ?1",
     )?
     .execute(params![id, n, state, next_at, status, error, delivered])?;
+    if !matches!(next, Next::Retry(_)) {
+        // Done with: the call's next callback may go.
+        conn.prepare_cached(
+            "UPDATE callbacks SET head = 1
+             WHERE id = (SELECT min(id) FROM callbacks WHERE call_id = ?1 AND state = 'pending') AND head = 0",
+        )?
+        .execute([call])?;
+    }
     Ok(())
+}
+
+fn call_of(conn: &Connection, id: i64) -> rusqlite::Result<String> {
+    conn.prepare_cached("SELECT call_id FROM callbacks WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
 }
 
 /// A call's callbacks with their attempts, as the admin API shows them.
@@ -271,5 +350,8 @@ pub fn replay(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
         "UPDATE callbacks SET state = 'pending', next_at = ?2, created_at = ?2 WHERE id = ?1",
         params![id, now],
     )?;
+    if n == 1 {
+        settle_head(conn, &call_of(conn, id)?)?;
+    }
     Ok(n == 1)
 }

@@ -372,6 +372,29 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX calls_a_recent;
     CREATE INDEX calls_a_recent ON calls (a_number, created_at) WHERE refused = 0;
     "#,
+    // 12: the outbox takes due callbacks receiver by receiver (notify.rs),
+    // and a call's callbacks go out in order, so only its first pending one
+    // may be attempted. The outbox used to find that one with a NOT EXISTS
+    // over the call's callbacks at every row it looked at, and behind a
+    // backlog it stepped through every later callback of every waiting call
+    // (bench/soak.sh). `head` marks it, kept by the writes that change a
+    // callback's state (store::callbacks); `receiver` is the URL's scheme,
+    // host and port (the rows before this step get the part before the
+    // path's first slash). The due index holds only heads, by receiver.
+    r#"
+    ALTER TABLE callbacks ADD COLUMN head INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE callbacks ADD COLUMN receiver TEXT NOT NULL DEFAULT '';
+    UPDATE callbacks SET head = 1
+        WHERE state = 'pending' AND NOT EXISTS (SELECT 1 FROM callbacks p
+            WHERE p.call_id = callbacks.call_id AND p.state = 'pending' AND p.id < callbacks.id);
+    UPDATE callbacks SET receiver = CASE
+            WHEN instr(substr(url, instr(url, '://') + 3), '/') = 0 THEN url
+            ELSE substr(url, 1, instr(url, '://') + 1 + instr(substr(url, instr(url, '://') + 3), '/'))
+        END
+        WHERE state = 'pending';
+    DROP INDEX callbacks_due;
+    CREATE INDEX callbacks_due ON callbacks (receiver, next_at) WHERE state = 'pending' AND head = 1;
+    "#,
 ];
 
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
@@ -494,5 +517,55 @@ mod tests {
             .unwrap();
         assert_eq!(refused, [("b".into(), 0), ("c".into(), 0), ("r".into(), 1)]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn step_12_marks_each_calls_first_pending_callback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        migrate_with(&mut conn, &MIGRATIONS[..11], |_| unreachable!()).unwrap();
+        for call in ["a", "b"] {
+            conn.execute(
+                "INSERT INTO calls (id, created_at, updated_at, dialect, method, received_query, state)
+                 VALUES (?1, 0, 0, 'xip', 'GET', '', 'completed')",
+                [call],
+            )
+            .unwrap();
+        }
+        // a: delivered, pending, pending; b: dead, delivered.
+        for (id, call, state) in [
+            (1, "a", "delivered"),
+            (2, "b", "dead"),
+            (3, "a", "pending"),
+            (4, "b", "delivered"),
+            (5, "a", "pending"),
+        ] {
+            conn.execute(
+                "INSERT INTO callbacks (id, call_id, seq, event_id, url, format, body, created_at, next_at, state)
+                 VALUES (?1, ?2, ?1, 'e', 'http://h/', 'native', x'', 0, 0, ?3)",
+                rusqlite::params![id, call, state],
+            )
+            .unwrap();
+        }
+        migrate_with(&mut conn, MIGRATIONS, |found| {
+            dir.path().join(format!("t.db.v{found}.bak"))
+        })
+        .unwrap();
+        let heads: Vec<i64> = conn
+            .prepare("SELECT id FROM callbacks WHERE head = 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(heads, [3]);
+        let receivers: Vec<String> = conn
+            .prepare("SELECT DISTINCT receiver FROM callbacks WHERE state = 'pending'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(receivers, ["http://h"]);
     }
 }
