@@ -139,6 +139,13 @@ fn serve(stream: TcpStream, seen: Seen) {
         }
         let id = get(&m, "ActionID").to_string();
         match get(&m, "Action") {
+            "Login" if get(&m, "Secret") != "c2c-secret" => {
+                // As Asterisk answers a wrong secret.
+                send(
+                    &mut w,
+                    &format!("Response: Error\nActionID: {id}\nMessage: Authentication failed\n\n"),
+                );
+            }
             "Login" => {
                 send(
                     &mut w,
@@ -453,6 +460,58 @@ fn calls_on_asterisk_end_as_the_manager_reports() {
     let id = place(&d, "106", "200").call_id();
     d.wait_log(&format!("call {id}: a_ended_failed -> failed"));
     d.wait_log("logged in as");
+}
+
+#[test]
+fn a_refused_login_is_not_hammered_calls_get_an_answer_and_a_mended_secret_logs_in() {
+    let pbx = Asterisk::start();
+    let good = config(&pbx.addr);
+    let mut d =
+        Daemon::start(&good.replace("secret = \"c2c-secret\"", "secret = \"stale-secret\""));
+    let refused = d.wait_logged("refused: Authentication failed");
+    // Not retried soon: the credentials will not mend by themselves.
+    let wait: f64 = refused
+        .rsplit("reconnecting in ")
+        .next()
+        .and_then(|w| w.trim().trim_end_matches('s').parse().ok())
+        .unwrap_or_else(|| panic!("{refused}"));
+    assert!(wait >= 30.0, "{refused}");
+    assert!(!refused.contains("stale-secret"), "{refused}");
+    let metrics = d.get("/metrics").text();
+    assert!(
+        metrics.contains("c2cd_provider_available{provider=\"pbx\",kind=\"ami\"} 0"),
+        "{metrics}"
+    );
+
+    // Calls meanwhile get an answer at once, and a row that says why;
+    // none of them makes c2cd log in again.
+    for _ in 0..5 {
+        let r = place(&d, "100", "200");
+        assert!(r.status >= 500, "{} {}", r.status, r.text());
+        let call = d.call(&r.call_id());
+        assert_eq!(call["state"], "failed", "{call}");
+        assert!(
+            call["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{call}"
+        );
+    }
+    let logins = {
+        let (lock, _) = &*pbx.actions;
+        let n = lock
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| get(m, "Action") == "Login")
+            .count();
+        n
+    };
+    assert_eq!(logins, 1, "one login, not one per call");
+
+    // The operator mends the secret: the reload logs in and calls go through.
+    d.reload(&good);
+    d.wait_log("logged in as");
+    let id = place(&d, "100", "200").call_id();
+    d.wait_log(&format!("call {id}: a_ended_normal -> completed"));
 }
 
 /// The legs of call `id`: `a1 cancelled`, `b2 hung_up`, …
