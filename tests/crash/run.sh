@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Crash consistency, the long run: the suite's crash test (tests/it/crash.rs)
 # with ROUNDS kills (default 25) instead of 3. Load through the XIP, native,
-# Spokn, Airtel, Cloud9 and RoundTrip doors and XIP calls deferred to a
-# partner's opening (4 client threads, every call to an upstream XIP server on
-# loopback), SIGKILL at a random moment 100-500 ms into each life
+# Spokn, Airtel, Cloud9 and RoundTrip doors, native calls on a scripted
+# Asterisk over AMI, and XIP calls deferred to a partner's opening (4 client
+# threads, every other call to an upstream XIP server on loopback), SIGKILL at a random moment 100-500 ms into each life
 # (after at least one success answer), restart on the same database; then it
 # checks that every request answered with success is in the database as
 # answered, that no call reached the upstream twice, PRAGMA integrity_check,

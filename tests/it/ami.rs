@@ -10,14 +10,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::common::*;
 
 /// One AMI message: its fields in order.
-type Fields = Vec<(String, String)>;
+pub(crate) type Fields = Vec<(String, String)>;
 /// The actions a scripted Asterisk was sent, and a signal for each new one.
-type Seen = Arc<(Mutex<Vec<Fields>>, Condvar)>;
+pub(crate) type Seen = Arc<(Mutex<Vec<Fields>>, Condvar)>;
 
-/// A scripted Asterisk manager.
-struct Asterisk {
-    addr: String,
-    actions: Seen,
+/// A scripted Asterisk manager (the crash test's PBX too).
+pub(crate) struct Asterisk {
+    pub(crate) addr: String,
+    pub(crate) actions: Seen,
 }
 
 fn read_message(r: &mut BufReader<TcpStream>) -> Option<Fields> {
@@ -39,7 +39,7 @@ fn read_message(r: &mut BufReader<TcpStream>) -> Option<Fields> {
     }
 }
 
-fn get<'a>(m: &'a [(String, String)], k: &str) -> &'a str {
+pub(crate) fn get<'a>(m: &'a [(String, String)], k: &str) -> &'a str {
     m.iter()
         .find(|(n, _)| n == k)
         .map(|(_, v)| v.as_str())
@@ -51,7 +51,7 @@ fn send(w: &mut TcpStream, text: &str) {
 }
 
 impl Asterisk {
-    fn start() -> Asterisk {
+    pub(crate) fn start() -> Asterisk {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let actions: Seen = Arc::default();
