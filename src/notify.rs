@@ -160,6 +160,8 @@ async fn attempt(client: &HttpClient, config: &Config, d: &Due) -> Outcome {
 
 /// Attempts' results recorded in one write at most.
 const RECORD_BATCH: usize = 512;
+/// The longest wait between two tries of a write of results.
+const MAX_RECORD_WAIT: Duration = Duration::from_secs(30);
 /// Receivers looked at at most (those with pending callbacks; a partner has one
 /// or a few).
 const RECEIVERS: usize = 4096;
@@ -184,6 +186,8 @@ struct Claims {
     attempting: usize,
     /// Results not recorded yet, in all.
     claimed: usize,
+    /// Which receiver is asked first next time.
+    turn: usize,
 }
 
 /// The result of one attempt, on its way to be recorded.
@@ -244,11 +248,13 @@ impl Outbox {
 
     /// Looks for the receivers with pending callbacks (one index seek each).
     pub async fn look(&self) -> Result<(), StoreError> {
-        let found = self
+        let found: HashSet<String> = self
             .app
             .store
             .read(|c| callbacks::receivers(c, RECEIVERS))
-            .await?;
+            .await?
+            .into_iter()
+            .collect();
         let mut c = self.claims();
         // Lanes with nothing under way and nothing pending go.
         c.lanes
@@ -264,18 +270,23 @@ impl Outbox {
     pub async fn start(self: &Arc<Self>) -> Result<usize, StoreError> {
         let rt = self.app.runtime();
         let cfg = &rt.config.callbacks;
-        // What each receiver has room for, and what it has under way.
-        let asks: Vec<(String, usize, HashSet<i64>)> = {
-            let c = self.claims();
+        // What each receiver has room for, and what it has under way; the
+        // free slots go to those with something due, a different receiver
+        // first each time.
+        let (asks, free) = {
+            let mut c = self.claims();
             // Results waiting for their write count too, so that a slow disk
             // bounds what is in memory.
-            let mut free = cfg
+            let free = cfg
                 .concurrency
                 .saturating_sub(c.attempting)
                 .min((2 * cfg.concurrency).saturating_sub(c.claimed));
-            let mut asks = Vec::new();
+            if free == 0 {
+                return Ok(0);
+            }
+            let mut asks: Vec<(String, usize, HashSet<i64>)> = Vec::new();
             for (r, lane) in &c.lanes {
-                let room = cfg.per_receiver.saturating_sub(lane.attempting).min(free);
+                let room = cfg.per_receiver.saturating_sub(lane.attempting);
                 // A busy receiver is looked at again once a quarter of its
                 // room is free, not at each attempt's end.
                 let enough = if lane.attempting == 0 {
@@ -284,23 +295,31 @@ impl Outbox {
                     (cfg.per_receiver / 4).max(1)
                 };
                 if room >= enough {
-                    free -= room;
                     asks.push((r.clone(), room, lane.claimed.clone()));
                 }
             }
-            asks
+            if asks.is_empty() {
+                return Ok(0);
+            }
+            let first = c.turn % asks.len();
+            c.turn = c.turn.wrapping_add(1);
+            asks.rotate_left(first);
+            (asks, free)
         };
-        if asks.is_empty() {
-            return Ok(0);
-        }
         let now = (self.clock)();
         let due = self
             .app
             .store
             .read(move |c| {
+                let mut free = free;
                 let mut all = Vec::new();
                 for (r, room, skip) in &asks {
-                    all.extend(callbacks::due(c, r, now, *room, skip)?);
+                    if free == 0 {
+                        break;
+                    }
+                    let got = callbacks::due(c, r, now, (*room).min(free), skip)?;
+                    free -= got.len();
+                    all.extend(got);
                 }
                 Ok(all)
             })
@@ -392,53 +411,62 @@ impl Outbox {
             })
             .collect();
         let outcomes: Vec<Next> = rows.iter().map(|r| r.next).collect();
-        let written = self
-            .app
-            .store
-            .write(move |c| {
-                for a in &rows {
-                    callbacks::record_attempt(c, a)?;
-                }
-                Ok(())
-            })
-            .await;
-        match written {
-            Ok(()) => {
-                let m = &self.app.metrics;
-                for (Done { due: d, out, .. }, next) in done.iter().zip(&outcomes) {
-                    let attempts = d.attempts + 1;
-                    match (&out.error, next) {
-                        (None, _) => {
-                            m.callbacks_delivered.fetch_add(1, Ordering::Relaxed);
-                            log::debug!("callback {} for call {}: delivered", d.id, d.call_id)
-                        }
-                        (Some(e), Next::Dead) => {
-                            m.callbacks_dead.fetch_add(1, Ordering::Relaxed);
-                            log::warn!(
-                                "callback {} for call {}: given up after {attempts} attempts: {e}",
-                                d.id,
-                                d.call_id
-                            )
-                        }
-                        (Some(e), _) => {
-                            m.callbacks_failed.fetch_add(1, Ordering::Relaxed);
-                            log::info!(
-                                "callback {} for call {}: attempt {attempts} failed: {e}",
-                                d.id,
-                                d.call_id
-                            )
-                        }
+        // Tried until it is recorded, the claims held meanwhile: released
+        // unrecorded, delivered callbacks would be sent again, and a busy
+        // database would get more work, not less.
+        let rows = Arc::new(rows);
+        let mut wait = Duration::from_secs(1);
+        loop {
+            let batch = rows.clone();
+            let written = self
+                .app
+                .store
+                .write(move |c| {
+                    for a in batch.iter() {
+                        callbacks::record_attempt(c, a)?;
                     }
+                    Ok(())
+                })
+                .await;
+            match written {
+                Ok(()) => break,
+                // Stopping: what was not recorded is attempted again after
+                // the restart (at least once).
+                Err(StoreError::Closed) => return None,
+                Err(e) => {
+                    log::error!(
+                        "callback outbox: cannot record {} attempts, trying again in {wait:?}: {e}",
+                        done.len()
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_RECORD_WAIT);
                 }
             }
-            Err(e) => {
-                // Not recorded: the callbacks are still pending as they were,
-                // and are attempted again (at least once). Not at once, though.
-                log::error!(
-                    "callback outbox: cannot record {} attempts: {e}",
-                    done.len()
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let m = &self.app.metrics;
+        for (Done { due: d, out, .. }, next) in done.iter().zip(&outcomes) {
+            let attempts = d.attempts + 1;
+            match (&out.error, next) {
+                (None, _) => {
+                    m.callbacks_delivered.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("callback {} for call {}: delivered", d.id, d.call_id)
+                }
+                (Some(e), Next::Dead) => {
+                    m.callbacks_dead.fetch_add(1, Ordering::Relaxed);
+                    log::warn!(
+                        "callback {} for call {}: given up after {attempts} attempts: {e}",
+                        d.id,
+                        d.call_id
+                    )
+                }
+                (Some(e), _) => {
+                    m.callbacks_failed.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "callback {} for call {}: attempt {attempts} failed: {e}",
+                        d.id,
+                        d.call_id
+                    )
+                }
             }
         }
         {
@@ -546,6 +574,10 @@ mod tests {
             ("https://hooks.example.com/a/b", "https://hooks.example.com"),
             ("https://hooks.example.com?x", "https://hooks.example.com"),
             ("http://h", "http://h"),
+            (
+                "HTTP://Hooks.Example.COM:8080/x",
+                "http://hooks.example.com:8080",
+            ),
             ("not a url", "not a url"),
         ] {
             assert_eq!(callbacks::receiver(url), want, "{url}");
@@ -927,5 +959,125 @@ mod tests {
             "c2cd closed the connections it gave up on"
         );
         recorder.abort();
+    }
+
+    #[tokio::test]
+    async fn receivers_that_are_down_do_not_take_the_slots_of_one_that_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outbox, mut inbox, _clock, store) = outbox(
+            dir.path(),
+            "[callbacks]\nconcurrency = 4\nper_receiver = 2\n",
+        );
+        // Six receivers down, each with calls waiting on their retries: with
+        // the slots given out before anything was found due, the first two
+        // asked took all four, every time.
+        for _ in 0..6 {
+            let addr = TcpListener::bind("127.0.0.1:0")
+                .await
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            queue(&store, format!("http://{addr}/cb"), 2, 1).await;
+        }
+        let fine = Receiver::start("127.0.0.1:0", true).await;
+        let ids = queue(&store, format!("http://{}/cb", fine.addr), 1, 6).await;
+        // The clock stands still: the down ones are not due again, the one
+        // that answers has its next callback due each time.
+        for _ in 0..20 {
+            round(&outbox, &mut inbox).await;
+            if fine.seen().len() == 6 {
+                break;
+            }
+        }
+        assert_eq!(
+            fine.seen(),
+            ids[0],
+            "every callback of the receiver that answers, in order"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replay_waits_behind_the_callback_its_call_has_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_outbox, _inbox, _clock, store) = outbox(dir.path(), "");
+        queue(&store, "http://127.0.0.1:9/cb".into(), 1, 2).await;
+        let heads = |store: Store| async move {
+            store
+                .read(|c| {
+                    c.prepare("SELECT id, state, head FROM callbacks ORDER BY id")?
+                        .query_map([], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)?,
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .await
+                .unwrap()
+        };
+        let rows = heads(store.clone()).await;
+        let (first, second) = (rows[0].0, rows[1].0);
+        let call: String = store
+            .read(move |c| {
+                c.query_row(
+                    "SELECT call_id FROM callbacks WHERE id = ?1",
+                    [first],
+                    |r| r.get(0),
+                )
+            })
+            .await
+            .unwrap();
+        let done = |id: i64, n: i64, call: &str| callbacks::Attempt {
+            call: call.to_string(),
+            id,
+            n,
+            at: T0,
+            status: Some(200),
+            latency_ms: 1,
+            error: None,
+            next: Next::Delivered,
+        };
+        // The first is delivered: the second is the head (and may be under way).
+        let a = done(first, 1, &call);
+        store
+            .write(move |c| callbacks::record_attempt(c, &a))
+            .await
+            .unwrap();
+        assert_eq!(heads(store.clone()).await[1], (second, "pending".into(), 1));
+        // The first is replayed meanwhile: it waits, the head stays.
+        assert!(store
+            .write(move |c| callbacks::replay(c, first, T0 + 1))
+            .await
+            .unwrap());
+        assert_eq!(
+            heads(store.clone()).await,
+            [(first, "pending".into(), 0), (second, "pending".into(), 1)]
+        );
+        // The second is done: the replayed one goes next.
+        let b = done(second, 1, &call);
+        store
+            .write(move |c| callbacks::record_attempt(c, &b))
+            .await
+            .unwrap();
+        assert_eq!(
+            heads(store.clone()).await,
+            [
+                (first, "pending".into(), 1),
+                (second, "delivered".into(), 0)
+            ]
+        );
+        // A replay of the call's only callback makes it the head at once.
+        let b = done(first, 2, &call);
+        store
+            .write(move |c| callbacks::record_attempt(c, &b))
+            .await
+            .unwrap();
+        assert!(store
+            .write(move |c| callbacks::replay(c, second, T0 + 2))
+            .await
+            .unwrap());
+        assert_eq!(heads(store.clone()).await[1], (second, "pending".into(), 1));
     }
 }

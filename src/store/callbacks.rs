@@ -69,28 +69,15 @@ pub struct Due {
     pub headers: Vec<(String, String)>,
 }
 
-/// Marks the first pending callback of `call` (by creation, which is event
-/// order and, within an event, the format's order) as its head, the only one
-/// that may be attempted, so that a call's callbacks arrive in order; any
-/// later one marked before (a replay went ahead of it) is unmarked.
-fn settle_head(conn: &Connection, call: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE callbacks SET head = (id = (SELECT min(id) FROM callbacks WHERE call_id = ?1 AND state = 'pending'))
-         WHERE call_id = ?1 AND state = 'pending'
-           AND head <> (id = (SELECT min(id) FROM callbacks WHERE call_id = ?1 AND state = 'pending'))",
-    )?
-    .execute([call])?;
-    Ok(())
-}
-
-/// The receiver of a callback URL, `scheme://host:port` as written: the outbox
-/// takes callbacks receiver by receiver, each with its own limit.
-pub fn receiver(url: &str) -> &str {
+/// The receiver of a callback URL, `scheme://host:port` in lower case: the
+/// outbox takes callbacks receiver by receiver, each with its own limit.
+/// (Schema step 12 computes the same in SQL for the rows before it.)
+pub fn receiver(url: &str) -> String {
     let after = url.find("://").map_or(0, |i| i + 3);
     let end = url[after..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| after + i);
-    &url[..end]
+    url[..end].to_ascii_lowercase()
 }
 
 /// The receivers with pending callbacks, at most `limit`: one index seek each
@@ -109,8 +96,9 @@ pub fn receivers(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<String
 }
 
 /// Up to `want` callbacks to `receiver` due at `now`, earliest due first, each
-/// its call's head (see `settle_head`), passing over those in `skip` (already
-/// under way).
+/// its call's head (its first pending callback: the only one that may be
+/// attempted, so that a call's callbacks arrive in order), passing over those
+/// in `skip` (already under way).
 pub fn due(
     conn: &Connection,
     receiver: &str,
@@ -209,7 +197,7 @@ pub fn record_attempt(conn: &Connection, a: &Attempt) -> rusqlite::Result<()> {
     };
     conn.prepare_cached(
         "UPDATE callbacks SET attempts = ?2, state = ?3, next_at = ?4, last_status = ?5, last_error = ?6,
-         delivered_at = coalesce(?7, delivered_at) WHERE id = ?1",
+         delivered_at = coalesce(?7, delivered_at), head = (?3 = 'pending' AND head = 1) WHERE id = ?1",
     )?
     .execute(params![id, n, state, next_at, status, error, delivered])?;
     if !matches!(next, Next::Retry(_)) {
@@ -221,11 +209,6 @@ pub fn record_attempt(conn: &Connection, a: &Attempt) -> rusqlite::Result<()> {
         .execute([call])?;
     }
     Ok(())
-}
-
-fn call_of(conn: &Connection, id: i64) -> rusqlite::Result<String> {
-    conn.prepare_cached("SELECT call_id FROM callbacks WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
 }
 
 /// A call's callbacks with their attempts, as the admin API shows them.
@@ -346,12 +329,21 @@ pub fn show(conn: &Connection, id: i64) -> rusqlite::Result<Option<Value>> {
 /// Queues callback `id` to be sent again now, whatever its state; returns false
 /// when there is no such callback. Its attempts so far stay recorded.
 pub fn replay(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<bool> {
-    let n = conn.execute(
-        "UPDATE callbacks SET state = 'pending', next_at = ?2, created_at = ?2 WHERE id = ?1",
-        params![id, now],
+    let url: Option<String> = conn
+        .query_row("SELECT url FROM callbacks WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(url) = url else { return Ok(false) };
+    // It is its call's head only when the call has no other: one that is
+    // pending may be under way, and the call's next callback goes after it
+    // (record_attempt makes the first pending one the head).
+    conn.execute(
+        "UPDATE callbacks SET state = 'pending', next_at = ?2, created_at = ?2, receiver = ?3,
+            head = (state = 'pending' AND head = 1) OR NOT EXISTS (SELECT 1 FROM callbacks p
+                WHERE p.call_id = callbacks.call_id AND p.state = 'pending' AND p.head = 1 AND p.id <> callbacks.id)
+         WHERE id = ?1",
+        params![id, now, receiver(&url)],
     )?;
-    if n == 1 {
-        settle_head(conn, &call_of(conn, id)?)?;
-    }
-    Ok(n == 1)
+    Ok(true)
 }

@@ -379,19 +379,23 @@ const MIGRATIONS: &[&str] = &[
     // backlog it stepped through every later callback of every waiting call
     // (bench/soak.sh). `head` marks it, kept by the writes that change a
     // callback's state (store::callbacks); `receiver` is the URL's scheme,
-    // host and port (the rows before this step get the part before the
-    // path's first slash). The due index holds only heads, by receiver.
+    // host and port in lower case (store::callbacks::receiver: the URL up
+    // to the first /, ? or # after the scheme's ://). The due index holds only
+    // heads, by receiver.
     r#"
     ALTER TABLE callbacks ADD COLUMN head INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE callbacks ADD COLUMN receiver TEXT NOT NULL DEFAULT '';
     UPDATE callbacks SET head = 1
         WHERE state = 'pending' AND NOT EXISTS (SELECT 1 FROM callbacks p
             WHERE p.call_id = callbacks.call_id AND p.state = 'pending' AND p.id < callbacks.id);
-    UPDATE callbacks SET receiver = CASE
-            WHEN instr(substr(url, instr(url, '://') + 3), '/') = 0 THEN url
-            ELSE substr(url, 1, instr(url, '://') + 1 + instr(substr(url, instr(url, '://') + 3), '/'))
-        END
-        WHERE state = 'pending';
+    -- s: where the authority starts; p: the first /, ? or # in it (0: none).
+    UPDATE callbacks SET receiver = (
+        WITH a(s) AS (SELECT CASE WHEN instr(url, '://') = 0 THEN 1 ELSE instr(url, '://') + 3 END),
+             b(s, p) AS (SELECT s, min(
+                 CASE WHEN instr(substr(url, s), '/') = 0 THEN 1e9 ELSE instr(substr(url, s), '/') END,
+                 CASE WHEN instr(substr(url, s), '?') = 0 THEN 1e9 ELSE instr(substr(url, s), '?') END,
+                 CASE WHEN instr(substr(url, s), '#') = 0 THEN 1e9 ELSE instr(substr(url, s), '#') END) FROM a)
+        SELECT lower(CASE WHEN p = 1e9 THEN url ELSE substr(url, 1, s + p - 2) END) FROM b);
     DROP INDEX callbacks_due;
     CREATE INDEX callbacks_due ON callbacks (receiver, next_at) WHERE state = 'pending' AND head = 1;
     "#,
@@ -533,17 +537,17 @@ mod tests {
             .unwrap();
         }
         // a: delivered, pending, pending; b: dead, delivered.
-        for (id, call, state) in [
-            (1, "a", "delivered"),
-            (2, "b", "dead"),
-            (3, "a", "pending"),
-            (4, "b", "delivered"),
-            (5, "a", "pending"),
+        for (id, call, state, url) in [
+            (1, "a", "delivered", "http://h/"),
+            (2, "b", "dead", "HTTPS://Hooks.Example.com:8443?x=1"),
+            (3, "a", "pending", "http://h/cb#f"),
+            (4, "b", "delivered", "https://hooks.example.com#f"),
+            (5, "a", "pending", "no scheme/x"),
         ] {
             conn.execute(
                 "INSERT INTO callbacks (id, call_id, seq, event_id, url, format, body, created_at, next_at, state)
-                 VALUES (?1, ?2, ?1, 'e', 'http://h/', 'native', x'', 0, 0, ?3)",
-                rusqlite::params![id, call, state],
+                 VALUES (?1, ?2, ?1, 'e', ?4, 'native', x'', 0, 0, ?3)",
+                rusqlite::params![id, call, state, url],
             )
             .unwrap();
         }
@@ -559,13 +563,17 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(heads, [3]);
-        let receivers: Vec<String> = conn
-            .prepare("SELECT DISTINCT receiver FROM callbacks WHERE state = 'pending'")
+        // Every row's receiver, as store::callbacks::receiver has it.
+        let rows: Vec<(String, String)> = conn
+            .prepare("SELECT url, receiver FROM callbacks ORDER BY id")
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(receivers, ["http://h"]);
+        for (url, receiver) in &rows {
+            assert_eq!(*receiver, crate::store::callbacks::receiver(url), "{url}");
+        }
+        assert_eq!(rows[1].1, "https://hooks.example.com:8443");
     }
 }
