@@ -106,6 +106,23 @@ impl Rotation {
 }
 
 impl App {
+    /// An app on `config_text` (TOML) with its store open, for unit tests.
+    #[cfg(test)]
+    pub fn for_test(config_text: &str) -> App {
+        let config =
+            crate::config::parse(config_text, crate::config::Source::File("t.toml".into()))
+                .unwrap();
+        let store = Store::open(&config.database).unwrap();
+        let following = Arc::new(Following::default());
+        let client = crate::outbound::client(rustls::RootCertStore::empty()).unwrap();
+        App::new(
+            Runtime::new(config, &following, &client),
+            store,
+            following,
+            client,
+        )
+    }
+
     pub fn new(
         runtime: Runtime,
         store: Store,

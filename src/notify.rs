@@ -584,9 +584,7 @@ mod tests {
         }
     }
 
-    use crate::app::{Metrics, Runtime};
-    use crate::config::{parse, Source};
-    use crate::provider::Following;
+    use crate::app::Metrics;
     use crate::store::calls::{self, NewCall};
     use crate::store::Store;
     use std::net::SocketAddr;
@@ -722,16 +720,8 @@ mod tests {
             "[database]\npath = \"{}\"\n{extra}\n[[partner]]\nid = \"p\"\nsecret = \"s\"\nprovider = \"sim\"\ncallback_hosts = [\"127.0.0.1\"]\n[[provider]]\nname = \"sim\"\nkind = \"sim\"\n",
             dir.join("t.db").display()
         );
-        let config = parse(&text, Source::File("t.toml".into())).unwrap();
-        let store = Store::open(&config.database).unwrap();
-        let following = Arc::new(Following::default());
-        let client = crate::outbound::client(rustls::RootCertStore::empty()).unwrap();
-        let app = Arc::new(App::new(
-            Runtime::new(config, &following, &client),
-            store.clone(),
-            following,
-            client.clone(),
-        ));
+        let app = Arc::new(App::for_test(&text));
+        let (store, client) = (app.store.clone(), app.client.clone());
         let clock = Arc::new(AtomicI64::new(T0));
         let c = clock.clone();
         let (outbox, inbox) = Outbox::new(app, client, move || c.load(Ordering::SeqCst));

@@ -61,10 +61,7 @@ pub async fn run(app: Arc<App>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Runtime;
-    use crate::config::{parse, Source};
     use crate::core::call::{CallState, Leg, Side};
-    use crate::provider::Following;
     use crate::store::calls::NewCall;
     use crate::store::{legs, Store};
 
@@ -73,19 +70,9 @@ mod tests {
             "[database]\npath = \"{}\"\n[[partner]]\nid = \"p\"\nsecret = \"s\"\nprovider = \"sim\"\n[[provider]]\nname = \"sim\"\nkind = \"sim\"\n",
             dir.join("t.db").display()
         );
-        let config = parse(&text, Source::File("t.toml".into())).unwrap();
-        let store = Store::open(&config.database).unwrap();
-        let following = Arc::new(Following::default());
-        let client = crate::outbound::client(rustls::RootCertStore::empty()).unwrap();
-        (
-            App::new(
-                Runtime::new(config, &following, &client),
-                store.clone(),
-                following,
-                client,
-            ),
-            store,
-        )
+        let app = App::for_test(&text);
+        let store = app.store.clone();
+        (app, store)
     }
 
     fn call(deadline: i64) -> NewCall {
